@@ -1,0 +1,529 @@
+"""DINClassifier: a skorch-backed Deep Interest Network with a scikit-learn API."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.special import expit
+from skorch import NeuralNetBinaryClassifier
+from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
+from skorch.dataset import Dataset
+from skorch.utils import is_dataset
+from sklearn.metrics import roc_auc_score
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import (
+    Interval,
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from ._batching import TensorBatchIterator, dataset_arrays
+from ._layout import InputLayout
+from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
+
+
+class NoHistoryWarning(UserWarning):
+    """X has no history columns: the model is an embedding + MLP model without attention."""
+
+
+def _valid_auc(net: DINClassifier, X: object, y: object) -> float:
+    """Validation ROC AUC for the epoch log; NaN when the split holds one class."""
+    y = np.asarray(y)
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return roc_auc_score(y, net.predict_proba(X)[:, 1])
+
+
+def _check_units(name: str, units: object, allow_empty: bool) -> None:
+    if not isinstance(units, tuple | list) or not all(
+        isinstance(u, Integral) and not isinstance(u, bool) and u > 0 for u in units
+    ):
+        raise ValueError(f"{name} must be a tuple of positive ints, got {units!r}.")
+    if not allow_empty and not units:
+        raise ValueError(f"{name} must have at least one layer, got {units!r}.")
+
+
+class DINClassifier(NeuralNetBinaryClassifier):
+    """Deep Interest Network (Zhou et al., KDD 2018) binary classifier.
+
+    A scikit-learn classifier built on skorch's ``NeuralNetBinaryClassifier``:
+    every skorch feature (callbacks, ``history``, ``optimizer__*`` and
+    ``module__*`` parameters, ``warm_start``, ``save_params``) works. It reads the
+    integer DataFrame made by :class:`SequenceFeatureTransformer` (or any frame
+    that follows the same column convention, see the notes) and learns click
+    probabilities with DIN's local activation unit over each row's history.
+
+    Parameters
+    ----------
+    embed_dim : int, default=8
+        Width of every embedding.
+    attention_units : tuple of int, default=(80, 40)
+        Hidden layers of the local activation unit (the paper's sizes).
+    hidden_units : tuple of int, default=(200, 80)
+        Hidden layers of the output MLP (the paper's sizes).
+    activation : {"dice", "prelu", "relu"}, default="dice"
+        Activation of both MLPs; "dice" is the paper's data-adaptive activation.
+    attention_normalization : {None, "softmax"}, default=None
+        None uses raw attention scores as weights (the paper); "softmax"
+        normalises them over each row's real history positions.
+    pooling : {"attention", "sum", "mean"}, default="attention"
+        How the history is pooled; "sum" and "mean" give the paper's base model.
+    dropout : float, default=0.0
+        Dropout after each hidden layer of the output MLP.
+    batch_norm : bool, default=False
+        Batch normalisation in the output MLP.
+    user_col : str or None, default="user_id"
+        Column of encoded user ids (embedded); None for no user embedding.
+    categorical_cols : tuple of str, default=()
+        Other integer columns to embed. Every column that is not an id,
+        history, ``hist_len`` or categorical column is a numeric feature.
+    criterion : torch criterion class, default=torch.nn.BCEWithLogitsLoss
+        Mean-reduced loss on the logits.
+    optimizer : torch optimizer class, default=torch.optim.Adam
+    lr : float, default=1e-3
+    max_epochs : int, default=5
+    batch_size : int, default=1024
+    train_split : callable or None, default=None
+        skorch's internal validation split (e.g. ``skorch.dataset.ValidSplit(0.1)``);
+        None trains on all rows (cross-validate with scikit-learn instead).
+    callbacks : list or None, default=None
+        Extra skorch callbacks (e.g. ``EarlyStopping`` with a ``train_split``).
+    device : str or torch.device, default="cpu"
+        "cpu", "cuda", "cuda:1", "mps" or a ``torch.device``.
+    verbose : int, default=1
+        1 prints the epoch table; 0 is silent.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, shuffling and dropout: the same seed gives the
+        same model on the same machine.
+    **kwargs
+        skorch's prefixed parameters, e.g. ``module__embed_dim`` (wins over the
+        flat parameter), ``optimizer__weight_decay``, ``callbacks__print_log``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        The two labels; ``predict_proba[:, 1]`` is the probability of ``classes_[1]``.
+    layout_ : InputLayout
+        Which columns are history blocks, candidate, sparse and dense features.
+    history_vocab_sizes_ : tuple of int
+        Embedding table size of each history feature, inferred from the data.
+    sparse_vocab_sizes_ : tuple of int
+        Embedding table size of each other id column.
+    n_features_in_ : int
+        Number of columns seen in fit.
+    feature_names_in_ : ndarray of str
+        Columns seen in fit (only when X is a DataFrame).
+    module_ : DeepInterestNetwork
+        The fitted network.
+    history_ : skorch.History
+        Per-epoch log (train loss; validation loss and AUC with a train_split).
+
+    See Also
+    --------
+    SequenceFeatureTransformer : Builds the input columns from an interaction log.
+
+    Notes
+    -----
+    Columns are read by name: ``hist_<f>_<k>`` (k = 0 most recent) is feature
+    ``f`` of the history, ``<f>`` the candidate's value of it (sharing ``f``'s
+    embedding table), ``hist_len`` the number of real positions, ``user_col`` and
+    ``categorical_cols`` other ids; all other columns are numeric. Ids are
+    non-negative integers, 0 = padding, 1 = unknown; ids larger than any seen in
+    fit are treated as unknown. Without column names (a numpy array) there is no
+    history and every column is numeric: a :class:`NoHistoryWarning` says so.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn_din import DINClassifier, SequenceFeatureTransformer
+    >>> from sklearn_din.datasets import make_interactions, sample_negatives
+    >>> rows = sample_negatives(make_interactions(n_users=200, random_state=0), random_state=0)
+    >>> X, y = rows.drop(columns="label"), rows["label"]
+    >>> model = make_pipeline(SequenceFeatureTransformer(),
+    ...                       DINClassifier(max_epochs=2, verbose=0, random_state=0))
+    >>> model.fit(X, y).predict_proba(X).shape
+    (8..., 2)
+    """
+
+    _parameter_constraints: dict = {
+        "embed_dim": [Interval(Integral, 1, None, closed="left")],
+        "attention_units": [tuple, list],
+        "hidden_units": [tuple, list],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "attention_normalization": [None, StrOptions({"softmax"})],
+        "pooling": [StrOptions(set(POOLINGS))],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "batch_norm": ["boolean"],
+        "user_col": [str, None],
+        "categorical_cols": [tuple, list],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "device": [str, torch.device, None],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        *,
+        module: type[torch.nn.Module] = DeepInterestNetwork,
+        embed_dim: int = 8,
+        attention_units: tuple[int, ...] = (80, 40),
+        hidden_units: tuple[int, ...] = (200, 80),
+        activation: str = "dice",
+        attention_normalization: str | None = None,
+        pooling: str = "attention",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        user_col: str | None = "user_id",
+        categorical_cols: tuple[str, ...] = (),
+        criterion: type[torch.nn.Module] = torch.nn.BCEWithLogitsLoss,
+        optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
+        lr: float = 1e-3,
+        max_epochs: int = 5,
+        batch_size: int = 1024,
+        train_split: object = None,
+        callbacks: list | None = None,
+        device: str | torch.device = "cpu",
+        verbose: int = 1,
+        random_state: int | np.random.RandomState | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(
+            module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=train_split,
+            callbacks=callbacks,
+            device=device,
+            verbose=verbose,
+            **kwargs,
+        )
+        self.embed_dim = embed_dim
+        self.attention_units = attention_units
+        self.hidden_units = hidden_units
+        self.activation = activation
+        self.attention_normalization = attention_normalization
+        self.pooling = pooling
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.user_col = user_col
+        self.categorical_cols = categorical_cols
+        self.random_state = random_state
+
+    # ---------------------------------------------------------------- skorch hooks
+    def _get_param_names(self) -> list[str]:
+        # skorch lists every attribute not ending in "_" as a parameter, its own private
+        # bookkeeping (_params_to_validate, ...) included; clone() must not see those.
+        return [k for k in super()._get_param_names() if not k.startswith("_")]
+
+    @property
+    def _default_callbacks(self) -> list:
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+            ("valid_auc", EpochScoring(_valid_auc, name="valid_auc", lower_is_better=False)),
+            ("print_log", PrintLog()),
+        ]
+
+    def initialize_module(self) -> DINClassifier:
+        """Build the network from the fitted layout; explicit ``module__*`` values win."""
+        kwargs = {
+            "history_vocab_sizes": self.history_vocab_sizes_,
+            "sparse_vocab_sizes": self.sparse_vocab_sizes_,
+            "n_dense": len(self.layout_.dense_cols),
+            "embed_dim": self.embed_dim,
+            "attention_units": tuple(self.attention_units),
+            "hidden_units": tuple(self.hidden_units),
+            "activation": self.activation,
+            "attention_normalization": self.attention_normalization,
+            "pooling": self.pooling,
+            "dropout": self.dropout,
+            "batch_norm": self.batch_norm,
+        }
+        kwargs.update(self.get_params_for("module"))
+        self.module_ = self.initialized_instance(self.module, kwargs)
+        return self
+
+    def get_iterator(self, dataset: object, training: bool = False) -> object:
+        """Whole-batch iteration over pre-built tensors (skorch's loader for other datasets)."""
+        arrays = dataset_arrays(dataset)
+        if arrays is None:
+            return super().get_iterator(dataset, training=training)
+        inputs, target = arrays
+        generator = None
+        if training:
+            generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+        return TensorBatchIterator(
+            inputs,
+            target,
+            batch_size=self.batch_size,
+            shuffle=training,
+            generator=generator,
+            device=self.device or "cpu",
+        )
+
+    # ---------------------------------------------------------------- checks
+    def _check_params(self) -> None:
+        validate_parameter_constraints(
+            self._parameter_constraints, self.get_params(deep=False), type(self).__name__
+        )
+        _check_units("attention_units", self.attention_units, allow_empty=False)
+        _check_units("hidden_units", self.hidden_units, allow_empty=True)
+        bad = [c for c in self.categorical_cols if not isinstance(c, str)]
+        if bad:
+            raise ValueError(f"categorical_cols must be column names, got {bad}.")
+        _check_device(self.device)
+
+    def _frame(self, X: object, method: str, reset: bool) -> tuple[pd.DataFrame, bool]:
+        """X as a DataFrame, and whether it came with column names.
+
+        Also records (``reset=True``) or checks ``n_features_in_`` and
+        ``feature_names_in_`` the scikit-learn way.
+        """
+        who = f"{type(self).__name__}.{method}"
+        if isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns):
+            if X.columns.duplicated().any():
+                dup = X.columns[X.columns.duplicated()].unique().tolist()
+                raise ValueError(f"{who}: duplicated column names {dup}.")
+            if len(X) == 0:
+                raise ValueError(f"{who}: X has 0 rows; at least one row is required.")
+            validate_data(self, X, skip_check_array=True, reset=reset)
+            if not reset and hasattr(self, "feature_names_in_"):
+                missing = [c for c in self.feature_names_in_ if c not in X.columns]
+                if missing:
+                    raise ValueError(f"{who}: X lacks column(s) {missing[:10]} seen in fit.")
+            return X, True
+        array = validate_data(self, X, reset=reset, dtype="numeric", accept_sparse=False)
+        return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])]), False
+
+    def _network_inputs(self, X: object, method: str) -> dict[str, np.ndarray]:
+        """Validate prediction-time X against the fitted layout and build the inputs."""
+        frame, _ = self._frame(X, method, reset=False)
+        self.layout_.check(frame, f"{type(self).__name__}.{method}")
+        return self.layout_.to_arrays(frame, self.history_vocab_sizes_, self.sparse_vocab_sizes_)
+
+    def _layout_for(self, frame: pd.DataFrame, named: bool) -> InputLayout:
+        if not named:
+            warnings.warn(
+                "X has no column names: DINClassifier cannot find ids or histories and "
+                "fits an MLP over all columns as numeric features. Pass the DataFrame "
+                "made by SequenceFeatureTransformer.",
+                NoHistoryWarning, stacklevel=4,
+            )
+            return InputLayout((), 0, False, (), tuple(frame.columns))
+        user_col = self.user_col
+        if user_col is not None and user_col not in frame.columns:
+            warnings.warn(
+                f"user_col {user_col!r} is not a column of X: fitting without a user "
+                "embedding. Pass user_col=None to silence this warning.",
+                UserWarning, stacklevel=4,
+            )
+            user_col = None
+        layout = InputLayout.from_columns(
+            frame.columns, user_col=user_col, categorical_cols=tuple(self.categorical_cols)
+        )
+        if not layout.history_features:
+            warnings.warn(
+                "X has no hist_<feature>_<k> columns: the model has no behaviour "
+                "history and no attention (an embedding + MLP model).",
+                NoHistoryWarning, stacklevel=4,
+            )
+        return layout
+
+    def _training_inputs(
+        self, X: object, y: object, method: str
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Validate X and y; on a fresh fit learn the layout, vocabularies and classes."""
+        who = f"{type(self).__name__}.{method}"
+        fresh = not (self.initialized_ and (method == "partial_fit" or self.warm_start))
+        if y is None:
+            raise ValueError(f"{who} requires y to be passed, but the target y is None.")
+        frame, named = self._frame(X, method, reset=fresh)
+        y = column_or_1d(y, warn=True)
+        check_consistent_length(frame, y)
+        if pd.isna(y).any():
+            raise ValueError(f"{who}: y has missing values (NaN/None).")
+        check_classification_targets(y)
+        labels = np.unique(y)
+        if fresh:
+            if len(labels) > 2:
+                raise ValueError(
+                    "Only binary classification is supported. "
+                    f"y has {len(labels)} classes: {labels[:10].tolist()}."
+                )
+            if len(labels) < 2:
+                raise ValueError(
+                    f"{who}: y contains only one class ({labels.tolist()}); two are needed."
+                )
+            layout = self._layout_for(frame, named)
+            layout.check(frame, who)
+            self.classes_ = labels
+            self.layout_ = layout
+            self.history_vocab_sizes_, self.sparse_vocab_sizes_ = layout.vocab_sizes(frame)
+            inputs = layout.to_arrays(frame, self.history_vocab_sizes_, self.sparse_vocab_sizes_)
+        else:
+            unknown = np.setdiff1d(labels, self.classes_)
+            if len(unknown):
+                raise ValueError(f"{who}: y has labels {unknown.tolist()} not seen in the first "
+                                 f"fit (classes_ = {self.classes_.tolist()}).")
+            self.layout_.check(frame, who)
+            inputs = self.layout_.to_arrays(
+                frame, self.history_vocab_sizes_, self.sparse_vocab_sizes_
+            )
+        return inputs, (y == self.classes_[1]).astype(np.float32)
+
+    @contextlib.contextmanager
+    def _seeded(self) -> Iterator[None]:
+        """Seed torch inside the block, leaving the caller's RNG state untouched."""
+        if self.random_state is None:
+            yield
+            return
+        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        # Continue, not repeat, the random stream on warm starts and partial fits.
+        seed += 1_000_003 * (len(self.history_) if self.initialized_ else 0)
+        devices = [torch.device(self.device).index or 0] if _is_cuda(self.device) else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    # ---------------------------------------------------------------- public API
+    @property
+    def classes_(self) -> np.ndarray:
+        if "classes_" not in self.__dict__:
+            raise AttributeError("DINClassifier has no classes_ before fit.")
+        return self.__dict__["classes_"]
+
+    @classes_.setter
+    def classes_(self, value: np.ndarray) -> None:
+        self.__dict__["classes_"] = value
+
+    def fit(self, X: pd.DataFrame, y: object, **fit_params: object) -> DINClassifier:
+        """Fit the network from scratch (or continue, with ``warm_start=True``).
+
+        Parameters
+        ----------
+        X : DataFrame
+            Integer id/history columns (e.g. from SequenceFeatureTransformer) and
+            numeric columns.
+        y : array-like of shape (n_rows,)
+            Two-valued labels of any type (0/1, bools, strings).
+        **fit_params : dict
+            Passed to skorch's fit loop.
+
+        Returns
+        -------
+        self : DINClassifier
+        """
+        self._check_params()
+        if not self.warm_start or not self.initialized_:
+            self.initialized_ = False
+        inputs, target = self._training_inputs(X, y, "fit")
+        with self._seeded():
+            if not self.initialized_:
+                self.initialize()
+            super().partial_fit(inputs, target, **fit_params)
+        return self
+
+    def partial_fit(
+        self, X: pd.DataFrame, y: object, classes: object = None, **fit_params: object
+    ) -> DINClassifier:
+        """Train ``max_epochs`` more epochs without re-initialising the network.
+
+        The first call learns the layout, vocabularies and classes as :meth:`fit`
+        does; later calls must use the same columns and labels.
+
+        Parameters
+        ----------
+        X : DataFrame
+        y : array-like of shape (n_rows,)
+        classes : ignored
+            Present for scikit-learn's incremental-learning signature.
+        **fit_params : dict
+            Passed to skorch's fit loop.
+
+        Returns
+        -------
+        self : DINClassifier
+        """
+        self._check_params()
+        inputs, target = self._training_inputs(X, y, "partial_fit")
+        with self._seeded():
+            if not self.initialized_:
+                self.initialize()
+            super().partial_fit(inputs, target, **fit_params)
+        return self
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """Logit of ``classes_[1]`` for each row, float64 of shape (n_rows,)."""
+        check_is_fitted(self)
+        if not (is_dataset(X) or isinstance(X, dict)):
+            X = Dataset(self._network_inputs(X, "predict"), None)
+        return self.forward(X, training=False).double().numpy()
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Probabilities of both classes, float64 of shape (n_rows, 2).
+
+        Computed in float64 from the logits, so confident rows keep distinct
+        scores instead of all rounding to 1.0.
+        """
+        check_is_fitted(self)
+        p = expit(self.decision_function(X))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """``classes_[1]`` where its probability exceeds ``threshold``, else ``classes_[0]``."""
+        check_is_fitted(self)
+        return self.classes_[(self.predict_proba(X)[:, 1] > self.threshold).astype(int)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.string = False
+        tags.classifier_tags.multi_class = False
+        tags.target_tags.required = True
+        return tags
+
+
+def _is_cuda(device: object) -> bool:
+    return device is not None and torch.device(device).type == "cuda"
+
+
+def _check_device(device: object) -> None:
+    """Refuse a device this machine does not have, before any training starts."""
+    if device is None:
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not a valid torch device: {exc}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but CUDA is not available on this machine.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist."
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} but MPS is not available on this machine.")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r}: expected 'cpu', 'cuda[:N]' or 'mps'.")

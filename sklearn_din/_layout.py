@@ -1,0 +1,172 @@
+"""The column convention between the transformer and the classifier.
+
+A DataFrame is read by name:
+
+- ``hist_<f>_<k>`` for k = 0..L-1: feature ``f`` of the k-th most recent behaviour
+  (0 = padding). Every history feature has the same L and no gap in k.
+- ``<f>``: the candidate's value of each history feature ``f`` (shares ``f``'s table).
+- ``hist_len``: number of real history positions (optional: without it, the
+  non-zero ids of the first history feature are counted).
+- the user column (``user_col``) and the columns named in ``categorical_cols``:
+  other ids, each with its own embedding table.
+- every other column: a numeric (dense) feature.
+
+Ids are non-negative integers; 0 is padding and 1 unknown.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ._transformer import HIST_LEN_COL, UNKNOWN, history_column
+
+_HIST_PATTERN = re.compile(r"^hist_(.+)_(\d+)$")
+
+
+@dataclass(frozen=True)
+class InputLayout:
+    """Which columns of a frame play which role."""
+
+    history_features: tuple[str, ...]
+    max_len: int
+    has_hist_len: bool
+    sparse_cols: tuple[str, ...]
+    dense_cols: tuple[str, ...]
+
+    @classmethod
+    def from_columns(
+        cls, columns: pd.Index, *, user_col: str | None, categorical_cols: tuple[str, ...]
+    ) -> InputLayout:
+        names = [str(c) for c in columns]
+        blocks: dict[str, list[int]] = {}
+        for name in names:
+            match = _HIST_PATTERN.match(name)
+            if match:
+                blocks.setdefault(match[1], []).append(int(match[2]))
+        lengths = {}
+        for feature, positions in blocks.items():
+            missing = sorted(set(range(max(positions) + 1)) - set(positions))
+            if missing:
+                raise ValueError(
+                    f"history block of {feature!r} has a gap: column(s) "
+                    f"{[history_column(feature, k) for k in missing]} missing."
+                )
+            lengths[feature] = max(positions) + 1
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"history blocks have different lengths: {lengths}.")
+        features = tuple(blocks)
+        no_candidate = [f for f in features if f not in names]
+        if no_candidate:
+            raise ValueError(
+                f"history feature(s) {no_candidate} have hist_<f>_<k> columns but no candidate "
+                f"column <f>; X has columns {names[:20]}."
+            )
+        sparse = []
+        if user_col is not None:
+            if user_col not in names:
+                raise ValueError(
+                    f"user_col {user_col!r} is not a column of X; pass user_col=None to fit "
+                    "without a user embedding."
+                )
+            sparse.append(user_col)
+        missing_cat = [c for c in categorical_cols if c not in names]
+        if missing_cat:
+            raise ValueError(f"categorical_cols {missing_cat} are not columns of X.")
+        roles = {*features, HIST_LEN_COL, *sparse}
+        overlap = sorted(set(categorical_cols) & roles)
+        if overlap:
+            raise ValueError(f"categorical_cols {overlap} are already history or user columns.")
+        sparse += [c for c in categorical_cols if c not in sparse]
+        taken = {*roles, *sparse}
+        dense = tuple(n for n in names if n not in taken and not _HIST_PATTERN.match(n))
+        return cls(
+            history_features=features,
+            max_len=next(iter(lengths.values()), 0),
+            has_hist_len=HIST_LEN_COL in names,
+            sparse_cols=tuple(sparse),
+            dense_cols=dense,
+        )
+
+    @property
+    def id_columns(self) -> list[str]:
+        cols = [*self.history_features]
+        for f in self.history_features:
+            cols += [history_column(f, k) for k in range(self.max_len)]
+        return cols + [*self.sparse_cols]
+
+    def check(self, X: pd.DataFrame, who: str) -> None:
+        """Ids must be finite non-negative integers and dense columns numbers."""
+        id_cols = self.id_columns + ([HIST_LEN_COL] if self.has_hist_len else [])
+        ids = X[id_cols]
+        non_numeric = [c for c, t in ids.dtypes.items() if not pd.api.types.is_numeric_dtype(t)
+                       or pd.api.types.is_bool_dtype(t)]
+        if non_numeric:
+            raise TypeError(
+                f"{who}: id column(s) {non_numeric[:10]} must hold integer codes (as made by "
+                "SequenceFeatureTransformer), got non-numeric dtype(s)."
+            )
+        values = ids.to_numpy()
+        if values.dtype.kind == "f":
+            bad = ~np.isfinite(values) | (values != np.round(values))
+            if bad.any():
+                col = id_cols[int(np.argwhere(bad)[0, 1])]
+                raise ValueError(f"{who}: id column {col!r} has NaN, inf or non-integer values.")
+        if values.size and values.min() < 0:
+            col = id_cols[int(np.argwhere(values < 0)[0, 1])]
+            raise ValueError(f"{who}: id column {col!r} has negative values; ids are >= 0.")
+        dense = X[list(self.dense_cols)]
+        non_numeric = [c for c, t in dense.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
+        if non_numeric:
+            raise TypeError(
+                f"{who}: column(s) {non_numeric[:10]} are neither ids nor numbers. Encode them "
+                "and name them in categorical_cols, or drop them."
+            )
+        if len(self.dense_cols):
+            numbers = dense.to_numpy(dtype=np.float64)
+            if not np.isfinite(numbers).all():
+                col = self.dense_cols[int(np.argwhere(~np.isfinite(numbers))[0, 1])]
+                raise ValueError(f"{who}: numeric column {col!r} has NaN or inf values.")
+
+    def vocab_sizes(self, X: pd.DataFrame) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Table sizes that hold every id of X (at least padding and unknown)."""
+
+        def size(cols: list[str]) -> int:
+            return max(int(X[cols].to_numpy().max(initial=0)) + 1, UNKNOWN + 1)
+
+        history = tuple(
+            size([f, *(history_column(f, k) for k in range(self.max_len))])
+            for f in self.history_features
+        )
+        return history, tuple(size([c]) for c in self.sparse_cols)
+
+    def to_arrays(
+        self, X: pd.DataFrame, history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...]
+    ) -> dict[str, np.ndarray]:
+        """The network's inputs; ids beyond a table map to the unknown id."""
+        n, n_features = len(X), len(self.history_features)
+
+        def clip(values: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
+            limit = np.asarray(sizes, dtype=np.int64).reshape((1, -1) + (1,) * (values.ndim - 2))
+            return np.where(values < limit, values, UNKNOWN).astype(np.int32)
+
+        candidate = X[list(self.history_features)].to_numpy(dtype=np.int64)
+        history = X[self.id_columns[n_features : n_features * (1 + self.max_len)]].to_numpy(
+            dtype=np.int64
+        ).reshape(n, n_features, self.max_len)
+        if self.has_hist_len:
+            length = X[HIST_LEN_COL].to_numpy(dtype=np.int64).clip(0, self.max_len)
+        elif n_features:
+            length = (history[:, 0, :] != 0).sum(axis=1)
+        else:
+            length = np.zeros(n, dtype=np.int64)
+        return {
+            "candidate": clip(candidate, history_sizes),
+            "history": clip(history, history_sizes),
+            "history_length": length.astype(np.int32),
+            "sparse": clip(X[list(self.sparse_cols)].to_numpy(dtype=np.int64), sparse_sizes),
+            "dense": X[list(self.dense_cols)].to_numpy(dtype=np.float32),
+        }

@@ -1,0 +1,257 @@
+"""The Deep Interest Network as a plain PyTorch module.
+
+It knows nothing of pandas or scikit-learn: it takes integer id tensors and
+returns one logit per row. Layout of the inputs (B rows):
+
+- ``candidate`` (B, F): ids of the candidate item and its attributes; feature
+  ``f`` shares its embedding table with history feature ``f``.
+- ``history`` (B, F, L): the same features for the L most recent behaviours,
+  position 0 = most recent.
+- ``history_length`` (B,): how many leading positions of ``history`` are real;
+  every later position is padding and is never read.
+- ``sparse`` (B, S): other categorical ids (the user first, when there is one),
+  each with its own table.
+- ``dense`` (B, D): numeric features, fed to the MLP as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS = ("dice", "prelu", "relu")
+POOLINGS = ("attention", "sum", "mean")
+
+
+class Dice(nn.Module):
+    """Data-adaptive activation of the DIN paper (Zhou et al., 2018, Eq. 9).
+
+    ``f(s) = p(s) * s + (1 - p(s)) * alpha * s`` with
+    ``p(s) = sigmoid((s - E[s]) / sqrt(Var[s] + eps))``: the expectation and
+    variance are the mini-batch statistics in training and their running
+    averages at inference. Unlike DeepCTR's variant there is no learnable
+    scale or shift inside the normalisation; ``alpha`` is learnt per channel,
+    starting at 0.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-8, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.eps = eps
+        self.momentum = momentum
+        self.alpha = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # A single row has no variance: it is normalised with the running statistics.
+        if self.training and x.shape[0] > 1:
+            var, mean = torch.var_mean(x, dim=0, correction=0)
+            with torch.no_grad():
+                n = x.shape[0]
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(var * (n / (n - 1)), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        p = torch.sigmoid((x - mean) * torch.rsqrt(var + self.eps))
+        return x * (p + (1.0 - p) * self.alpha)
+
+
+def _activation(name: str, width: int) -> nn.Module:
+    if name == "dice":
+        return Dice(width)
+    if name == "prelu":
+        return nn.PReLU(width)
+    if name == "relu":
+        return nn.ReLU()
+    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}.")
+
+
+def _mlp(
+    in_features: int,
+    units: Sequence[int],
+    activation: str,
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in units:
+        layers.append(nn.Linear(in_features, width))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(width))
+        layers.append(_activation(activation, width))
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        in_features = width
+    return nn.Sequential(*layers)
+
+
+class LocalActivationUnit(nn.Module):
+    """Scores each history position against the candidate (DIN paper, Fig. 2).
+
+    Mathematically an MLP over ``[q, k, q - k, q * k]`` followed by a linear
+    score. Its first layer is evaluated as ``(W_q + W_d) q + (W_k - W_d) k +
+    W_p (q * k)``: the candidate's part once per row instead of once per
+    position, and nothing at all for padding positions, which are never scored.
+    """
+
+    def __init__(self, dim: int, units: Sequence[int], activation: str) -> None:
+        super().__init__()
+        units = tuple(units)
+        if not units:
+            raise ValueError("attention_units must have at least one layer.")
+        self.dim = dim
+        self.first = nn.Linear(4 * dim, units[0])
+        self.first_activation = _activation(activation, units[0])
+        self.rest = _mlp(units[0], units[1:], activation)
+        self.score = nn.Linear(units[-1], 1)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Scores of ``keys`` (N, dim), whose candidates are ``query[rows]``; shape (N,)."""
+        w_q, w_k, w_d, w_p = self.first.weight.split(self.dim, dim=1)
+        per_row = nn.functional.linear(query, w_q + w_d, self.first.bias)
+        q = query[rows]
+        per_position = torch.cat([keys, q * keys], dim=1) @ torch.cat([w_k - w_d, w_p], dim=1).T
+        hidden = self.first_activation(per_row[rows] + per_position)
+        return self.score(self.rest(hidden)).squeeze(1)
+
+
+class DeepInterestNetwork(nn.Module):
+    """Deep Interest Network (Zhou et al., KDD 2018) over integer id tensors.
+
+    Parameters
+    ----------
+    history_vocab_sizes : sequence of int
+        Table size of each history feature (item first, then its attributes),
+        shared by the candidate and the history. Id 0 is padding, 1 unknown.
+    sparse_vocab_sizes : sequence of int, default=()
+        Table sizes of the other categorical inputs (user first, if any).
+    n_dense : int, default=0
+        Number of numeric inputs.
+    embed_dim : int, default=8
+        Width of every embedding.
+    attention_units : sequence of int, default=(80, 40)
+        Hidden layers of the local activation unit.
+    hidden_units : sequence of int, default=(200, 80)
+        Hidden layers of the output MLP.
+    activation : {"dice", "prelu", "relu"}, default="dice"
+        Activation of both MLPs.
+    attention_normalization : {None, "softmax"}, default=None
+        None keeps the raw scores as weights (the paper); "softmax" normalises
+        them over each row's real history positions.
+    pooling : {"attention", "sum", "mean"}, default="attention"
+        "sum" and "mean" pool the history without attention: the paper's base model.
+    dropout : float, default=0.0
+        Dropout after each hidden layer of the output MLP.
+    batch_norm : bool, default=False
+        Batch normalisation before each activation of the output MLP.
+    """
+
+    def __init__(
+        self,
+        history_vocab_sizes: Sequence[int],
+        sparse_vocab_sizes: Sequence[int] = (),
+        n_dense: int = 0,
+        *,
+        embed_dim: int = 8,
+        attention_units: Sequence[int] = (80, 40),
+        hidden_units: Sequence[int] = (200, 80),
+        activation: str = "dice",
+        attention_normalization: str | None = None,
+        pooling: str = "attention",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+        if attention_normalization not in (None, "softmax"):
+            raise ValueError(
+                f"attention_normalization must be None or 'softmax', got {attention_normalization!r}."
+            )
+        self.pooling = pooling
+        self.attention_normalization = attention_normalization
+        self.history_embeddings = nn.ModuleList(
+            nn.Embedding(n, embed_dim, padding_idx=0) for n in history_vocab_sizes
+        )
+        self.sparse_embeddings = nn.ModuleList(
+            nn.Embedding(n, embed_dim, padding_idx=0) for n in sparse_vocab_sizes
+        )
+        item_dim = embed_dim * len(history_vocab_sizes)
+        self.attention = (
+            LocalActivationUnit(item_dim, attention_units, activation)
+            if pooling == "attention" and item_dim
+            else None
+        )
+        in_features = 2 * item_dim + embed_dim * len(sparse_vocab_sizes) + n_dense
+        if in_features == 0:
+            raise ValueError("the network has no input: give it ids or dense features.")
+        self.mlp = _mlp(in_features, hidden_units, activation, dropout, batch_norm)
+        self.output = nn.Linear(hidden_units[-1] if hidden_units else in_features, 1)
+        self.reset_embeddings()
+
+    def reset_embeddings(self, std: float = 0.05) -> None:
+        """Small normal initialisation: large enough to learn fast, small enough that a
+        50-item sum-pooled history does not saturate the MLP at the start."""
+        for table in [*self.history_embeddings, *self.sparse_embeddings]:
+            nn.init.normal_(table.weight, std=std)
+            with torch.no_grad():
+                table.weight[0].zero_()
+
+    def _embed_features(self, ids: torch.Tensor) -> torch.Tensor:
+        """(..., F) ids -> (..., F * embed_dim) concatenated embeddings."""
+        return torch.cat([t(ids[..., f]) for f, t in enumerate(self.history_embeddings)], dim=-1)
+
+    def attend(
+        self, candidate: torch.Tensor, history: torch.Tensor, history_length: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pool the history for each row.
+
+        Returns the candidate embedding (B, D), the pooled history (B, D) and the
+        weight of each history position (B, L'), L' = the longest history in the
+        batch; padding positions weigh exactly 0.
+        """
+        query = self._embed_features(candidate)
+        n_rows, _, max_len = history.shape
+        length = history_length.clamp(0, max_len)
+        longest = int(length.max()) if n_rows else 0
+        positions = torch.arange(longest, device=history.device)
+        valid = positions < length[:, None]  # (B, L')
+        rows, cols = valid.nonzero(as_tuple=True)
+        # Only real positions are embedded and scored: padding costs nothing.
+        keys = self._embed_features(history[rows, :, cols])  # (N, D)
+        if self.attention is None:
+            scores = torch.ones(len(rows), device=keys.device, dtype=keys.dtype)
+            if self.pooling == "mean":
+                scores = scores / length[rows].to(keys.dtype)
+        else:
+            scores = self.attention(query, keys, rows)
+        weights = torch.zeros(n_rows, longest, device=keys.device, dtype=keys.dtype)
+        if self.attention is not None and self.attention_normalization == "softmax":
+            logits = torch.full_like(weights, float("-inf")).index_put((rows, cols), scores)
+            # Rows without history have no finite logit: their weights stay 0, not NaN.
+            weights = torch.softmax(logits, dim=1).nan_to_num(0.0)
+            scores = weights[rows, cols]
+        else:
+            weights = weights.index_put((rows, cols), scores)
+        pooled = torch.zeros_like(query).index_add(0, rows, keys * scores[:, None])
+        return query, pooled, weights
+
+    def forward(
+        self,
+        candidate: torch.Tensor,
+        history: torch.Tensor,
+        history_length: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+    ) -> torch.Tensor:
+        """One logit per row, shape (B,)."""
+        parts = []
+        if len(self.history_embeddings):
+            query, pooled, _ = self.attend(candidate, history, history_length)
+            parts += [query, pooled]
+        parts += [t(sparse[:, j]) for j, t in enumerate(self.sparse_embeddings)]
+        if dense.shape[1]:
+            parts.append(dense)
+        return self.output(self.mlp(torch.cat(parts, dim=1))).squeeze(1)

@@ -1,0 +1,362 @@
+"""SequenceFeatureTransformer: interaction log -> DIN's integer input columns."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval, validate_parameter_constraints
+from sklearn.utils.validation import check_is_fitted
+
+from ._behaviour_store import BehaviourStore
+from ._validation import (
+    binary_positive_mask,
+    check_columns_present,
+    check_dataframe,
+    check_no_missing,
+)
+
+PADDING = 0
+UNKNOWN = 1
+_FIRST_KNOWN = 2
+HIST_LEN_COL = "hist_len"
+
+
+def history_column(feature: str, position: int) -> str:
+    """Name of the column holding ``feature`` of the ``position``-th most recent behaviour."""
+    return f"hist_{feature}_{position}"
+
+
+def _time_values(values: pd.Series, col: str) -> tuple[np.ndarray, str]:
+    """Times as comparable numbers: int64 nanoseconds for datetimes, numbers as they are."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return values.to_numpy(dtype="datetime64[ns]").view(np.int64), "datetime"
+    if pd.api.types.is_bool_dtype(values.dtype):
+        raise TypeError(f"time column {col!r} is boolean; expected numbers or datetimes.")
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        array = values.to_numpy()
+        if not np.isfinite(array.astype(np.float64)).all():
+            raise ValueError(f"time column {col!r} has infinite values.")
+        return array.astype(np.int64 if array.dtype.kind in "iu" else np.float64), "numeric"
+    try:
+        parsed = pd.to_datetime(values, utc=True, format="mixed")
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"time column {col!r} could not be parsed as numbers or datetimes ({exc})."
+        ) from None
+    return _time_values(parsed, col)
+
+
+def _sorted_unique(values: pd.Series) -> np.ndarray:
+    unique = pd.unique(values)
+    try:
+        return np.sort(unique)
+    except TypeError:  # mixed types that do not compare: keep first-seen order
+        return np.asarray(unique)
+
+
+class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
+    """Encode ids and build each row's behaviour history, strictly before the row's time.
+
+    Turns an interaction DataFrame (one row per user, item and time, with item
+    attributes such as a category) into the integer columns that
+    :class:`DINClassifier` reads: the encoded user, item and attribute columns,
+    one block of columns per history feature holding the user's most recent
+    earlier behaviours, and ``hist_len``. Histories only ever contain behaviours
+    *strictly earlier* than the row's own time, so the label of a row (or of any
+    later row) can never leak into its features.
+
+    Parameters
+    ----------
+    user_col : str, default="user_id"
+        Column identifying the user whose history is built.
+    item_col : str, default="item_id"
+        Column of the candidate item; must be one of ``history_cols``.
+    time_col : str, default="time"
+        Column of event times: numbers (e.g. unix seconds) or datetimes. It is
+        consumed here and does not appear in the output.
+    history_cols : tuple of str, default=("item_id", "cate_id")
+        Columns whose per-user history is built: the item column and the item
+        attributes that travel with it.
+    max_len : int, default=50
+        Number of most recent behaviours kept per row; shorter histories are
+        padded with 0.
+
+    Attributes
+    ----------
+    vocabularies_ : dict of str -> ndarray
+        Known values of the user, item and history columns. The value at
+        position ``i`` of a column's vocabulary is encoded as ``i + 2``;
+        0 is padding and 1 stands for a value not seen during fit.
+    n_behaviours_ : int
+        Number of behaviours stored (the clicks, or every row when fit without y).
+    behaviour_store_ : BehaviourStore
+        The stored behaviours, sorted by user and time.
+    time_kind_ : {"numeric", "datetime"}
+        Kind of the time column seen in fit; transform expects the same kind.
+    n_features_in_ : int
+        Number of columns seen in fit.
+    feature_names_in_ : ndarray of str
+        Columns seen in fit.
+
+    See Also
+    --------
+    DINClassifier : The classifier that consumes this transformer's output.
+
+    Notes
+    -----
+    Output columns, in order: ``user_col``, ``item_col``, the other
+    ``history_cols``; then for each history column ``c`` the block
+    ``hist_c_0, ..., hist_c_{max_len-1}`` (``_0`` = most recent); then
+    ``hist_len``; then every other input column, unchanged. Fit with ``y``
+    stores only the rows with a positive label (clicks) as behaviours; fit
+    without ``y`` stores every row (a pure interaction log).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn_din import SequenceFeatureTransformer
+    >>> log = pd.DataFrame({"user_id": ["u", "u", "u", "v"],
+    ...                     "item_id": ["a", "b", "c", "a"],
+    ...                     "cate_id": ["x", "y", "x", "x"],
+    ...                     "time": [1, 2, 3, 1]})
+    >>> out = SequenceFeatureTransformer(max_len=2).fit_transform(log)
+    >>> out[["user_id", "item_id", "hist_item_id_0", "hist_item_id_1", "hist_len"]]
+       user_id  item_id  hist_item_id_0  hist_item_id_1  hist_len
+    0        2        2               0               0         0
+    1        2        3               2               0         1
+    2        2        4               3               2         2
+    3        3        2               0               0         0
+    """
+
+    _parameter_constraints: dict = {
+        "user_col": [str],
+        "item_col": [str],
+        "time_col": [str],
+        "history_cols": [tuple, list],
+        "max_len": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        *,
+        user_col: str = "user_id",
+        item_col: str = "item_id",
+        time_col: str = "time",
+        history_cols: tuple[str, ...] = ("item_id", "cate_id"),
+        max_len: int = 50,
+    ) -> None:
+        self.user_col = user_col
+        self.item_col = item_col
+        self.time_col = time_col
+        self.history_cols = history_cols
+        self.max_len = max_len
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        validate_parameter_constraints(
+            self._parameter_constraints, self.get_params(deep=False), type(self).__name__
+        )
+        cols = list(self.history_cols)
+        if not cols or not all(isinstance(c, str) for c in cols):
+            raise ValueError(
+                f"history_cols must be a non-empty tuple of column names, got {self.history_cols!r}."
+            )
+        if len(set(cols)) != len(cols):
+            raise ValueError(f"history_cols has duplicates: {self.history_cols!r}.")
+        if self.item_col not in cols:
+            raise ValueError(
+                f"item_col {self.item_col!r} must be one of history_cols {self.history_cols!r}."
+            )
+        for name in ("user_col", "time_col"):
+            if getattr(self, name) in cols:
+                raise ValueError(f"{name} {getattr(self, name)!r} cannot be in history_cols.")
+        if self.user_col == self.time_col:
+            raise ValueError("user_col and time_col must be different columns.")
+
+    @property
+    def _id_cols(self) -> list[str]:
+        attributes = [c for c in self.history_cols if c != self.item_col]
+        return [self.user_col, self.item_col, *attributes]
+
+    def _check_X(self, X: object, method: str) -> pd.DataFrame:
+        X = check_dataframe(X, who=f"{type(self).__name__}.{method}")
+        required = [*self._id_cols, self.time_col]
+        check_columns_present(X, required, who=f"{type(self).__name__}.{method}")
+        check_no_missing(X, required, who=f"{type(self).__name__}.{method}")
+        return X
+
+    # ------------------------------------------------------------- encoding
+    def _encode(self, values: pd.Series, col: str) -> np.ndarray:
+        codes = pd.Index(self.vocabularies_[col]).get_indexer(values)
+        # get_indexer gives -1 for values not in the vocabulary: -1 + 2 == UNKNOWN.
+        return (codes + _FIRST_KNOWN).astype(np.int32)
+
+    def _behaviours(
+        self, X: pd.DataFrame, y: object, method: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        times, kind = _time_values(X[self.time_col], self.time_col)
+        if hasattr(self, "time_kind_") and kind != self.time_kind_:
+            raise TypeError(
+                f"time column {self.time_col!r} holds {kind} values but {self.time_kind_} "
+                "values were seen in fit."
+            )
+        self.time_kind_ = kind
+        rows = np.ones(len(X), dtype=bool)
+        if y is not None:
+            rows = binary_positive_mask(y, len(X), who=f"{type(self).__name__}.{method}")
+        users = self._encode(X[self.user_col], self.user_col)[rows]
+        codes = np.column_stack([self._encode(X[c], c)[rows] for c in self.history_cols])
+        return users, times[rows], codes
+
+    # ------------------------------------------------------------------- API
+    def fit(self, X: pd.DataFrame, y: object = None) -> SequenceFeatureTransformer:
+        """Learn the vocabularies and store the users' behaviours.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Interaction rows with the user, item, time and history columns.
+        y : array-like of shape (n_rows,), default=None
+            Binary labels. When given, only positive rows (clicks) become
+            behaviours; when None, every row does.
+
+        Returns
+        -------
+        self : SequenceFeatureTransformer
+            The fitted transformer.
+        """
+        self._check_params()
+        X = self._check_X(X, "fit")
+        for attr in ("time_kind_", "vocabularies_"):
+            self.__dict__.pop(attr, None)
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        created = self._created_names()
+        clashes = sorted(set(created[len(self._id_cols):]) & set(X.columns))
+        if clashes:
+            raise ValueError(
+                f"{type(self).__name__}.fit: input column(s) {clashes} clash with the "
+                "history columns this transformer creates; rename them."
+            )
+        self.vocabularies_ = {c: _sorted_unique(X[c]) for c in self._id_cols}
+        users, times, codes = self._behaviours(X, y, "fit")
+        self.behaviour_store_ = BehaviourStore.from_arrays(users, times, codes)
+        self.n_behaviours_ = len(self.behaviour_store_)
+        return self
+
+    def partial_fit(self, X: pd.DataFrame, y: object = None) -> SequenceFeatureTransformer:
+        """Add new behaviours and vocabulary without forgetting the old ones.
+
+        Known values keep their codes; new values get the next free codes, so a
+        model trained on earlier codes stays valid. Behaviours added here count
+        as arriving after the stored ones with the same time.
+
+        Parameters
+        ----------
+        X : DataFrame
+            New interaction rows, with the columns seen in fit.
+        y : array-like of shape (n_rows,), default=None
+            Binary labels, as in :meth:`fit`.
+
+        Returns
+        -------
+        self : SequenceFeatureTransformer
+            The updated transformer.
+        """
+        if not hasattr(self, "behaviour_store_"):
+            return self.fit(X, y)
+        self._check_params()
+        X = self._check_transform_input(X, "partial_fit")
+        for col in self._id_cols:
+            known = pd.Index(self.vocabularies_[col])
+            new = _sorted_unique(X[col])
+            new = new[~pd.Index(new).isin(known)]
+            if len(new):
+                self.vocabularies_[col] = np.concatenate([self.vocabularies_[col], new])
+        users, times, codes = self._behaviours(X, y, "partial_fit")
+        self.behaviour_store_ = self.behaviour_store_.extend(users, times, codes)
+        self.n_behaviours_ = len(self.behaviour_store_)
+        return self
+
+    def _check_transform_input(self, X: object, method: str) -> pd.DataFrame:
+        X = self._check_X(X, method)
+        seen = set(self.feature_names_in_)
+        if set(X.columns) != seen:
+            raise ValueError(
+                f"{type(self).__name__}.{method}: X must have the columns seen in fit. "
+                f"Missing: {sorted(seen - set(X.columns))}; "
+                f"unexpected: {sorted(set(X.columns) - seen)}."
+            )
+        return X
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Encode ids and attach each row's history of earlier behaviours.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Rows with the columns seen in fit.
+
+        Returns
+        -------
+        X_out : DataFrame
+            Integer columns (see the class notes) followed by the passed-through
+            columns, with ``X``'s index and row order.
+        """
+        check_is_fitted(self)
+        X = self._check_transform_input(X, "transform")
+        times, kind = _time_values(X[self.time_col], self.time_col)
+        if kind != self.time_kind_:
+            raise TypeError(
+                f"time column {self.time_col!r} holds {kind} values but {self.time_kind_} "
+                "values were seen in fit."
+            )
+        ids = np.column_stack([self._encode(X[c], c) for c in self._id_cols])
+        hist, lengths = self.behaviour_store_.histories(ids[:, 0], times, self.max_len)
+        block = np.concatenate([ids, hist.reshape(len(X), -1), lengths[:, None]], axis=1)
+        n_int = block.shape[1]
+        names = self.get_feature_names_out()
+        out = pd.DataFrame(block, index=X.index, columns=names[:n_int])
+        passthrough = list(names[n_int:])
+        if passthrough:
+            out = pd.concat([out, X[passthrough]], axis=1)
+        return out
+
+    def _created_names(self) -> list[str]:
+        names = [*self._id_cols]
+        for col in self.history_cols:
+            names += [history_column(col, k) for k in range(self.max_len)]
+        return [*names, HIST_LEN_COL]
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        """Names of the output columns, in order.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored unless given, in which case it must equal the columns seen in fit.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        if input_features is not None and list(input_features) != list(self.feature_names_in_):
+            raise ValueError("input_features is not equal to feature_names_in_.")
+        consumed = {*self._id_cols, self.time_col}
+        passthrough = [c for c in self.feature_names_in_ if c not in consumed]
+        return np.asarray(self._created_names() + passthrough, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        tags.target_tags.required = False
+        tags.transformer_tags.preserves_dtype = []
+        return tags

@@ -33,7 +33,8 @@ def dataset_arrays(dataset: object) -> tuple[dict, object] | None:
             {k: v[index] for k, v in inputs.items()},
             None if target is None else target[index],
         )
-    if isinstance(dataset, Dataset) and isinstance(dataset.X, dict) and set(dataset.X) == INPUT_KEYS:
+    ours = isinstance(dataset, Dataset) and isinstance(dataset.X, dict)
+    if ours and set(dataset.X) == INPUT_KEYS:
         return dataset.X, dataset.y
     return None
 

@@ -11,10 +11,6 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.special import expit
-from skorch import NeuralNetBinaryClassifier
-from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
-from skorch.dataset import Dataset
-from skorch.utils import is_dataset
 from sklearn.metrics import roc_auc_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
@@ -30,6 +26,10 @@ from sklearn.utils.validation import (
     column_or_1d,
     validate_data,
 )
+from skorch import NeuralNetBinaryClassifier
+from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
+from skorch.dataset import Dataset
+from skorch.utils import is_dataset
 
 from ._batching import TensorBatchIterator, dataset_arrays
 from ._layout import InputLayout
@@ -494,6 +494,41 @@ class DINClassifier(NeuralNetBinaryClassifier):
         """``classes_[1]`` where its probability exceeds ``threshold``, else ``classes_[0]``."""
         check_is_fitted(self)
         return self.classes_[(self.predict_proba(X)[:, 1] > self.threshold).astype(int)]
+
+    def attention_weights(self, X: pd.DataFrame) -> np.ndarray:
+        """Weight the network gives each history position of each row.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Rows in the layout seen in fit.
+
+        Returns
+        -------
+        weights : ndarray of shape (n_rows, max_len), float64
+            ``weights[i, k]`` is the weight of row ``i``'s ``k``-th most recent
+            behaviour; padding positions are exactly 0. With
+            ``attention_normalization="softmax"`` each row with a history sums to 1;
+            with ``pooling="sum"`` every real position weighs 1.
+        """
+        check_is_fitted(self)
+        if not self.layout_.history_features:
+            raise ValueError("attention_weights: the model was fit without history columns.")
+        inputs = self._network_inputs(X, "attention_weights")
+        batches = TensorBatchIterator(
+            inputs, None, batch_size=self.batch_size, shuffle=False, device=self.device or "cpu"
+        )
+        weights = np.zeros((len(inputs["history_length"]), self.layout_.max_len))
+        self.module_.eval()
+        start = 0
+        with torch.no_grad():
+            for batch, _ in batches:
+                _, _, w = self.module_.attend(
+                    batch["candidate"], batch["history"], batch["history_length"]
+                )
+                weights[start : start + len(w), : w.shape[1]] = w.double().cpu().numpy()
+                start += len(w)
+        return weights
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

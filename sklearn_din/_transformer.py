@@ -164,7 +164,8 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         cols = list(self.history_cols)
         if not cols or not all(isinstance(c, str) for c in cols):
             raise ValueError(
-                f"history_cols must be a non-empty tuple of column names, got {self.history_cols!r}."
+                "history_cols must be a non-empty tuple of column names, "
+                f"got {self.history_cols!r}."
             )
         if len(set(cols)) != len(cols):
             raise ValueError(f"history_cols has duplicates: {self.history_cols!r}.")

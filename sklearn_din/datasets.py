@@ -167,7 +167,7 @@ def sample_negatives(
     --------
     >>> from sklearn_din.datasets import make_interactions, sample_negatives
     >>> rows = sample_negatives(make_interactions(n_users=20, random_state=0), random_state=0)
-    >>> rows["label"].mean()
+    >>> float(rows["label"].mean())
     0.5
     """
     log = check_dataframe(log, who="sample_negatives")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 from collections.abc import Iterator
 from numbers import Integral, Real
@@ -86,6 +87,12 @@ class DINClassifier(NeuralNetBinaryClassifier):
         Dropout after each hidden layer of the output MLP.
     batch_norm : bool, default=False
         Batch normalisation in the output MLP.
+    embedding_l2 : float, default=0.0
+        Strength of the paper's mini-batch aware regularisation (Eqs. 4-6; the
+        paper used 0.01): an L2 penalty on only the embedding rows each batch uses,
+        each scaled by 1 / (the id's frequency in the training data). Added to the
+        training loss (so to ``train_loss``). Plain weight decay stays available as
+        ``optimizer__weight_decay``.
     user_col : str or None, default="user_id"
         Column of encoded user ids (embedded); None for no user embedding.
     categorical_cols : tuple of str, default=()
@@ -119,6 +126,9 @@ class DINClassifier(NeuralNetBinaryClassifier):
         The two labels; ``predict_proba[:, 1]`` is the probability of ``classes_[1]``.
     layout_ : InputLayout
         Which columns are history blocks, candidate, sparse and dense features.
+    id_frequencies_ : list of ndarray
+        Occurrences of each id in the training data, per embedding table (for
+        ``embedding_l2``).
     history_vocab_sizes_ : tuple of int
         Embedding table size of each history feature, inferred from the data.
     sparse_vocab_sizes_ : tuple of int
@@ -168,6 +178,7 @@ class DINClassifier(NeuralNetBinaryClassifier):
         "pooling": [StrOptions(set(POOLINGS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
+        "embedding_l2": [Interval(Real, 0, None, closed="left")],
         "user_col": [str, None],
         "categorical_cols": [tuple, list],
         "lr": [Interval(Real, 0, None, closed="neither")],
@@ -190,6 +201,7 @@ class DINClassifier(NeuralNetBinaryClassifier):
         pooling: str = "attention",
         dropout: float = 0.0,
         batch_norm: bool = False,
+        embedding_l2: float = 0.0,
         user_col: str | None = "user_id",
         categorical_cols: tuple[str, ...] = (),
         criterion: type[torch.nn.Module] = torch.nn.BCEWithLogitsLoss,
@@ -225,6 +237,7 @@ class DINClassifier(NeuralNetBinaryClassifier):
         self.pooling = pooling
         self.dropout = dropout
         self.batch_norm = batch_norm
+        self.embedding_l2 = embedding_l2
         self.user_col = user_col
         self.categorical_cols = categorical_cols
         self.random_state = random_state
@@ -259,10 +272,20 @@ class DINClassifier(NeuralNetBinaryClassifier):
             "pooling": self.pooling,
             "dropout": self.dropout,
             "batch_norm": self.batch_norm,
+            "id_frequencies": self.id_frequencies_,
         }
         kwargs.update(self.get_params_for("module"))
         self.module_ = self.initialized_instance(self.module, kwargs)
         return self
+
+    def get_loss(
+        self, y_pred: torch.Tensor, y_true: torch.Tensor, X: object = None, training: bool = False
+    ) -> torch.Tensor:
+        """Mean binary cross-entropy, plus the mini-batch aware penalty in training."""
+        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if training and self.embedding_l2 > 0 and isinstance(X, dict):
+            loss = loss + self.embedding_l2 * self.module_.embedding_penalty(**X)
+        return loss
 
     def get_iterator(self, dataset: object, training: bool = False) -> object:
         """Whole-batch iteration over pre-built tensors (skorch's loader for other datasets)."""
@@ -381,6 +404,9 @@ class DINClassifier(NeuralNetBinaryClassifier):
             self.layout_ = layout
             self.history_vocab_sizes_, self.sparse_vocab_sizes_ = layout.vocab_sizes(frame)
             inputs = layout.to_arrays(frame, self.history_vocab_sizes_, self.sparse_vocab_sizes_)
+            self.id_frequencies_ = _id_frequencies(
+                inputs, self.history_vocab_sizes_, self.sparse_vocab_sizes_
+            )
         else:
             unknown = np.setdiff1d(labels, self.classes_)
             if len(unknown):
@@ -539,6 +565,22 @@ class DINClassifier(NeuralNetBinaryClassifier):
         return tags
 
 
+def _id_frequencies(
+    inputs: dict[str, np.ndarray], history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...]
+) -> list[np.ndarray]:
+    """Occurrences of each id per table: candidates and real history positions, then sparse."""
+    history, length = inputs["history"], inputs["history_length"]
+    valid = np.arange(history.shape[2])[None, :] < length[:, None]
+    counts = [
+        np.bincount(inputs["candidate"][:, f], minlength=size)
+        + np.bincount(history[:, f, :][valid], minlength=size)
+        for f, size in enumerate(history_sizes)
+    ]
+    counts += [np.bincount(inputs["sparse"][:, j], minlength=size)
+               for j, size in enumerate(sparse_sizes)]
+    return counts
+
+
 def _is_cuda(device: object) -> bool:
     return device is not None and torch.device(device).type == "cuda"
 
@@ -547,18 +589,22 @@ def _check_device(device: object) -> None:
     """Refuse a device this machine does not have, before any training starts."""
     if device is None:
         return
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device {device!r} is not a valid torch device: {exc}") from None
-    if dev.type == "cuda":
+    if isinstance(device, torch.device):
+        kind, index = device.type, device.index
+    else:
+        # Parsed by hand: torch.device keeps the index in 8 bits ("cuda:256" -> cuda:0).
+        match = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", str(device))
+        if match is None:
+            raise ValueError(f"device={device!r}: expected 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+        kind, index = match[1], None if match[2] is None else int(match[2])
+    if kind == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but CUDA is not available on this machine.")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
+        if index is not None and not 0 <= index < torch.cuda.device_count():
             raise ValueError(
                 f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist."
             )
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
+    elif kind == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={device!r} but MPS is not available on this machine.")
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device={device!r}: expected 'cpu', 'cuda[:N]' or 'mps'.")
+    elif kind not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r}: expected 'cpu', 'cuda', 'cuda:N' or 'mps'.")

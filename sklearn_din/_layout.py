@@ -109,7 +109,11 @@ class InputLayout:
                 f"{who}: id column(s) {non_numeric[:10]} must hold integer codes (as made by "
                 "SequenceFeatureTransformer), got non-numeric dtype(s)."
             )
-        values = ids.to_numpy()
+        missing = ids.columns[ids.isna().any().to_numpy()].tolist()
+        if missing:
+            raise ValueError(f"{who}: id column(s) {missing[:10]} have missing values (NaN/NA).")
+        values = ids.to_numpy(dtype=np.float64 if any(
+            isinstance(t, pd.api.extensions.ExtensionDtype) for t in ids.dtypes) else None)
         if values.dtype.kind == "f":
             bad = ~np.isfinite(values) | (values != np.round(values))
             if bad.any():
@@ -119,6 +123,9 @@ class InputLayout:
             col = id_cols[int(np.argwhere(values < 0)[0, 1])]
             raise ValueError(f"{who}: id column {col!r} has negative values; ids are >= 0.")
         dense = X[list(self.dense_cols)]
+        missing = dense.columns[dense.isna().any().to_numpy()].tolist()
+        if missing:
+            raise ValueError(f"{who}: numeric column {missing[0]!r} has NaN or inf values.")
         non_numeric = [c for c, t in dense.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
         if non_numeric:
             raise TypeError(
@@ -149,16 +156,24 @@ class InputLayout:
         """The network's inputs; ids beyond a table map to the unknown id."""
         n, n_features = len(X), len(self.history_features)
 
+        def ids(cols: list[str]) -> np.ndarray:
+            # Native dtype (int32 from the transformer, uint64 hashes, integral floats): the
+            # comparison with the table size must happen before any narrowing cast.
+            frame = X[cols]
+            if any(isinstance(t, pd.api.extensions.ExtensionDtype) for t in frame.dtypes):
+                return frame.to_numpy(dtype=np.float64)
+            return frame.to_numpy()
+
         def clip(values: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
-            limit = np.asarray(sizes, dtype=np.int64).reshape((1, -1) + (1,) * (values.ndim - 2))
+            limit = np.asarray(sizes).reshape((1, -1) + (1,) * (values.ndim - 2))
             return np.where(values < limit, values, UNKNOWN).astype(np.int32)
 
-        candidate = X[list(self.history_features)].to_numpy(dtype=np.int64)
-        history = X[self.id_columns[n_features : n_features * (1 + self.max_len)]].to_numpy(
-            dtype=np.int64
-        ).reshape(n, n_features, self.max_len)
+        candidate = ids(list(self.history_features))
+        history = ids(self.id_columns[n_features : n_features * (1 + self.max_len)]).reshape(
+            n, n_features, self.max_len
+        )
         if self.has_hist_len:
-            length = X[HIST_LEN_COL].to_numpy(dtype=np.int64).clip(0, self.max_len)
+            length = ids([HIST_LEN_COL])[:, 0].clip(0, self.max_len)
         elif n_features:
             length = (history[:, 0, :] != 0).sum(axis=1)
         else:
@@ -167,6 +182,6 @@ class InputLayout:
             "candidate": clip(candidate, history_sizes),
             "history": clip(history, history_sizes),
             "history_length": length.astype(np.int32),
-            "sparse": clip(X[list(self.sparse_cols)].to_numpy(dtype=np.int64), sparse_sizes),
+            "sparse": clip(ids(list(self.sparse_cols)), sparse_sizes),
             "dense": X[list(self.dense_cols)].to_numpy(dtype=np.float32),
         }

@@ -147,6 +147,9 @@ class DeepInterestNetwork(nn.Module):
         Dropout after each hidden layer of the output MLP.
     batch_norm : bool, default=False
         Batch normalisation before each activation of the output MLP.
+    id_frequencies : sequence of array-like or None, default=None
+        How often each id occurs in the training data, one array per table (history
+        tables, then sparse tables); used by :meth:`embedding_penalty`.
     """
 
     def __init__(
@@ -163,6 +166,7 @@ class DeepInterestNetwork(nn.Module):
         pooling: str = "attention",
         dropout: float = 0.0,
         batch_norm: bool = False,
+        id_frequencies: Sequence[Sequence[int]] | None = None,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -192,6 +196,19 @@ class DeepInterestNetwork(nn.Module):
         self.mlp = _mlp(in_features, hidden_units, activation, dropout, batch_norm)
         self.output = nn.Linear(hidden_units[-1] if hidden_units else in_features, 1)
         self.reset_embeddings()
+        tables = [*self.history_embeddings, *self.sparse_embeddings]
+        if id_frequencies is not None and len(id_frequencies) != len(tables):
+            raise ValueError(f"id_frequencies needs one array per table ({len(tables)}).")
+        for t, table in enumerate(tables):
+            counts = torch.ones(table.num_embeddings)
+            if id_frequencies is not None:
+                counts = torch.as_tensor(id_frequencies[t], dtype=torch.float32)
+                if counts.shape != (table.num_embeddings,):
+                    raise ValueError(
+                        f"id_frequencies[{t}] has shape {tuple(counts.shape)}, "
+                        f"expected ({table.num_embeddings},)."
+                    )
+            self.register_buffer(f"inverse_frequency_{t}", 1.0 / counts.clamp(min=1.0))
 
     def reset_embeddings(self, std: float = 0.05) -> None:
         """Small normal initialisation: large enough to learn fast, small enough that a
@@ -239,6 +256,35 @@ class DeepInterestNetwork(nn.Module):
             weights = weights.index_put((rows, cols), scores)
         pooled = torch.zeros_like(query).index_add(0, rows, keys * scores[:, None])
         return query, pooled, weights
+
+    def embedding_penalty(
+        self,
+        candidate: torch.Tensor,
+        history: torch.Tensor,
+        history_length: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mini-batch aware L2 penalty of the DIN paper (Eqs. 4-6).
+
+        ``0.5 * sum_j ||w_j||^2 / n_j`` over the ids ``j`` present in this batch
+        (padding excluded) of every embedding table, ``n_j`` being the id's
+        frequency in the training data: its gradient moves only the rows the batch
+        uses, each by ``w_j / n_j``, as in the paper's update (Eq. 6).
+        """
+        max_len = history.shape[2]
+        valid = torch.arange(max_len, device=history.device) < history_length[:, None]
+        used = [torch.cat([candidate[:, f], history[:, f, :][valid]])
+                for f in range(len(self.history_embeddings))]
+        used += [sparse[:, j] for j in range(len(self.sparse_embeddings))]
+        tables = [*self.history_embeddings, *self.sparse_embeddings]
+        total = torch.zeros((), device=candidate.device)
+        for t, (table, ids) in enumerate(zip(tables, used, strict=True)):
+            ids = ids.unique()
+            ids = ids[ids != 0]
+            inverse = getattr(self, f"inverse_frequency_{t}")[ids]
+            total = total + (table.weight[ids].pow(2).sum(dim=1) * inverse).sum()
+        return 0.5 * total
 
     def forward(
         self,

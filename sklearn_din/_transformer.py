@@ -317,12 +317,16 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
                 f"time column {self.time_col!r} holds {kind} values but {self.time_kind_} "
                 "values were seen in fit."
             )
-        ids = np.column_stack([self._encode(X[c], c) for c in self._id_cols])
-        hist, lengths = self.behaviour_store_.histories(ids[:, 0], times, self.max_len)
-        block = np.concatenate([ids, hist.reshape(len(X), -1), lengths[:, None]], axis=1)
+        n_ids, n_features = len(self._id_cols), len(self.history_cols)
+        # One int32 block for every created column, filled in place: no concatenation copy.
+        block = np.empty((len(X), n_ids + n_features * self.max_len + 1), dtype=np.int32)
+        for j, col in enumerate(self._id_cols):
+            block[:, j] = self._encode(X[col], col)
+        history = block[:, n_ids:-1].reshape(len(X), n_features, self.max_len)
+        _, block[:, -1] = self.behaviour_store_.histories(block[:, 0], times, self.max_len, history)
         n_int = block.shape[1]
         names = self.get_feature_names_out()
-        out = pd.DataFrame(block, index=X.index, columns=names[:n_int])
+        out = pd.DataFrame(block, index=X.index, columns=names[:n_int], copy=False)
         passthrough = list(names[n_int:])
         if passthrough:
             out = pd.concat([out, X[passthrough]], axis=1)

@@ -1,0 +1,119 @@
+"""History building: SequenceFeatureTransformer vs torch-rechub's create_seq_features.
+
+Both build, for every row of the same log, the user's earlier behaviours (item and
+category, history length 50). Run in the benchmark environment (peers installed):
+
+    bash benchmarks/setup_env.sh
+    benchmarks/.venv/bin/python benchmarks/transform_speed.py            # 1M rows
+    benchmarks/.venv/bin/python benchmarks/transform_speed.py --rows 100000
+
+Prints a table and writes benchmarks/results/transform_speed.md. The systems run in
+alternation, ``--repeats`` times each; the median is reported and the ratio to
+sklearn-din is computed within this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers import _PeakRSS, time_rechub_create_seq_features  # noqa: E402
+
+from sklearn_din import SequenceFeatureTransformer  # noqa: E402
+from sklearn_din.datasets import make_interactions  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _log(rows: int, seed: int) -> pd.DataFrame:
+    # make_interactions draws a geometric number of clicks per user (mean 20): pick the
+    # number of users that gives about `rows` clicks, then cut to exactly `rows`.
+    log = make_interactions(n_users=max(rows // 20, 10), n_items=max(rows // 100, 100),
+                            n_categories=50, random_state=seed)
+    return log.iloc[:rows].reset_index(drop=True)
+
+
+def _time_ours(log: pd.DataFrame, max_len: int) -> tuple[float, float, tuple]:
+    with _PeakRSS() as rss:
+        start = time.perf_counter()
+        out = SequenceFeatureTransformer(max_len=max_len).fit_transform(log)
+        seconds = time.perf_counter() - start
+    return seconds, rss.mb, out.shape
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--max-len", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "transform_speed.md")
+    args = parser.parse_args(argv)
+
+    log = _log(args.rows, args.seed)
+    hist_len = log.groupby("user_id").cumcount().clip(upper=args.max_len)
+    print(f"log: {len(log):,} rows, {log['user_id'].nunique():,} users, "
+          f"mean history {hist_len.mean():.1f} of {args.max_len}", flush=True)
+
+    ours, theirs, ours_rss, theirs_rss, shape = [], [], [], [], None
+    for repeat in range(args.repeats):
+        seconds, mb, shape = _time_ours(log, args.max_len)
+        ours.append(seconds)
+        ours_rss.append(mb)
+        with _PeakRSS() as rss:
+            theirs.append(time_rechub_create_seq_features(log, max_len=args.max_len))
+        theirs_rss.append(rss.mb)
+        print(f"repeat {repeat + 1}: sklearn-din {ours[-1]:.2f}s, "
+              f"torch-rechub {theirs[-1]:.2f}s", flush=True)
+
+    ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
+    table = pd.DataFrame([
+        {"system": "sklearn-din SequenceFeatureTransformer.fit_transform",
+         "median s": round(ours_s, 2), "rows/s": f"{len(log) / ours_s:,.0f}",
+         "peak RSS MB (process)": round(max(ours_rss)), "speed-up vs torch-rechub":
+         f"{theirs_s / ours_s:.1f}x"},
+        {"system": "torch-rechub 0.9.0 create_seq_features",
+         "median s": round(theirs_s, 2), "rows/s": f"{len(log) / theirs_s:,.0f}",
+         "peak RSS MB (process)": round(max(theirs_rss)), "speed-up vs torch-rechub": "1.0x"},
+    ])
+    print(table.to_string(index=False))
+    target = theirs_s / ours_s >= 20
+    verdict = (f"Target (>= 20x faster than create_seq_features): "
+               f"{'PASS' if target else 'MISS'} ({theirs_s / ours_s:.1f}x)")
+    print(verdict)
+
+    import torch
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        "# History building: 1 log, both systems, alternating runs\n\n"
+        f"Command: `benchmarks/.venv/bin/python benchmarks/transform_speed.py --rows {args.rows} "
+        f"--repeats {args.repeats}`\n\n"
+        f"Date {datetime.date.today()}, {platform.machine()} with "
+        f"{len(__import__('os').sched_getaffinity(0))} cores, Python "
+        f"{platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}, "
+        f"torch {torch.__version__}. Single process, no parallelism in either system.\n\n"
+        f"Log: {len(log):,} rows (make_interactions, seed {args.seed}), "
+        f"{log['user_id'].nunique():,} users, mean history {hist_len.mean():.1f} of "
+        f"{args.max_len}; our output shape {shape}.\n\n"
+        + table.to_markdown(index=False) + "\n\n" + verdict + "\n\n"
+        "torch-rechub's create_seq_features also splits and samples negatives, and (field "
+        "notes) puts every test row into training and keeps each user's oldest events; the "
+        "timing compares the whole call, which is what its tutorial runs.\n"
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

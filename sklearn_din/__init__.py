@@ -1,7 +1,9 @@
 """sklearn-din: the Deep Interest Network (DIN) as scikit-learn estimators."""
 
+from ._callbacks import NonFiniteLossError, StopOnNonFiniteLoss
 from ._classifier import DINClassifier, NoHistoryWarning
 from ._network import DeepInterestNetwork, Dice
+from ._persistence import ModelFileError, load_model, save_model
 from ._transformer import SequenceFeatureTransformer
 from ._version import __version__
 
@@ -9,7 +11,12 @@ __all__ = [
     "DINClassifier",
     "DeepInterestNetwork",
     "Dice",
+    "ModelFileError",
     "NoHistoryWarning",
+    "NonFiniteLossError",
+    "StopOnNonFiniteLoss",
     "SequenceFeatureTransformer",
     "__version__",
+    "load_model",
+    "save_model",
 ]

@@ -33,6 +33,7 @@ from skorch.dataset import Dataset
 from skorch.utils import is_dataset
 
 from ._batching import TensorBatchIterator, dataset_arrays
+from ._callbacks import StopOnNonFiniteLoss
 from ._layout import InputLayout
 from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
 
@@ -255,6 +256,7 @@ class DINClassifier(NeuralNetBinaryClassifier):
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
             ("valid_loss", PassthroughScoring(name="valid_loss")),
             ("valid_auc", EpochScoring(_valid_auc, name="valid_auc", lower_is_better=False)),
+            ("stop_on_non_finite_loss", StopOnNonFiniteLoss()),
             ("print_log", PrintLog()),
         ]
 

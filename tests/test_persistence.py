@@ -1,0 +1,151 @@
+"""Saving without pickle, pickle round trips, and numeric faults during fit."""
+
+import json
+import pickle
+import zipfile
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import make_pipeline
+
+from sklearn_din import (
+    DINClassifier,
+    ModelFileError,
+    NonFiniteLossError,
+    SequenceFeatureTransformer,
+    load_model,
+    save_model,
+)
+from sklearn_din._persistence import FORMAT_VERSION
+from sklearn_din.datasets import make_interactions, sample_negatives
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    rows = sample_negatives(make_interactions(n_users=120, n_items=80, random_state=1),
+                            random_state=1)
+    rows["user_id"] = "u" + rows["user_id"].astype(str)  # string ids must survive saving
+    X = rows.drop(columns="label")
+    y = rows["label"].map({0: "skip", 1: "click"})
+    model = make_pipeline(
+        SequenceFeatureTransformer(max_len=8),
+        DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=2,
+                      embedding_l2=0.01, optimizer__weight_decay=1e-5, verbose=0,
+                      random_state=0),
+    ).fit(X, y)
+    path = tmp_path_factory.mktemp("models") / "pipeline.npz"
+    save_model(model, path)
+    return model, X, y, path
+
+
+def test_saved_pipeline_predicts_identically(fitted):
+    model, X, _, path = fitted
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert list(loaded.classes_) == ["click", "skip"]
+    assert loaded[-1].get_params()["optimizer__weight_decay"] == 1e-5
+    assert loaded[-1].embedding_l2 == 0.01
+    assert loaded[-1].history[:, "train_loss"] == model[-1].history[:, "train_loss"]
+
+
+def test_saved_transformer_keeps_vocabularies_and_behaviours(fitted):
+    model, X, _, path = fitted
+    transformer = model[0]
+    single = path.with_name("transformer.npz")
+    save_model(transformer, single)
+    loaded = load_model(single)
+    pd.testing.assert_frame_equal(loaded.transform(X), transformer.transform(X))
+    assert loaded.n_behaviours_ == transformer.n_behaviours_
+    np.testing.assert_array_equal(loaded.vocabularies_["user_id"],
+                                  transformer.vocabularies_["user_id"])
+
+
+def test_the_file_holds_no_pickle(fitted):
+    *_, path = fitted
+    # np.load with allow_pickle=False would raise on any object array.
+    with np.load(path, allow_pickle=False) as npz:
+        assert all(npz[key].dtype.kind != "O" for key in npz.files)
+
+
+def test_truncated_file_is_refused_clearly(fitted, tmp_path):
+    *_, path = fitted
+    data = path.read_bytes()
+    broken = tmp_path / "truncated.npz"
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="not a readable sklearn-din model file"):
+        load_model(broken)
+
+
+def test_tampered_file_is_refused_clearly(fitted, tmp_path):
+    *_, path = fitted
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    broken = tmp_path / "tampered.npz"
+    broken.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError):
+        load_model(broken)
+
+
+def _rewrite_meta(path, target, edit):
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    meta = json.loads(str(arrays["meta"]))
+    edit(meta)
+    arrays["meta"] = np.asarray(json.dumps(meta))
+    with open(target, "wb") as f:
+        np.savez(f, allow_pickle=False, **arrays)
+
+
+def test_newer_format_version_says_upgrade(fitted, tmp_path):
+    *_, path = fitted
+    newer = tmp_path / "newer.npz"
+    _rewrite_meta(path, newer, lambda meta: meta.update(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(ModelFileError, match="upgrade sklearn-din"):
+        load_model(newer)
+
+
+def test_a_file_cannot_name_arbitrary_code(fitted, tmp_path):
+    *_, path = fitted
+    evil = tmp_path / "evil.npz"
+
+    def edit(meta):
+        meta["steps"][1]["state"]["optimizer"] = "Module"  # not an optimizer class
+
+    _rewrite_meta(path, evil, edit)
+    with pytest.raises(ModelFileError):
+        load_model(evil)
+
+
+def test_other_zip_is_not_a_model(tmp_path):
+    other = tmp_path / "other.npz"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("hello.txt", "hi")
+    with pytest.raises(ModelFileError):
+        load_model(other)
+
+
+def test_unsupported_objects_are_refused_at_save(tmp_path):
+    from sklearn.preprocessing import StandardScaler
+
+    with pytest.raises(TypeError, match="cannot save a StandardScaler"):
+        save_model(make_pipeline(StandardScaler()), tmp_path / "x.npz")
+
+
+def test_pickle_and_joblib_round_trips_are_bit_identical(fitted, tmp_path):
+    model, X, *_ = fitted
+    expected = model.predict_proba(X)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(model)).predict_proba(X), expected)
+    joblib.dump(model, tmp_path / "m.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "m.joblib").predict_proba(X), expected)
+
+
+def test_diverging_fit_stops_with_the_epoch_named():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"user_id": rng.integers(2, 10, 300), "x": rng.normal(size=300) * 1e30})
+    y = rng.integers(0, 2, 300)
+    model = DINClassifier(lr=10.0, hidden_units=(8,), max_epochs=5, verbose=0, random_state=0)
+    with pytest.warns(UserWarning), pytest.raises(NonFiniteLossError, match=r"in epoch \d+"):
+        model.fit(X, y)

@@ -2,6 +2,7 @@
 
 from ._callbacks import NonFiniteLossError, StopOnNonFiniteLoss
 from ._classifier import DINClassifier, NoHistoryWarning
+from ._explain import explain_attention
 from ._network import DeepInterestNetwork, Dice
 from ._persistence import ModelFileError, load_model, save_model
 from ._transformer import SequenceFeatureTransformer
@@ -17,6 +18,7 @@ __all__ = [
     "StopOnNonFiniteLoss",
     "SequenceFeatureTransformer",
     "__version__",
+    "explain_attention",
     "load_model",
     "save_model",
 ]

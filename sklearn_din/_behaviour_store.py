@@ -117,9 +117,29 @@ class BehaviourStore:
         n, n_features = len(users), self.codes.shape[0]
         if out is None:
             out = np.zeros((n, n_features, max_len), dtype=np.int32)
-        lengths = np.zeros(n, dtype=np.int32)
+        end, length = self._bounds(users, times, max_len)
+        for f in range(n_features):
+            self._gather(self.codes[f, : len(self)], end, length, max_len, out[:, f, :])
+        return out, length.astype(np.int32)
+
+    def history_times(self, users: np.ndarray, times: np.ndarray, max_len: int) -> np.ndarray:
+        """Times of the behaviours :meth:`histories` returns, shape (n_queries, max_len).
+
+        Padding positions hold NaN (the array is float64, so nanosecond datetimes lose
+        precision below about a microsecond).
+        """
+        end, length = self._bounds(users, times, max_len)
+        out = np.zeros((len(users), max_len), dtype=np.float64)
+        self._gather(self.times.astype(np.float64), end, length, max_len, out, fill=np.nan)
+        return out
+
+    def _bounds(
+        self, users: np.ndarray, times: np.ndarray, max_len: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For each query: one past its latest earlier behaviour, and its history length."""
+        n = len(users)
         if n == 0:
-            return out, lengths
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         stride = np.int64(len(self.time_grid) + 1)
         u = users.astype(np.int64) * stride
         # Sorted needles make searchsorted walk the keys forwards instead of jumping around.
@@ -129,20 +149,28 @@ class BehaviourStore:
         end[order] = np.searchsorted(self.keys, query_keys[order], side="left")
         start = np.empty(n, dtype=np.int64)
         start[order] = np.searchsorted(self.keys, u[order], side="left")
-        length = np.minimum(end - start, max_len)
-        lengths[:] = length
+        return end, np.minimum(end - start, max_len)
 
+    @staticmethod
+    def _gather(
+        values: np.ndarray,
+        end: np.ndarray,
+        length: np.ndarray,
+        max_len: int,
+        out: np.ndarray,
+        fill: float = 0,
+    ) -> None:
+        """out[i, k] = values[end[i] - 1 - k] for k < length[i], else ``fill``."""
         # Each history is a run of consecutive stored behaviours read backwards from `end`:
         # a window into the reversed codes, so one row copy per query instead of a gather
         # per position; positions past the history's length are zeroed by a prefix mask.
-        n_stored = len(self)
-        first = max_len + n_stored - end  # where codes[end - 1] lands in the reversed array
+        n_stored = len(values)
+        first = max_len + n_stored - end  # where values[end - 1] lands in the reversed array
         prefix = np.arange(max_len)[None, :] < np.arange(max_len + 1)[:, None]
-        zeros = np.zeros(max_len, dtype=np.int32)
-        for f in range(n_features):
-            reversed_codes = np.concatenate([zeros, self.codes[f, :n_stored][::-1], zeros])
-            windows = sliding_window_view(reversed_codes, max_len)
-            for lo in range(0, n, _CHUNK_ROWS):
-                hi = min(lo + _CHUNK_ROWS, n)
-                out[lo:hi, f, :] = windows[first[lo:hi]] * prefix[length[lo:hi]]
-        return out, lengths
+        pad = np.full(max_len, fill, dtype=values.dtype)
+        windows = sliding_window_view(np.concatenate([pad, values[::-1], pad]), max_len)
+        for lo in range(0, len(end), _CHUNK_ROWS):
+            hi = min(lo + _CHUNK_ROWS, len(end))
+            window, keep = windows[first[lo:hi]], prefix[length[lo:hi]]
+            # Multiplying by the 0/1 mask is about twice as fast as np.where for codes.
+            out[lo:hi] = window * keep if fill == 0 else np.where(keep, window, fill)

@@ -332,6 +332,56 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
             out = pd.concat([out, X[passthrough]], axis=1)
         return out
 
+    def decode(self, column: str, codes: object) -> np.ndarray:
+        """Raw values of the integer ``codes`` of ``column`` (a user, item or history column).
+
+        Parameters
+        ----------
+        column : str
+            One of ``user_col``, ``item_col`` or ``history_cols``.
+        codes : array-like of int
+            Codes as found in this transformer's output.
+
+        Returns
+        -------
+        values : ndarray of object
+            The original values; None for padding (0) and unknown (1) codes.
+        """
+        check_is_fitted(self)
+        if column not in self.vocabularies_:
+            raise ValueError(f"decode: {column!r} is not one of {list(self.vocabularies_)}.")
+        codes = np.asarray(codes, dtype=np.int64)
+        vocab = np.asarray(self.vocabularies_[column], dtype=object)
+        known = (codes >= _FIRST_KNOWN) & (codes < len(vocab) + _FIRST_KNOWN)
+        values = np.full(codes.shape, None, dtype=object)
+        values[known] = vocab[codes[known] - _FIRST_KNOWN]
+        return values
+
+    def history_times(self, X: pd.DataFrame) -> np.ndarray:
+        """Times of the behaviours in each row's history, aligned with ``hist_<col>_<k>``.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Rows with the columns seen in fit.
+
+        Returns
+        -------
+        times : ndarray of shape (n_rows, max_len)
+            float64 (NaN for padding) for numeric times, datetime64[ns] (NaT for
+            padding) for datetimes.
+        """
+        check_is_fitted(self)
+        X = self._check_transform_input(X, "history_times")
+        times, _ = _time_values(X[self.time_col], self.time_col)
+        users = self._encode(X[self.user_col], self.user_col)
+        out = self.behaviour_store_.history_times(users, times, self.max_len)
+        if self.time_kind_ == "datetime":
+            nat = np.isnan(out)
+            out = np.where(nat, 0, out).astype(np.int64).view("datetime64[ns]")
+            out[nat] = np.datetime64("NaT")
+        return out
+
     def _created_names(self) -> list[str]:
         names = [*self._id_cols]
         for col in self.history_cols:

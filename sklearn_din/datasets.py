@@ -182,7 +182,8 @@ def sample_negatives(
     users, user_codes = np.unique(log[user_col].to_numpy(), return_inverse=True)
     n_items = len(items)
     seen = np.unique(user_codes.astype(np.int64) * n_items + item_codes)
-    if (np.bincount(user_codes, minlength=len(users)) >= n_items).any() or n_items < 2:
+    # Distinct items per user (seen holds each (user, item) pair once).
+    if (np.bincount(seen // n_items, minlength=len(users)) >= n_items).any() or n_items < 2:
         raise ValueError("some user interacted with every item: no negative can be sampled.")
 
     pos_user = np.repeat(user_codes, n_negatives).astype(np.int64)

@@ -1,0 +1,75 @@
+"""Attention explanations decode the right behaviours and respect padding."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.pipeline import make_pipeline
+
+from sklearn_din import DINClassifier, SequenceFeatureTransformer, explain_attention
+from sklearn_din.datasets import make_interactions, sample_negatives
+
+
+@pytest.fixture(scope="module")
+def data():
+    log = make_interactions(n_users=60, n_items=50, random_state=3)
+    log["time"] = pd.to_datetime(log["time"], unit="s")
+    log["item_id"] = "item-" + log["item_id"].astype(str)
+    rows = sample_negatives(log, random_state=3)
+    return log, rows.drop(columns="label"), rows["label"]
+
+
+def _fit(X, y, **params):
+    return make_pipeline(
+        SequenceFeatureTransformer(max_len=6),
+        DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=1,
+                      verbose=0, random_state=0, **params),
+    ).fit(X, y)
+
+
+@pytest.mark.parametrize("normalization", [None, "softmax"])
+def test_explanations_list_the_users_earlier_clicks(data, normalization):
+    log, X, y = data
+    model = _fit(X, y, attention_normalization=normalization)
+    rows = X.iloc[-40:]
+    explanation = explain_attention(model, rows)
+    for label, group in explanation.groupby("row"):
+        row = X.loc[label]
+        earlier = log[(log["user_id"] == row["user_id"]) & (log["time"] < row["time"])]
+        expected = earlier.sort_values("time", kind="stable").iloc[::-1].head(6)
+        assert group["item_id"].tolist() == expected["item_id"].tolist()
+        assert group["cate_id"].tolist() == expected["cate_id"].tolist()
+        assert list(group["time"]) == list(expected["time"])
+        assert group["position"].tolist() == list(range(len(group)))
+        if normalization == "softmax":
+            assert group["weight"].sum() == pytest.approx(1.0)
+    # rows without any earlier click have no line at all
+    lengths = model[0].transform(rows)["hist_len"]
+    assert explanation["row"].nunique() == int((lengths > 0).sum())
+    assert len(explanation) == int(lengths.sum())
+
+
+def test_padding_weighs_exactly_zero(data):
+    _, X, y = data
+    model = _fit(X, y)
+    features = model[0].transform(X)
+    weights = model[-1].attention_weights(features)
+    padding = np.arange(6)[None, :] >= features["hist_len"].to_numpy()[:, None]
+    assert padding.any() and (weights[padding] == 0).all()
+    assert (weights[~padding] != 0).any()
+
+
+def test_score_matches_predict_proba(data):
+    _, X, y = data
+    model = _fit(X, y)
+    rows = X.iloc[-10:]
+    explanation = explain_attention(model, rows)
+    proba = pd.Series(model.predict_proba(rows)[:, 1], index=rows.index)
+    np.testing.assert_allclose(explanation["score"], proba.loc[explanation["row"]].to_numpy())
+
+
+def test_model_without_history_is_refused(data):
+    _, X, y = data
+    features = SequenceFeatureTransformer(max_len=3).fit_transform(X, y)
+    plain = DINClassifier(max_epochs=1, verbose=0).fit(features[["user_id", "item_id"]], y)
+    with pytest.raises(ValueError, match="without history"):
+        explain_attention(plain, features[["user_id", "item_id"]])

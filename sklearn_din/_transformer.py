@@ -7,7 +7,11 @@ from numbers import Integral
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils._param_validation import Interval, validate_parameter_constraints
+from sklearn.utils._param_validation import (
+    Interval,
+    InvalidParameterError,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import check_is_fitted
 
 from ._behaviour_store import BehaviourStore
@@ -34,7 +38,14 @@ def _time_values(values: pd.Series, col: str) -> tuple[np.ndarray, str]:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return values.to_numpy(dtype="datetime64[ns]").view(np.int64), "datetime"
+        try:
+            values = values.astype("datetime64[ns]")
+        except (pd.errors.OutOfBoundsDatetime, OverflowError):
+            raise ValueError(
+                f"time column {col!r} has dates outside 1677-09-22 .. 2262-04-11, which "
+                "nanosecond times cannot hold; replace sentinel dates first."
+            ) from None
+        return values.to_numpy().view(np.int64), "datetime"
     if pd.api.types.is_bool_dtype(values.dtype):
         raise TypeError(f"time column {col!r} is boolean; expected numbers or datetimes.")
     if pd.api.types.is_numeric_dtype(values.dtype):
@@ -161,6 +172,11 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         validate_parameter_constraints(
             self._parameter_constraints, self.get_params(deep=False), type(self).__name__
         )
+        if isinstance(self.max_len, bool):
+            raise InvalidParameterError(
+                f"The 'max_len' parameter of {type(self).__name__} must be a positive int, "
+                f"got {self.max_len!r}."
+            )
         cols = list(self.history_cols)
         if not cols or not all(isinstance(c, str) for c in cols):
             raise ValueError(
@@ -192,27 +208,33 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         return X
 
     # ------------------------------------------------------------- encoding
-    def _encode(self, values: pd.Series, col: str) -> np.ndarray:
-        codes = pd.Index(self.vocabularies_[col]).get_indexer(values)
+    def _encode(self, values: pd.Series, col: str, vocabularies: dict | None = None) -> np.ndarray:
+        vocab = (self.vocabularies_ if vocabularies is None else vocabularies)[col]
+        codes = pd.Index(vocab).get_indexer(values)
         # get_indexer gives -1 for values not in the vocabulary: -1 + 2 == UNKNOWN.
         return (codes + _FIRST_KNOWN).astype(np.int32)
 
     def _behaviours(
-        self, X: pd.DataFrame, y: object, method: str
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self, X: pd.DataFrame, y: object, vocabularies: dict, method: str
+    ) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
+        """Time kind, then encoded users, times and codes of the rows that are behaviours.
+
+        Reads ``self`` only: every check runs before fit/partial_fit change any state.
+        """
         times, kind = _time_values(X[self.time_col], self.time_col)
-        if hasattr(self, "time_kind_") and kind != self.time_kind_:
+        if method == "partial_fit" and kind != self.time_kind_:
             raise TypeError(
                 f"time column {self.time_col!r} holds {kind} values but {self.time_kind_} "
                 "values were seen in fit."
             )
-        self.time_kind_ = kind
         rows = np.ones(len(X), dtype=bool)
         if y is not None:
             rows = binary_positive_mask(y, len(X), who=f"{type(self).__name__}.{method}")
-        users = self._encode(X[self.user_col], self.user_col)[rows]
-        codes = np.column_stack([self._encode(X[c], c)[rows] for c in self.history_cols])
-        return users, times[rows], codes
+        users = self._encode(X[self.user_col], self.user_col, vocabularies)[rows]
+        codes = np.column_stack(
+            [self._encode(X[c], c, vocabularies)[rows] for c in self.history_cols]
+        )
+        return kind, users, times[rows], codes
 
     # ------------------------------------------------------------------- API
     def fit(self, X: pd.DataFrame, y: object = None) -> SequenceFeatureTransformer:
@@ -233,10 +255,6 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         """
         self._check_params()
         X = self._check_X(X, "fit")
-        for attr in ("time_kind_", "vocabularies_"):
-            self.__dict__.pop(attr, None)
-        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        self.n_features_in_ = len(self.feature_names_in_)
         created = self._created_names()
         clashes = sorted(set(created[len(self._id_cols):]) & set(X.columns))
         if clashes:
@@ -244,10 +262,16 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
                 f"{type(self).__name__}.fit: input column(s) {clashes} clash with the "
                 "history columns this transformer creates; rename them."
             )
-        self.vocabularies_ = {c: _sorted_unique(X[c]) for c in self._id_cols}
-        users, times, codes = self._behaviours(X, y, "fit")
-        self.behaviour_store_ = BehaviourStore.from_arrays(users, times, codes)
-        self.n_behaviours_ = len(self.behaviour_store_)
+        vocabularies = {c: _sorted_unique(X[c]) for c in self._id_cols}
+        kind, users, times, codes = self._behaviours(X, y, vocabularies, "fit")
+        store = BehaviourStore.from_arrays(users, times, codes)
+        # All checks passed: only now does the fitted state change, all at once.
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        self.vocabularies_ = vocabularies
+        self.time_kind_ = kind
+        self.behaviour_store_ = store
+        self.n_behaviours_ = len(store)
         return self
 
     def partial_fit(self, X: pd.DataFrame, y: object = None) -> SequenceFeatureTransformer:
@@ -273,15 +297,17 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
             return self.fit(X, y)
         self._check_params()
         X = self._check_transform_input(X, "partial_fit")
+        vocabularies = {}
         for col in self._id_cols:
-            known = pd.Index(self.vocabularies_[col])
+            known = self.vocabularies_[col]
             new = _sorted_unique(X[col])
-            new = new[~pd.Index(new).isin(known)]
-            if len(new):
-                self.vocabularies_[col] = np.concatenate([self.vocabularies_[col], new])
-        users, times, codes = self._behaviours(X, y, "partial_fit")
-        self.behaviour_store_ = self.behaviour_store_.extend(users, times, codes)
-        self.n_behaviours_ = len(self.behaviour_store_)
+            new = new[~pd.Index(new).isin(pd.Index(known))]
+            vocabularies[col] = np.concatenate([known, new]) if len(new) else known
+        _, users, times, codes = self._behaviours(X, y, vocabularies, "partial_fit")
+        store = self.behaviour_store_.extend(users, times, codes)
+        self.vocabularies_ = vocabularies
+        self.behaviour_store_ = store
+        self.n_behaviours_ = len(store)
         return self
 
     def _check_transform_input(self, X: object, method: str) -> pd.DataFrame:

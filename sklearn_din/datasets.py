@@ -13,11 +13,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
+from ._transformer import _time_values
 from ._validation import check_columns_present, check_dataframe, check_no_missing
 
 __all__ = ["leave_last_out_split", "make_interactions", "sample_negatives"]
@@ -174,7 +176,7 @@ def sample_negatives(
     cols = [user_col, item_col, *item_attribute_cols]
     check_columns_present(log, cols, who="sample_negatives")
     check_no_missing(log, cols, who="sample_negatives")
-    if n_negatives < 1:
+    if not isinstance(n_negatives, Integral) or isinstance(n_negatives, bool) or n_negatives < 1:
         raise ValueError(f"n_negatives must be >= 1, got {n_negatives}.")
     rng = check_random_state(random_state)
 
@@ -243,8 +245,12 @@ def leave_last_out_split(
     rows = check_dataframe(rows, who="leave_last_out_split")
     check_columns_present(rows, [user_col, time_col], who="leave_last_out_split")
     check_no_missing(rows, [user_col, time_col], who="leave_last_out_split")
-    rank = rows.groupby(user_col, sort=False)[time_col].rank(method="dense", ascending=False)
-    n_events = rows.groupby(user_col, sort=False)[time_col].transform("nunique")
+    # The transformer's reading of times (numbers, datetimes, date strings), so that both
+    # order events the same way.
+    times = pd.Series(_time_values(rows[time_col], time_col)[0], index=rows.index)
+    by_user = times.groupby(rows[user_col], sort=False)
+    rank = by_user.rank(method="dense", ascending=False)
+    n_events = by_user.transform("nunique")
     test = (rank == 1) & (n_events >= 2)
     valid = (rank == 2) & (n_events >= 3)
     return rows[~test & ~valid], rows[valid], rows[test]

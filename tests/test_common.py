@@ -1,10 +1,9 @@
 """scikit-learn's estimator checks, each expected failure with its reason."""
 
-import pytest
 import torch
-from sklearn.utils.estimator_checks import check_estimator, parametrize_with_checks
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_din import DINClassifier, SequenceFeatureTransformer
+from sklearn_din import DINClassifier
 
 torch.set_num_threads(1)
 

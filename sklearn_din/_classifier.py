@@ -11,6 +11,7 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 import torch
+from scipy.sparse import issparse
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 from sklearn.utils import check_random_state
@@ -36,6 +37,9 @@ from ._batching import TensorBatchIterator, dataset_arrays
 from ._callbacks import StopOnNonFiniteLoss
 from ._layout import InputLayout
 from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
+
+# Rows converted to tensors at a time when predicting: bounds memory to tens of MB.
+PREDICT_CHUNK_ROWS = 1 << 16
 
 
 class NoHistoryWarning(UserWarning):
@@ -502,11 +506,26 @@ class DINClassifier(NeuralNetBinaryClassifier):
         return self
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
-        """Logit of ``classes_[1]`` for each row, float64 of shape (n_rows,)."""
+        """Logit of ``classes_[1]`` for each row, float64 of shape (n_rows,).
+
+        Rows are validated and converted in chunks of ``PREDICT_CHUNK_ROWS``, so
+        memory stays flat however many rows X has.
+        """
         check_is_fitted(self)
-        if not (is_dataset(X) or isinstance(X, dict)):
-            X = Dataset(self._network_inputs(X, "predict"), None)
-        return self.forward(X, training=False).double().numpy()
+        if is_dataset(X) or isinstance(X, dict):  # skorch's callbacks pass its datasets
+            return self.forward(X, training=False).double().numpy()
+        if not (isinstance(X, pd.DataFrame) or issparse(X)):
+            X = np.asarray(X)  # array-likes without slicing (lists, __array__ objects)
+            if X.ndim != 2:
+                self._network_inputs(X, "predict")  # raises scikit-learn's 2-D error
+        n_rows = X.shape[0]
+        logits = np.empty(n_rows, dtype=np.float64)
+        for start in range(0, max(n_rows, 1), PREDICT_CHUNK_ROWS):
+            rows = slice(start, start + PREDICT_CHUNK_ROWS)
+            chunk = X.iloc[rows] if isinstance(X, pd.DataFrame) else X[rows]
+            inputs = Dataset(self._network_inputs(chunk, "predict"), None)
+            logits[rows] = self.forward(inputs, training=False).double().numpy()
+        return logits
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Probabilities of both classes, float64 of shape (n_rows, 2).

@@ -245,7 +245,8 @@ class DeepInterestNetwork(nn.Module):
             if self.pooling == "mean":
                 scores = scores / length[rows].to(keys.dtype)
         else:
-            scores = self.attention(query, keys, rows)
+            # float32 even under autocast: the pooling below accumulates in the keys' dtype.
+            scores = self.attention(query, keys, rows).to(keys.dtype)
         weights = torch.zeros(n_rows, longest, device=keys.device, dtype=keys.dtype)
         if self.attention is not None and self.attention_normalization == "softmax":
             logits = torch.full_like(weights, float("-inf")).index_put((rows, cols), scores)

@@ -114,3 +114,18 @@ def test_random_frames_give_a_clear_error_or_finite_probabilities(names, n_rows,
         proba = model.predict_proba(X)
     assert proba.shape == (n_rows, 2)
     assert np.isfinite(proba).all()
+
+
+def test_concurrent_predictions_match_serial_ones(frame):
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = frame
+    model = DINClassifier(max_epochs=1, activation="dice", **SMALL).fit(X, y)
+    expected = model.predict_proba(X)
+    parts = np.array_split(np.arange(len(X)), 8)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda rows: model.predict_proba(X.iloc[rows]), parts * 3))
+    for rows, proba in zip(parts * 3, results, strict=True):
+        np.testing.assert_allclose(proba, expected[rows], rtol=1e-5)
+    # Dice's running statistics are untouched by inference
+    np.testing.assert_array_equal(model.predict_proba(X), expected)

@@ -377,6 +377,13 @@ class DINClassifier(NeuralNetBinaryClassifier):
                 "history and no attention (an embedding + MLP model).",
                 NoHistoryWarning, stacklevel=4,
             )
+        ids_as_numbers = [c for c in layout.dense_cols if c.endswith("_id")]
+        if ids_as_numbers:
+            warnings.warn(
+                f"column(s) {ids_as_numbers} look like ids but are fed to the MLP as numbers; "
+                "name them in categorical_cols (or user_col) to embed them.",
+                UserWarning, stacklevel=4,
+            )
         return layout
 
     def _training_inputs(

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
+from skorch import NeuralNet
 
 from ._classifier import DINClassifier
 from ._explain import explain_attention
@@ -346,11 +347,11 @@ def plot_training_curves(model: Pipeline | DINClassifier, *, ax: Any = None) -> 
     from matplotlib.ticker import MaxNLocator
 
     net = _final_classifier(model)
-    history = getattr(net, "history_", None)
-    if history is None:
+    if not isinstance(net, NeuralNet):
         raise TypeError(f"plot_training_curves needs a skorch net such as DINClassifier, got "
                         f"{type(net).__name__}.")
-    if len(history) == 0:
+    history = getattr(net, "history_", None)
+    if history is None or len(history) == 0:
         raise ValueError("plot_training_curves: the model has no training history; fit it first.")
     epochs = np.asarray([epoch.get("epoch", i + 1) for i, epoch in enumerate(history)])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
 from ._classifier import DINClassifier
@@ -49,6 +50,7 @@ def explain_attention(model: Pipeline | DINClassifier, X: pd.DataFrame) -> pd.Da
         classifier = model.steps[-1][1]
         features = model[:-1].transform(X) if len(model.steps) > 1 else X
         first = model.steps[0][1]
+        first = getattr(first, "estimator", first) if isinstance(first, FrozenEstimator) else first
         if isinstance(first, SequenceFeatureTransformer):
             transformer = first
     else:
@@ -78,6 +80,10 @@ def explain_attention(model: Pipeline | DINClassifier, X: pd.DataFrame) -> pd.Da
         known = transformer is not None and feature in transformer.vocabularies_
         out[feature] = transformer.decode(feature, codes) if known else codes
     if transformer is not None:
-        out["time"] = transformer.history_times(X)[rows, positions]
+        times = transformer.history_times(X)[rows, positions]
+        store_kind = transformer.behaviour_store_.times.dtype.kind
+        if transformer.time_kind_ == "numeric" and store_kind == "i":
+            times = times.astype(np.int64)  # real positions only: no NaN, keep integer times
+        out["time"] = times
     out["score"] = scores[rows]
     return out

@@ -17,6 +17,7 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
+from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
@@ -102,7 +103,7 @@ def _classifier_state(c: DINClassifier, arrays: dict, prefix: str) -> dict:
     if skipped:
         warnings.warn(f"save: {skipped} are training settings that are not saved; the "
                       "loaded model predicts the same but trains with the defaults.",
-                      UserWarning, stacklevel=4)
+                      UserWarning, stacklevel=3)
     params = {name: getattr(c, name) for name in _FLAT_PARAMS}
     params["device"] = str(params["device"])
     params["random_state"] = c.random_state if isinstance(c.random_state, int) else None
@@ -207,14 +208,16 @@ def save_model(model: object, path: str | os.PathLike) -> None:
     arrays: dict[str, np.ndarray] = {}
     meta_steps = []
     for i, (name, step) in enumerate(steps):
+        frozen = isinstance(step, FrozenEstimator)
+        step = step.estimator if frozen else step
         saver = _SAVERS.get(type(step))
         if saver is None:
             raise TypeError(f"save_model: cannot save a {type(step).__name__} (step {name!r}); "
-                            "supported: SequenceFeatureTransformer, DINClassifier and a "
-                            "Pipeline of them.")
+                            "supported: SequenceFeatureTransformer (frozen or not), "
+                            "DINClassifier and a Pipeline of them.")
         kind, state_of = saver
         check_is_fitted(step)
-        meta_steps.append({"name": name, "kind": kind,
+        meta_steps.append({"name": name, "kind": kind, "frozen": frozen,
                            "state": state_of(step, arrays, f"{i}/")})
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "sklearn_din": __version__,
             "pipeline": isinstance(model, Pipeline), "steps": meta_steps}
@@ -251,8 +254,11 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> object:
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
+        # numpy's own text suggests allow_pickle=True for pickled content: never here.
+        reason = "it holds pickled objects" if "allow_pickle" in str(exc) else (
+            f"{type(exc).__name__}: {exc}")
         raise ModelFileError(f"{os.fspath(path)} is not a readable sklearn-din model file "
-                             f"({type(exc).__name__}: {exc}).") from None
+                             f"({reason}).") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{os.fspath(path)} is not an sklearn-din model file.")
     if meta.get("format_version", 0) > FORMAT_VERSION:
@@ -270,7 +276,7 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> object:
                 loaded = _load_classifier(step["state"], arrays, f"{i}/", device)
             else:
                 raise ModelFileError(f"unknown step kind {step['kind']!r}")
-            steps.append((step["name"], loaded))
+            steps.append((step["name"], FrozenEstimator(loaded) if step.get("frozen") else loaded))
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:

@@ -46,12 +46,19 @@ def make_interactions(
 
     Parameters
     ----------
-    n_users, n_items, n_categories : int
-        Sizes of the log. Items are assigned to categories uniformly.
+    n_users : int, default=2000
+        Number of users.
+    n_items : int, default=1000
+        Number of items.
+    n_categories : int, default=40
+        Number of categories; items are assigned to them uniformly.
     mean_events : float, default=20.0
         Mean number of clicks per user.
-    recency_weight, interest_weight : float
-        Probabilities of the two planted mechanisms; their sum must be <= 1.
+    recency_weight : float, default=0.6
+        Probability that a click repeats the category of one of the last five clicks.
+    interest_weight : float, default=0.3
+        Probability that a click picks one of the user's long-term interests; the sum
+        of both weights must be <= 1.
     random_state : int, RandomState instance or None, default=None
         Seed for reproducible logs.
 
@@ -150,8 +157,10 @@ def sample_negatives(
         Positive interactions.
     n_negatives : int, default=1
         Negatives per positive.
-    user_col, item_col : str
-        User and item columns.
+    user_col : str, default="user_id"
+        User column.
+    item_col : str, default="item_id"
+        Item column.
     item_attribute_cols : sequence of str, default=("cate_id",)
         Columns that describe the item (taken from the item's first row in ``log``).
     label_col : str, default="label"
@@ -226,13 +235,19 @@ def leave_last_out_split(
     ----------
     rows : DataFrame
         CTR rows (for example from :func:`sample_negatives`).
-    user_col, time_col : str
-        User and time columns.
+    user_col : str, default="user_id"
+        User column.
+    time_col : str, default="time"
+        Time column (numbers, datetimes or date strings).
 
     Returns
     -------
-    train, valid, test : DataFrame
-        Disjoint subsets of ``rows`` with their original index and order.
+    train : DataFrame
+        Every row before each user's last two events.
+    valid : DataFrame
+        Each user's second-to-last event (users with three or more events).
+    test : DataFrame
+        Each user's last event (users with two or more events).
 
     Examples
     --------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
-__all__ = ["gauc_score", "rela_impr"]
+__all__ = ["gauc_score", "make_gauc_scorer", "rela_impr"]
 
 
 def gauc_score(y_true: object, y_score: object, *, groups: object) -> float:
@@ -61,6 +63,38 @@ def gauc_score(y_true: object, y_score: object, *, groups: object) -> float:
         return float("nan")
     auc = (rank_pos[both] - pos[both] * (pos[both] + 1) / 2) / (pos[both] * neg[both])
     return float((auc * n[both]).sum() / n[both].sum())
+
+
+def make_gauc_scorer(user_col: str = "user_id") -> Callable[[object, object, object], float]:
+    """A scorer for ``GridSearchCV(scoring=...)`` and ``cross_val_score`` that computes GAUC.
+
+    scikit-learn passes a scorer the fold's raw ``X``; the users are read from its
+    ``user_col`` column, so no metadata routing is needed. The fitted estimator's
+    ``classes_[1]`` is the positive class.
+
+    Parameters
+    ----------
+    user_col : str, default="user_id"
+        Column of X holding each row's user.
+
+    Returns
+    -------
+    scorer : callable ``scorer(estimator, X, y) -> float``
+
+    Examples
+    --------
+    >>> from sklearn_din.metrics import make_gauc_scorer
+    >>> scorer = make_gauc_scorer("user_id")
+    >>> # GridSearchCV(pipeline, grid, scoring={"auc": "roc_auc", "gauc": scorer}, refit="gauc")
+    """
+
+    def gauc_scorer(estimator: object, X: object, y: object) -> float:
+        if not hasattr(X, "columns") or user_col not in X.columns:
+            raise ValueError(f"the GAUC scorer needs a DataFrame X with a {user_col!r} column.")
+        positive = np.asarray(y) == estimator.classes_[1]
+        return gauc_score(positive, estimator.predict_proba(X)[:, 1], groups=X[user_col])
+
+    return gauc_scorer
 
 
 def rela_impr(auc: float, auc_base: float) -> float:

@@ -73,3 +73,40 @@ def test_model_without_history_is_refused(data):
     plain = DINClassifier(max_epochs=1, verbose=0).fit(features[["user_id", "item_id"]], y)
     with pytest.raises(ValueError, match="without history"):
         explain_attention(plain, features[["user_id", "item_id"]])
+
+
+def test_frozen_transformer_pipeline_explains_saves_and_scores(data, tmp_path):
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.pipeline import Pipeline
+
+    from sklearn_din import load_model, save_model
+    from sklearn_din.metrics import gauc_score, make_gauc_scorer
+
+    log, X, y = data
+    transformer = SequenceFeatureTransformer(max_len=6).fit(X, y)
+    model = Pipeline([
+        ("features", FrozenEstimator(transformer)),
+        ("din", DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,),
+                              max_epochs=1, verbose=0, random_state=0)),
+    ]).fit(X, y)
+    explanation = explain_attention(model, X.iloc[-5:])
+    assert explanation["item_id"].str.startswith("item-").all()  # decoded through the freeze
+    assert "time" in explanation
+
+    save_model(model, tmp_path / "frozen.npz")
+    loaded = load_model(tmp_path / "frozen.npz")
+    assert isinstance(loaded.steps[0][1], FrozenEstimator)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+    scorer = make_gauc_scorer("user_id")
+    expected = gauc_score(y, model.predict_proba(X)[:, 1], groups=X["user_id"])
+    assert scorer(model, X, y) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="user_id"):
+        scorer(model, X.drop(columns="user_id").to_numpy(), y)
+
+
+def test_integer_times_stay_integers(data):
+    _, X, y = data
+    X = X.assign(time=X["time"].astype("int64") // 10**9)
+    explanation = explain_attention(_fit(X, y), X.iloc[-5:])
+    assert explanation["time"].dtype.kind == "i"

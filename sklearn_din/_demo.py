@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from ._classifier import DINClassifier, NoHistoryWarning
 from ._transformer import SequenceFeatureTransformer
+from ._version import __version__
 from .datasets import leave_last_out_split, make_interactions, sample_negatives
 from .metrics import gauc_score
 
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no epoch tables")
+    parser.add_argument("--version", action="version", version=f"sklearn-din {__version__}")
     return parser
 
 

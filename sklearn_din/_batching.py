@@ -8,6 +8,7 @@ neither copied nor computed.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -43,8 +44,11 @@ def _as_tensor(values: object, device: torch.device) -> torch.Tensor:
     if isinstance(values, torch.Tensor):
         return values.to(device)
     array = np.asarray(values)
-    # pandas' copy-on-write hands out read-only views; torch wants writable memory.
-    return torch.from_numpy(array if array.flags.writeable else array.copy()).to(device)
+    with warnings.catch_warnings():
+        # pandas' copy-on-write hands out read-only views of the caller's frame; the
+        # tensors are only ever read, so they share that memory instead of copying it.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(array).to(device)
 
 
 class TensorBatchIterator:

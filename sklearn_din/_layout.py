@@ -98,30 +98,50 @@ class InputLayout:
             cols += [history_column(f, k) for k in range(self.max_len)]
         return cols + [*self.sparse_cols]
 
+    def _groups(self) -> dict[str, list[str]]:
+        """The id columns by role, in the order the network reads them."""
+        n_features = len(self.history_features)
+        groups = {
+            "candidate": list(self.history_features),
+            "history": self.id_columns[n_features : n_features * (1 + self.max_len)],
+            "sparse": list(self.sparse_cols),
+        }
+        if self.has_hist_len:
+            groups["history_length"] = [HIST_LEN_COL]
+        return groups
+
     def check(self, X: pd.DataFrame, who: str) -> None:
-        """Ids must be finite non-negative integers and dense columns numbers."""
-        id_cols = self.id_columns + ([HIST_LEN_COL] if self.has_hist_len else [])
-        ids = X[id_cols]
-        non_numeric = [c for c, t in ids.dtypes.items() if not pd.api.types.is_numeric_dtype(t)
-                       or pd.api.types.is_bool_dtype(t)]
-        if non_numeric:
-            raise TypeError(
-                f"{who}: id column(s) {non_numeric[:10]} must hold integer codes (as made by "
-                "SequenceFeatureTransformer), got non-numeric dtype(s)."
-            )
-        missing = ids.columns[ids.isna().any().to_numpy()].tolist()
-        if missing:
-            raise ValueError(f"{who}: id column(s) {missing[:10]} have missing values (NaN/NA).")
-        values = ids.to_numpy(dtype=np.float64 if any(
-            isinstance(t, pd.api.extensions.ExtensionDtype) for t in ids.dtypes) else None)
-        if values.dtype.kind == "f":
-            bad = ~np.isfinite(values) | (values != np.round(values))
-            if bad.any():
-                col = id_cols[int(np.argwhere(bad)[0, 1])]
-                raise ValueError(f"{who}: id column {col!r} has NaN, inf or non-integer values.")
-        if values.size and values.min() < 0:
-            col = id_cols[int(np.argwhere(values < 0)[0, 1])]
-            raise ValueError(f"{who}: id column {col!r} has negative values; ids are >= 0.")
+        """Ids must be finite non-negative integers and dense columns numbers.
+
+        Reads the id columns through :func:`id_matrix`, so checking a frame made by
+        SequenceFeatureTransformer copies nothing.
+        """
+        for cols in self._groups().values():
+            dtypes = X.dtypes[cols] if cols else pd.Series(dtype=object)
+            non_numeric = [c for c, t in dtypes.items() if not pd.api.types.is_numeric_dtype(t)
+                           or pd.api.types.is_bool_dtype(t)]
+            if non_numeric:
+                raise TypeError(
+                    f"{who}: id column(s) {non_numeric[:10]} must hold integer codes (as made "
+                    "by SequenceFeatureTransformer), got non-numeric dtype(s)."
+                )
+            if any(t.kind not in "iu" for t in dtypes):  # floats or nullable: may be missing
+                missing = [c for c in cols if X[c].isna().any()]
+                if missing:
+                    raise ValueError(
+                        f"{who}: id column(s) {missing[:10]} have missing values (NaN/NA)."
+                    )
+            values = id_matrix(X, cols)
+            if values.dtype.kind == "f":
+                bad = ~np.isfinite(values) | (values != np.round(values))
+                if bad.any():
+                    col = cols[int(np.argwhere(bad)[0, 1])]
+                    raise ValueError(
+                        f"{who}: id column {col!r} has NaN, inf or non-integer values."
+                    )
+            if values.size and values.dtype.kind != "u" and values.min() < 0:
+                col = cols[int(np.argwhere(values < 0)[0, 1])]
+                raise ValueError(f"{who}: id column {col!r} has negative values; ids are >= 0.")
         dense = X[list(self.dense_cols)]
         missing = dense.columns[dense.isna().any().to_numpy()].tolist()
         if missing:
@@ -138,50 +158,70 @@ class InputLayout:
                 col = self.dense_cols[int(np.argwhere(~np.isfinite(numbers))[0, 1])]
                 raise ValueError(f"{who}: numeric column {col!r} has NaN or inf values.")
 
+    def _history(self, X: pd.DataFrame) -> np.ndarray:
+        n_features = len(self.history_features)
+        return id_matrix(X, self._groups()["history"]).reshape(len(X), n_features, self.max_len)
+
     def vocab_sizes(self, X: pd.DataFrame) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Table sizes that hold every id of X (at least padding and unknown)."""
+        candidate, history = id_matrix(X, list(self.history_features)), self._history(X)
+        sparse = id_matrix(X, list(self.sparse_cols))
 
-        def size(cols: list[str]) -> int:
-            return max(int(X[cols].to_numpy().max(initial=0)) + 1, UNKNOWN + 1)
+        def size(*arrays: np.ndarray) -> int:
+            return max(max(int(a.max(initial=0)) for a in arrays) + 1, UNKNOWN + 1)
 
-        history = tuple(
-            size([f, *(history_column(f, k) for k in range(self.max_len))])
-            for f in self.history_features
-        )
-        return history, tuple(size([c]) for c in self.sparse_cols)
+        history_sizes = tuple(size(candidate[:, f], history[:, f, :])
+                              for f in range(len(self.history_features)))
+        return history_sizes, tuple(size(sparse[:, j]) for j in range(sparse.shape[1]))
 
     def to_arrays(
         self, X: pd.DataFrame, history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...]
     ) -> dict[str, np.ndarray]:
-        """The network's inputs; ids beyond a table map to the unknown id."""
-        n, n_features = len(X), len(self.history_features)
+        """The network's inputs; ids beyond a table map to the unknown id.
 
-        def ids(cols: list[str]) -> np.ndarray:
-            # Native dtype (int32 from the transformer, uint64 hashes, integral floats): the
-            # comparison with the table size must happen before any narrowing cast.
-            frame = X[cols]
-            if any(isinstance(t, pd.api.extensions.ExtensionDtype) for t in frame.dtypes):
-                return frame.to_numpy(dtype=np.float64)
-            return frame.to_numpy()
+        Ids that already fit their tables stay views of X's memory (no copy).
+        """
 
         def clip(values: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
+            if values.dtype in (np.int32, np.int64):
+                largest = values.max(axis=tuple(i for i in range(values.ndim) if i != 1),
+                                     initial=0) if values.size else np.zeros(len(sizes))
+                if (largest < np.asarray(sizes)).all():
+                    return values  # every id fits: nothing to map, nothing to copy
+            # Compare in the ids' own dtype (uint64 hashes, integral floats) before narrowing.
             limit = np.asarray(sizes).reshape((1, -1) + (1,) * (values.ndim - 2))
             return np.where(values < limit, values, UNKNOWN).astype(np.int32)
 
-        candidate = ids(list(self.history_features))
-        history = ids(self.id_columns[n_features : n_features * (1 + self.max_len)]).reshape(
-            n, n_features, self.max_len
-        )
+        n_features = len(self.history_features)
+        history = self._history(X)
         if self.has_hist_len:
-            length = ids([HIST_LEN_COL])[:, 0].clip(0, self.max_len)
+            length = id_matrix(X, [HIST_LEN_COL])[:, 0].clip(0, self.max_len)
         elif n_features:
             length = (history[:, 0, :] != 0).sum(axis=1)
         else:
-            length = np.zeros(n, dtype=np.int64)
+            length = np.zeros(len(X), dtype=np.int64)
         return {
-            "candidate": clip(candidate, history_sizes),
+            "candidate": clip(id_matrix(X, list(self.history_features)), history_sizes),
             "history": clip(history, history_sizes),
             "history_length": length.astype(np.int32),
-            "sparse": clip(ids(list(self.sparse_cols)), sparse_sizes),
+            "sparse": clip(id_matrix(X, list(self.sparse_cols)), sparse_sizes),
             "dense": X[list(self.dense_cols)].to_numpy(dtype=np.float32),
         }
+
+
+def id_matrix(X: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """``X[cols]`` as a 2-D array: a view of X's memory when X stores them side by side.
+
+    SequenceFeatureTransformer's output holds all its id columns in one int32 block,
+    so the network's inputs can be read without copying the (large) history columns.
+    Nullable (extension) columns come back as float64, NA as NaN.
+    """
+    if not cols:
+        return np.zeros((len(X), 0), dtype=np.int32)
+    positions = X.columns.get_indexer(cols)
+    dtypes = X.dtypes.iloc[positions]
+    if any(isinstance(t, pd.api.extensions.ExtensionDtype) for t in dtypes):
+        return X[cols].to_numpy(dtype=np.float64)
+    side_by_side = (np.diff(positions) == 1).all() and dtypes.nunique() == 1
+    frame = X.iloc[:, positions[0] : positions[-1] + 1] if side_by_side else X[cols]
+    return frame.to_numpy()

@@ -75,7 +75,12 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from sklearn_din import DINClassifier, SequenceFeatureTransformer
-from sklearn_din.datasets import leave_last_out_split, make_interactions, sample_negatives
+from sklearn_din.datasets import (
+    leave_last_out_split,
+    make_interactions,
+    read_interactions,
+    sample_negatives,
+)
 
 COLUMNS = ["user_id", "item_id", "time", "cate_id"]
 
@@ -167,11 +172,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def load_log(args: argparse.Namespace) -> tuple[pd.DataFrame, str]:
     """The interaction log: the user's CSV, or a generated one."""
     if args.csv:
-        log = pd.read_csv(args.csv)
-        missing = [c for c in COLUMNS if c not in log.columns]
-        if missing:
-            raise SystemExit(f"{args.csv} lacks column(s) {missing}; expected {COLUMNS}.")
-        return log[COLUMNS], args.csv
+        return read_interactions(args.csv, COLUMNS), args.csv
     if args.small:
         sizes = dict(n_users=args.n_users, n_items=100, n_categories=10, mean_events=10)
     else:

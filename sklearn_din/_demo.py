@@ -17,10 +17,13 @@ from sklearn.pipeline import Pipeline
 from ._classifier import DINClassifier, NoHistoryWarning
 from ._transformer import SequenceFeatureTransformer
 from ._version import __version__
-from .datasets import leave_last_out_split, make_interactions, sample_negatives
+from .datasets import (
+    leave_last_out_split,
+    make_interactions,
+    read_interactions,
+    sample_negatives,
+)
 from .metrics import gauc_score
-
-LOG_COLUMNS = ["user_id", "item_id", "time", "cate_id"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -115,11 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t = _step("reading the log" if args.csv else "generating the log (make_interactions)")
     if args.csv:
-        log = pd.read_csv(args.csv)
-        missing = [c for c in LOG_COLUMNS if c not in log.columns]
-        if missing:
-            raise SystemExit(f"--csv {args.csv}: missing column(s) {missing}; need {LOG_COLUMNS}.")
-        log = log[LOG_COLUMNS]
+        try:
+            log = read_interactions(args.csv)
+        except ValueError as error:
+            raise SystemExit(f"--csv: {error}") from None
     else:
         log = make_interactions(n_users=int(args.users * args.scale),
                                 n_items=int(1000 * max(args.scale, 1)),

@@ -221,12 +221,10 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
 
         Reads ``self`` only: every check runs before fit/partial_fit change any state.
         """
-        times, kind = _time_values(X[self.time_col], self.time_col)
-        if method == "partial_fit" and kind != self.time_kind_:
-            raise TypeError(
-                f"time column {self.time_col!r} holds {kind} values but {self.time_kind_} "
-                "values were seen in fit."
-            )
+        if method == "partial_fit":
+            times, kind = self._times_like_fit(X), self.time_kind_
+        else:
+            times, kind = _time_values(X[self.time_col], self.time_col)
         rows = np.ones(len(X), dtype=bool)
         if y is not None:
             rows = binary_positive_mask(y, len(X), who=f"{type(self).__name__}.{method}")
@@ -310,6 +308,16 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         self.n_behaviours_ = len(store)
         return self
 
+    def _times_like_fit(self, X: pd.DataFrame) -> np.ndarray:
+        """X's times, which must be of the kind (numbers or datetimes) seen in fit."""
+        times, kind = _time_values(X[self.time_col], self.time_col)
+        if kind != self.time_kind_:
+            raise TypeError(
+                f"time column {self.time_col!r} holds {kind} values but {self.time_kind_} "
+                "values were seen in fit."
+            )
+        return times
+
     def _check_transform_input(self, X: object, method: str) -> pd.DataFrame:
         X = self._check_X(X, method)
         seen = set(self.feature_names_in_)
@@ -337,12 +345,7 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._check_transform_input(X, "transform")
-        times, kind = _time_values(X[self.time_col], self.time_col)
-        if kind != self.time_kind_:
-            raise TypeError(
-                f"time column {self.time_col!r} holds {kind} values but {self.time_kind_} "
-                "values were seen in fit."
-            )
+        times = self._times_like_fit(X)
         n_ids, n_features = len(self._id_cols), len(self.history_cols)
         # One int32 block for every created column, filled in place: no concatenation copy.
         block = np.empty((len(X), n_ids + n_features * self.max_len + 1), dtype=np.int32)
@@ -399,7 +402,7 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._check_transform_input(X, "history_times")
-        times, _ = _time_values(X[self.time_col], self.time_col)
+        times = self._times_like_fit(X)
         users = self._encode(X[self.user_col], self.user_col)
         out = self.behaviour_store_.history_times(users, times, self.max_len)
         if self.time_kind_ == "datetime":

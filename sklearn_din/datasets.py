@@ -22,7 +22,37 @@ from sklearn.utils import check_random_state
 from ._transformer import _time_values
 from ._validation import check_columns_present, check_dataframe, check_no_missing
 
-__all__ = ["leave_last_out_split", "make_interactions", "sample_negatives"]
+__all__ = ["leave_last_out_split", "make_interactions", "read_interactions", "sample_negatives"]
+
+LOG_COLUMNS = ("user_id", "item_id", "time", "cate_id")
+
+
+def read_interactions(path: str, columns: Sequence[str] = LOG_COLUMNS) -> pd.DataFrame:
+    """Read an interaction log from a CSV file, keeping ``columns``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A CSV file with a header row.
+    columns : sequence of str, default=("user_id", "item_id", "time", "cate_id")
+        The columns to keep (the torch-rechub tutorial's by default).
+
+    Returns
+    -------
+    log : DataFrame
+        The file's ``columns``, in that order.
+
+    Raises
+    ------
+    ValueError
+        The file lacks one of ``columns``; the message names it.
+    """
+    log = pd.read_csv(path)
+    missing = [c for c in columns if c not in log.columns]
+    if missing:
+        raise ValueError(f"{path} lacks column(s) {missing}; expected {list(columns)}, "
+                         f"found {list(log.columns)}.")
+    return log[list(columns)]
 
 
 def make_interactions(

@@ -413,3 +413,17 @@ def test_leave_last_out_split_errors(mutate, exc, pattern):
     rows = pd.DataFrame({"user_id": [1, 1, 2], "time": [1, 2, 3]})
     with pytest.raises(exc, match=pattern):
         leave_last_out_split(mutate(rows))
+
+
+def test_read_interactions_keeps_the_columns_and_names_a_missing_one(tmp_path):
+    from sklearn_din.datasets import read_interactions
+
+    path = tmp_path / "log.csv"
+    pd.DataFrame({"extra": [0], "time": [5], "cate_id": [1], "item_id": [7],
+                  "user_id": [3]}).to_csv(path, index=False)
+    log = read_interactions(path)
+    assert list(log.columns) == ["user_id", "item_id", "time", "cate_id"]
+    assert log.iloc[0].tolist() == [3, 7, 5, 1]
+    pd.DataFrame({"user_id": [1], "time": [1]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="item_id"):
+        read_interactions(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from numbers import Integral
 
 import numpy as np
@@ -26,6 +27,8 @@ PADDING = 0
 UNKNOWN = 1
 _FIRST_KNOWN = 2
 HIST_LEN_COL = "hist_len"
+# Rows encoded and given histories at a time (and reported on with verbose=1).
+TRANSFORM_CHUNK_ROWS = 1 << 20
 
 
 def history_column(feature: str, position: int) -> str:
@@ -96,6 +99,9 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
     max_len : int, default=50
         Number of most recent behaviours kept per row; shorter histories are
         padded with 0.
+    verbose : int, default=0
+        With 1, a transform of more than a million rows reports its progress
+        after each million.
 
     Attributes
     ----------
@@ -150,6 +156,7 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         "time_col": [str],
         "history_cols": [tuple, list],
         "max_len": [Interval(Integral, 1, None, closed="left")],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -160,12 +167,14 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         time_col: str = "time",
         history_cols: tuple[str, ...] = ("item_id", "cate_id"),
         max_len: int = 50,
+        verbose: int = 0,
     ) -> None:
         self.user_col = user_col
         self.item_col = item_col
         self.time_col = time_col
         self.history_cols = history_cols
         self.max_len = max_len
+        self.verbose = verbose
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -346,13 +355,24 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = self._check_transform_input(X, "transform")
         times = self._times_like_fit(X)
-        n_ids, n_features = len(self._id_cols), len(self.history_cols)
+        n_rows, n_ids, n_features = len(X), len(self._id_cols), len(self.history_cols)
         # One int32 block for every created column, filled in place: no concatenation copy.
-        block = np.empty((len(X), n_ids + n_features * self.max_len + 1), dtype=np.int32)
-        for j, col in enumerate(self._id_cols):
-            block[:, j] = self._encode(X[col], col)
-        history = block[:, n_ids:-1].reshape(len(X), n_features, self.max_len)
-        _, block[:, -1] = self.behaviour_store_.histories(block[:, 0], times, self.max_len, history)
+        block = np.empty((n_rows, n_ids + n_features * self.max_len + 1), dtype=np.int32)
+        indexes = {col: pd.Index(self.vocabularies_[col]) for col in self._id_cols}
+        start = time.perf_counter()
+        for lo in range(0, max(n_rows, 1), TRANSFORM_CHUNK_ROWS):
+            rows = slice(lo, min(lo + TRANSFORM_CHUNK_ROWS, n_rows))
+            part = block[rows]
+            for j, col in enumerate(self._id_cols):
+                # get_indexer gives -1 for values not in the vocabulary: -1 + 2 == UNKNOWN.
+                part[:, j] = indexes[col].get_indexer(X[col].iloc[rows]) + _FIRST_KNOWN
+            history = part[:, n_ids:-1].reshape(len(part), n_features, self.max_len)
+            _, part[:, -1] = self.behaviour_store_.histories(
+                part[:, 0], times[rows], self.max_len, history
+            )
+            if self.verbose and n_rows > TRANSFORM_CHUNK_ROWS:
+                print(f"[SequenceFeatureTransformer] {rows.stop:,} / {n_rows:,} rows "
+                      f"({time.perf_counter() - start:.1f}s)", flush=True)
         n_int = block.shape[1]
         names = self.get_feature_names_out()
         out = pd.DataFrame(block, index=X.index, columns=names[:n_int], copy=False)

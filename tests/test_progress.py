@@ -42,3 +42,19 @@ def test_progress_bar_counts_our_batches(capsys):
         n_batches -= 1  # a last batch of one row is merged into the previous one
     # the bar knows how many batches our iterator yields, and both epochs ran it
     assert err.count(f" 0/{n_batches} ") == 2
+
+
+def test_long_transforms_report_progress(capsys, monkeypatch):
+    import sklearn_din._transformer as transformer_module
+
+    rows = sample_negatives(make_interactions(n_users=40, n_items=60, random_state=0),
+                            random_state=0)
+    X = rows.drop(columns="label")
+    monkeypatch.setattr(transformer_module, "TRANSFORM_CHUNK_ROWS", 500)
+    quiet = SequenceFeatureTransformer(max_len=4).fit(X).transform(X)
+    assert capsys.readouterr().out == ""
+    loud = SequenceFeatureTransformer(max_len=4, verbose=1).fit(X).transform(X)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == -(-len(X) // 500)
+    assert lines[-1].startswith(f"[SequenceFeatureTransformer] {len(X):,} / {len(X):,} rows")
+    assert loud.equals(quiet)  # chunking changes nothing in the output

@@ -911,6 +911,7 @@ def test_default_params_are_immutable_tuples():
         "time_col": "time",
         "history_cols": ("item_id", "cate_id"),
         "max_len": 50,
+        "verbose": 0,
     }
 
 

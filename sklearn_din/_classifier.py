@@ -541,8 +541,11 @@ class DINClassifier(NeuralNetBinaryClassifier):
         scores instead of all rounding to 1.0.
         """
         check_is_fitted(self)
-        p = expit(self.decision_function(X))
-        return np.column_stack([1.0 - p, p])
+        logits = self.decision_function(X)
+        proba = np.empty((len(logits), 2))  # filled in place: 16 bytes a row, no temporaries
+        expit(logits, out=proba[:, 1])
+        np.subtract(1.0, proba[:, 1], out=proba[:, 0])
+        return proba
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """``classes_[1]`` where its probability exceeds ``threshold``, else ``classes_[0]``."""

@@ -113,8 +113,11 @@ class LocalActivationUnit(nn.Module):
         w_q, w_k, w_d, w_p = self.first.weight.split(self.dim, dim=1)
         per_row = nn.functional.linear(query, w_q + w_d, self.first.bias)
         q = query[rows]
-        per_position = torch.cat([keys, q * keys], dim=1) @ torch.cat([w_k - w_d, w_p], dim=1).T
-        hidden = self.first_activation(per_row[rows] + per_position)
+        # addmm adds the rows' part inside the matrix product: no extra pass over (N, units).
+        pre_activation = torch.addmm(
+            per_row[rows], torch.cat([keys, q * keys], dim=1), torch.cat([w_k - w_d, w_p], dim=1).T
+        )
+        hidden = self.first_activation(pre_activation)
         return self.score(self.rest(hidden)).squeeze(1)
 
 

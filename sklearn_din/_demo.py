@@ -45,7 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-len", type=int, default=50, help="history length (default 50)")
     parser.add_argument("--embed-dim", type=int, default=8, help="embedding width (default 8)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default cpu)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads (default 1: these small models gain little from more, and on "
+             "a busy machine more threads can be many times slower)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no epoch tables")
     parser.add_argument("--version", action="version", version=f"sklearn-din {__version__}")

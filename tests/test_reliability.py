@@ -129,3 +129,27 @@ def test_concurrent_predictions_match_serial_ones(frame):
         np.testing.assert_allclose(proba, expected[rows], rtol=1e-5)
     # Dice's running statistics are untouched by inference
     np.testing.assert_array_equal(model.predict_proba(X), expected)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    names=st.lists(st.sampled_from(["user_id", "item_id", "cate_id", "time", "price"]),
+                   min_size=1, max_size=5, unique=True),
+    n_rows=st.integers(0, 10),
+    data=st.data(),
+)
+def test_random_frames_give_the_transformer_a_clear_error_or_a_valid_result(names, n_rows,
+                                                                            data):
+    X = pd.DataFrame({name: data.draw(st.lists(values, min_size=n_rows, max_size=n_rows))
+                      for name in names})
+    y = data.draw(st.one_of(st.none(), st.just(np.arange(n_rows) % 2)))
+    transformer = SequenceFeatureTransformer(max_len=3)
+    try:
+        out = transformer.fit_transform(X, y)
+    except (ValueError, TypeError) as error:
+        assert str(error)
+        return
+    assert len(out) == n_rows and list(out.columns) == list(transformer.get_feature_names_out())
+    created = out[transformer.get_feature_names_out()[: 3 + 2 * 3 + 1]]
+    assert (created.to_numpy() >= 0).all()
+    assert (out["hist_len"] <= 3).all()

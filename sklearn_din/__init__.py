@@ -5,7 +5,7 @@ from ._classifier import DINClassifier, NoHistoryWarning
 from ._explain import explain_attention
 from ._network import DeepInterestNetwork, Dice
 from ._persistence import ModelFileError, load_model, save_model
-from ._transformer import SequenceFeatureTransformer
+from ._transformer import SequenceFeatureTransformer, UnknownUsersWarning
 from ._version import __version__
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "NoHistoryWarning",
     "NonFiniteLossError",
     "StopOnNonFiniteLoss",
+    "UnknownUsersWarning",
     "SequenceFeatureTransformer",
     "__version__",
     "explain_attention",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -29,6 +30,10 @@ _FIRST_KNOWN = 2
 HIST_LEN_COL = "hist_len"
 # Rows encoded and given histories at a time (and reported on with verbose=1).
 TRANSFORM_CHUNK_ROWS = 1 << 20
+
+
+class UnknownUsersWarning(UserWarning):
+    """Most rows given to transform belong to users the transformer has never seen."""
 
 
 def history_column(feature: str, position: int) -> str:
@@ -373,6 +378,14 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
             if self.verbose and n_rows > TRANSFORM_CHUNK_ROWS:
                 print(f"[SequenceFeatureTransformer] {rows.stop:,} / {n_rows:,} rows "
                       f"({time.perf_counter() - start:.1f}s)", flush=True)
+        unknown_users = int((block[:, 0] == UNKNOWN).sum())
+        if n_rows >= 20 and unknown_users > n_rows / 2:
+            warnings.warn(
+                f"{unknown_users:,} of {n_rows:,} rows belong to users unseen in fit: they get "
+                "empty histories. Cross-validating by user? Fit this transformer once on the "
+                "whole log and freeze it (sklearn.frozen.FrozenEstimator).",
+                UnknownUsersWarning, stacklevel=2,
+            )
         n_int = block.shape[1]
         names = self.get_feature_names_out()
         out = pd.DataFrame(block, index=X.index, columns=names[:n_int], copy=False)

@@ -149,3 +149,12 @@ def test_diverging_fit_stops_with_the_epoch_named():
     model = DINClassifier(lr=10.0, hidden_units=(8,), max_epochs=5, verbose=0, random_state=0)
     with pytest.warns(UserWarning), pytest.raises(NonFiniteLossError, match=r"in epoch \d+"):
         model.fit(X, y)
+
+
+def test_a_finite_loss_step_to_infinite_weights_is_caught():
+    # found by hypothesis: the loss of this step is finite, the weights after it are not
+    X = pd.DataFrame({"x": [-1.7240763656383444e20, 0.0]})
+    model = DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=1,
+                          batch_size=4, verbose=0, random_state=0)
+    with pytest.warns(UserWarning), pytest.raises(NonFiniteLossError, match="parameter"):
+        model.fit(X, [0, 1])

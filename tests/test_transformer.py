@@ -9,6 +9,7 @@ recent), most recent first, the ``max_len`` most recent kept, padded with 0.
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -1085,3 +1086,17 @@ def test_passthrough_column_beyond_max_len_is_fine():
     )
     assert out.columns.tolist().count("hist_item_id_2") == 1
     assert (out["hist_item_id_2"] == 7).all()
+
+
+def test_mostly_unknown_users_warn_about_user_grouped_folds():
+    from sklearn_din import UnknownUsersWarning
+
+    log = pd.DataFrame({"user_id": np.repeat(np.arange(40), 2), "item_id": 1, "cate_id": 1,
+                        "time": np.tile([1, 2], 40)})
+    seen, unseen = log[log.user_id < 20], log[log.user_id >= 20]
+    t = SequenceFeatureTransformer(max_len=2).fit(seen)
+    with pytest.warns(UnknownUsersWarning, match="FrozenEstimator"):
+        t.transform(unseen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t.transform(seen)  # known users: silent

@@ -34,6 +34,17 @@ class Dice(nn.Module):
     averages at inference. Unlike DeepCTR's variant there is no learnable
     scale or shift inside the normalisation; ``alpha`` is learnt per channel,
     starting at 0.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_din import Dice
+    >>> dice = Dice(3)
+    >>> x = torch.tensor([[-1.0, 0.0, 2.0], [1.0, 0.0, -2.0]])
+    >>> dice(x).shape                     # batch statistics in training mode
+    torch.Size([2, 3])
+    >>> bool((dice.eval()(x)[:, 1] == 0).all())   # running statistics at inference
+    True
     """
 
     def __init__(self, num_features: int, eps: float = 1e-8, momentum: float = 0.1) -> None:
@@ -153,6 +164,19 @@ class DeepInterestNetwork(nn.Module):
     id_frequencies : sequence of array-like or None, default=None
         How often each id occurs in the training data, one array per table (history
         tables, then sparse tables); used by :meth:`embedding_penalty`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_din import DeepInterestNetwork
+    >>> net = DeepInterestNetwork([10, 5], sparse_vocab_sizes=[7], n_dense=1)
+    >>> candidate = torch.tensor([[3, 2], [4, 2]])            # item, category
+    >>> history = torch.tensor([[[5, 6, 0], [2, 3, 0]],       # (rows, features, positions)
+    ...                         [[7, 0, 0], [4, 0, 0]]])
+    >>> logits = net(candidate, history, torch.tensor([2, 1]),  # history lengths
+    ...              torch.tensor([[2], [3]]), torch.tensor([[0.5], [1.0]]))
+    >>> logits.shape
+    torch.Size([2])
     """
 
     def __init__(

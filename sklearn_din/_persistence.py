@@ -246,6 +246,19 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> object:
     ModelFileError
         The file is truncated, tampered with, of another format, or written by a
         newer release of the format.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from sklearn_din import ModelFileError, load_model
+    >>> path = os.path.join(tempfile.mkdtemp(), "not-a-model.npz")
+    >>> with open(path, "wb") as f:
+    ...     _ = f.write(b"hello")
+    >>> try:
+    ...     load_model(path)
+    ... except ModelFileError as error:
+    ...     print("refused")
+    refused
     """
     try:
         with np.load(path, allow_pickle=False) as npz:

@@ -46,6 +46,15 @@ def read_interactions(path: str, columns: Sequence[str] = LOG_COLUMNS) -> pd.Dat
     ------
     ValueError
         The file lacks one of ``columns``; the message names it.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from sklearn_din.datasets import make_interactions, read_interactions
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.csv")
+    >>> make_interactions(n_users=5, n_items=40, random_state=0).to_csv(path, index=False)
+    >>> list(read_interactions(path).columns)
+    ['user_id', 'item_id', 'time', 'cate_id']
     """
     log = pd.read_csv(path)
     missing = [c for c in columns if c not in log.columns]

@@ -83,9 +83,19 @@ def make_gauc_scorer(user_col: str = "user_id") -> Callable[[object, object, obj
 
     Examples
     --------
+    >>> from sklearn.model_selection import GroupKFold, cross_val_score
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn_din import DINClassifier, SequenceFeatureTransformer
+    >>> from sklearn_din.datasets import make_interactions, sample_negatives
     >>> from sklearn_din.metrics import make_gauc_scorer
-    >>> scorer = make_gauc_scorer("user_id")
-    >>> # GridSearchCV(pipeline, grid, scoring={"auc": "roc_auc", "gauc": scorer}, refit="gauc")
+    >>> rows = sample_negatives(make_interactions(n_users=60, random_state=0), random_state=0)
+    >>> X, y = rows.drop(columns="label"), rows["label"]
+    >>> model = make_pipeline(SequenceFeatureTransformer(max_len=5),
+    ...                       DINClassifier(max_epochs=1, verbose=0, random_state=0))
+    >>> scores = cross_val_score(model, X, y, groups=X["user_id"], cv=GroupKFold(2),
+    ...                          scoring=make_gauc_scorer("user_id"))
+    >>> scores.shape
+    (2,)
     """
 
     def gauc_scorer(estimator: object, X: object, y: object) -> float:

@@ -108,7 +108,9 @@ def _check_data(data, name):
     pad = np.arange(L)[None, :] >= hl[:, None]
     for k in HIST_KEYS:
         if np.any(np.asarray(data[k])[pad] != 0):
-            raise ValueError(f"{name}[{k!r}] has non-zero entries past hist_len (padding must be 0, on the right)")
+            raise ValueError(
+                f"{name}[{k!r}] has non-zero entries past hist_len (padding must be 0, on the right)"
+            )
     return n, L
 
 
@@ -130,13 +132,18 @@ def to_peer_history(hist, hist_len):
 
 def _vocab_sizes(train, test):
     """max code + 1 over train and test; targets and histories share one table per feature."""
+
     def mx(*arrays):
         return int(max(np.asarray(a).max(initial=0) for a in arrays)) + 1
 
     return {
         "user_id": mx(train["user_id"], test["user_id"]),
-        "item_id": mx(train["item_id"], test["item_id"], train["hist_item_id"], test["hist_item_id"]),
-        "cate_id": mx(train["cate_id"], test["cate_id"], train["hist_cate_id"], test["hist_cate_id"]),
+        "item_id": mx(
+            train["item_id"], test["item_id"], train["hist_item_id"], test["hist_item_id"]
+        ),
+        "cate_id": mx(
+            train["cate_id"], test["cate_id"], train["hist_cate_id"], test["hist_cate_id"]
+        ),
     }
 
 
@@ -154,7 +161,7 @@ def _seed_all(seed):
     import torch
 
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 -- the peers draw from the global numpy RNG
     torch.manual_seed(seed)
 
 
@@ -213,7 +220,9 @@ def _num_threads(n):
         torch.set_num_threads(old)
 
 
-def _result(epoch_seconds, n_train, predict_seconds, n_test, proba, y_test, peak_mb, n_threads, extra=None):
+def _result(
+    epoch_seconds, n_train, predict_seconds, n_test, proba, y_test, peak_mb, n_threads, extra=None
+):
     from sklearn.metrics import roc_auc_score
 
     proba = np.asarray(proba, dtype=np.float64).reshape(-1)
@@ -241,9 +250,22 @@ def _result(epoch_seconds, n_train, predict_seconds, n_test, proba, y_test, peak
 # --------------------------------------------------------------------------------------------------------
 # torch-rechub
 # --------------------------------------------------------------------------------------------------------
-def fit_predict_rechub_din(train, test, *, embed_dim=8, attention_units=(256, 128), hidden_units=(256, 128),
-                           epochs=1, batch_size=1024, lr=1e-3, weight_decay=0.0, seed=0, n_threads=1,
-                           num_workers=0, model_kwargs=None):
+def fit_predict_rechub_din(
+    train,
+    test,
+    *,
+    embed_dim=8,
+    attention_units=(256, 128),
+    hidden_units=(256, 128),
+    epochs=1,
+    batch_size=1024,
+    lr=1e-3,
+    weight_decay=0.0,
+    seed=0,
+    n_threads=1,
+    num_workers=0,
+    model_kwargs=None,
+):
     """Train torch-rechub's DIN on ``train`` and score ``test`` (see the module docstring for the layout).
 
     Training loop: torch-rechub's own ``CTRTrainer``, but we call its public ``train_one_epoch`` once per
@@ -277,14 +299,30 @@ def fit_predict_rechub_din(train, test, *, embed_dim=8, attention_units=(256, 12
         # Fresh feature objects every call: rechub caches the nn.Embedding ON the feature object.
         features = [SparseFeature("user_id", vocab_size=vocab["user_id"], embed_dim=embed_dim)]
         target_features = [
-            SparseFeature("item_id", vocab_size=vocab["item_id"], embed_dim=embed_dim, padding_idx=0),
-            SparseFeature("cate_id", vocab_size=vocab["cate_id"], embed_dim=embed_dim, padding_idx=0),
+            SparseFeature(
+                "item_id", vocab_size=vocab["item_id"], embed_dim=embed_dim, padding_idx=0
+            ),
+            SparseFeature(
+                "cate_id", vocab_size=vocab["cate_id"], embed_dim=embed_dim, padding_idx=0
+            ),
         ]
         history_features = [
-            SequenceFeature("hist_item_id", vocab_size=vocab["item_id"], embed_dim=embed_dim, pooling="concat",
-                            shared_with="item_id", padding_idx=0),
-            SequenceFeature("hist_cate_id", vocab_size=vocab["cate_id"], embed_dim=embed_dim, pooling="concat",
-                            shared_with="cate_id", padding_idx=0),
+            SequenceFeature(
+                "hist_item_id",
+                vocab_size=vocab["item_id"],
+                embed_dim=embed_dim,
+                pooling="concat",
+                shared_with="item_id",
+                padding_idx=0,
+            ),
+            SequenceFeature(
+                "hist_cate_id",
+                vocab_size=vocab["cate_id"],
+                embed_dim=embed_dim,
+                pooling="concat",
+                shared_with="cate_id",
+                padding_idx=0,
+            ),
         ]
         kwargs = dict(
             features=features,
@@ -297,12 +335,25 @@ def fit_predict_rechub_din(train, test, *, embed_dim=8, attention_units=(256, 12
         model = DIN(**kwargs)
 
         dg = DataGenerator(x_tr, y_tr)
-        y_dummy = np.zeros(n_test, dtype=np.float32)  # CTRTrainer.predict requires labels; never the real ones
-        train_dl, _, test_dl = dg.generate_dataloader(x_val=x_te, y_val=y_dummy, x_test=x_te, y_test=y_dummy,
-                                                      batch_size=batch_size, num_workers=num_workers)
-        trainer = CTRTrainer(model, optimizer_fn=torch.optim.Adam,
-                             optimizer_params={"lr": lr, "weight_decay": weight_decay},
-                             n_epoch=epochs, device="cpu", model_path=os.devnull)
+        y_dummy = np.zeros(
+            n_test, dtype=np.float32
+        )  # CTRTrainer.predict requires labels; never the real ones
+        train_dl, _, test_dl = dg.generate_dataloader(
+            x_val=x_te,
+            y_val=y_dummy,
+            x_test=x_te,
+            y_test=y_dummy,
+            batch_size=batch_size,
+            num_workers=num_workers,
+        )
+        trainer = CTRTrainer(
+            model,
+            optimizer_fn=torch.optim.Adam,
+            optimizer_params={"lr": lr, "weight_decay": weight_decay},
+            n_epoch=epochs,
+            device="cpu",
+            model_path=os.devnull,
+        )
 
         epoch_seconds = []
         with _PeakRSS() as rss:
@@ -314,16 +365,37 @@ def fit_predict_rechub_din(train, test, *, embed_dim=8, attention_units=(256, 12
             proba = trainer.predict(trainer.model, test_dl)
             predict_seconds = time.perf_counter() - t0
 
-    return _result(epoch_seconds, n_train, predict_seconds, n_test, proba, test["label"], rss.mb, n_threads,
-                   extra={"peer": "torch-rechub", "vocab_sizes": vocab, "L": L})
+    return _result(
+        epoch_seconds,
+        n_train,
+        predict_seconds,
+        n_test,
+        proba,
+        test["label"],
+        rss.mb,
+        n_threads,
+        extra={"peer": "torch-rechub", "vocab_sizes": vocab, "L": L},
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
 # deepctr-torch
 # --------------------------------------------------------------------------------------------------------
-def fit_predict_deepctr_din(train, test, *, embed_dim=8, attention_units=(256, 128), hidden_units=(256, 128),
-                            epochs=1, batch_size=1024, lr=1e-3, weight_decay=0.0, seed=0, n_threads=1,
-                            model_kwargs=None):
+def fit_predict_deepctr_din(
+    train,
+    test,
+    *,
+    embed_dim=8,
+    attention_units=(256, 128),
+    hidden_units=(256, 128),
+    epochs=1,
+    batch_size=1024,
+    lr=1e-3,
+    weight_decay=0.0,
+    seed=0,
+    n_threads=1,
+    model_kwargs=None,
+):
     """Train deepctr-torch's DIN on ``train`` and score ``test`` (see the module docstring for the layout).
 
     Uses the public Keras-like API: ``model.compile(torch.optim.Adam(...), "binary_crossentropy")``,
@@ -345,7 +417,9 @@ def fit_predict_deepctr_din(train, test, *, embed_dim=8, attention_units=(256, 1
         raise ValueError(f"train L={L} != test L={L_test}")
     vocab = _vocab_sizes(train, test)
     if max(vocab.values()) > 2**24:
-        warnings.warn("deepctr-torch casts ids to float32: codes above 2**24 will be corrupted", stacklevel=2)
+        warnings.warn(
+            "deepctr-torch casts ids to float32: codes above 2**24 will be corrupted", stacklevel=2
+        )
     x_tr, y_tr = _peer_inputs(train)
     x_te, _ = _peer_inputs(test)
 
@@ -355,10 +429,26 @@ def fit_predict_deepctr_din(train, test, *, embed_dim=8, attention_units=(256, 1
             SparseFeat("user_id", vocabulary_size=vocab["user_id"], embedding_dim=embed_dim),
             SparseFeat("item_id", vocabulary_size=vocab["item_id"], embedding_dim=embed_dim),
             SparseFeat("cate_id", vocabulary_size=vocab["cate_id"], embedding_dim=embed_dim),
-            VarLenSparseFeat(SparseFeat("hist_item_id", vocabulary_size=vocab["item_id"], embedding_dim=embed_dim,
-                                        embedding_name="item_id"), maxlen=L, length_name="seq_length"),
-            VarLenSparseFeat(SparseFeat("hist_cate_id", vocabulary_size=vocab["cate_id"], embedding_dim=embed_dim,
-                                        embedding_name="cate_id"), maxlen=L, length_name="seq_length"),
+            VarLenSparseFeat(
+                SparseFeat(
+                    "hist_item_id",
+                    vocabulary_size=vocab["item_id"],
+                    embedding_dim=embed_dim,
+                    embedding_name="item_id",
+                ),
+                maxlen=L,
+                length_name="seq_length",
+            ),
+            VarLenSparseFeat(
+                SparseFeat(
+                    "hist_cate_id",
+                    vocabulary_size=vocab["cate_id"],
+                    embedding_dim=embed_dim,
+                    embedding_name="cate_id",
+                ),
+                maxlen=L,
+                length_name="seq_length",
+            ),
         ]
         kwargs = dict(
             dnn_feature_columns=feature_columns,
@@ -371,24 +461,47 @@ def fit_predict_deepctr_din(train, test, *, embed_dim=8, attention_units=(256, 1
         )
         kwargs.update(model_kwargs or {})
         model = DIN(**kwargs)
-        model.compile(torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay),
-                      "binary_crossentropy", metrics=[])
+        model.compile(
+            torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay),
+            "binary_crossentropy",
+            metrics=[],
+        )
 
         epoch_seconds = []
-        with _PeakRSS() as rss, contextlib.redirect_stdout(open(os.devnull, "w")):  # fit prints "cpu", "Train on"
+        with (
+            _PeakRSS() as rss,
+            contextlib.redirect_stdout(open(os.devnull, "w")),
+        ):  # fit prints "cpu", "Train on"
             for e in range(epochs):
                 # fit() replaces the list it builds from the dict in place, never our arrays; copy the dict anyway
                 xd = dict(x_tr)
                 t0 = time.perf_counter()
-                model.fit(xd, y_tr, batch_size=batch_size, epochs=e + 1, initial_epoch=e, verbose=0, shuffle=True)
+                model.fit(
+                    xd,
+                    y_tr,
+                    batch_size=batch_size,
+                    epochs=e + 1,
+                    initial_epoch=e,
+                    verbose=0,
+                    shuffle=True,
+                )
                 epoch_seconds.append(time.perf_counter() - t0)
             xd = dict(x_te)
             t0 = time.perf_counter()
             proba = model.predict(xd, batch_size=batch_size)
             predict_seconds = time.perf_counter() - t0
 
-    return _result(epoch_seconds, n_train, predict_seconds, n_test, proba, test["label"], rss.mb, n_threads,
-                   extra={"peer": "deepctr-torch", "vocab_sizes": vocab, "L": L})
+    return _result(
+        epoch_seconds,
+        n_train,
+        predict_seconds,
+        n_test,
+        proba,
+        test["label"],
+        rss.mb,
+        n_threads,
+        extra={"peer": "deepctr-torch", "vocab_sizes": vocab, "L": L},
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -405,7 +518,7 @@ def time_rechub_create_seq_features(log_df, max_len=50, *, seed=0, return_output
 
     df = log_df[["user_id", "item_id", "time", "cate_id"]].copy(deep=True)
     random.seed(seed)  # its negative sampling and shuffling use the `random` module
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 -- the peers draw from the global numpy RNG
     t0 = time.perf_counter()
     out = create_seq_features(df, seq_feature_col=["item_id", "cate_id"], max_len=max_len)
     seconds = time.perf_counter() - t0

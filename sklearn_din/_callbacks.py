@@ -9,7 +9,24 @@ from skorch.callbacks import Callback
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss."""
+    """Training produced a NaN or infinite loss, or NaN or infinite weights.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import pandas as pd
+    >>> from sklearn_din import DINClassifier, NonFiniteLossError
+    >>> X = pd.DataFrame({"x": [-1.7240763656383444e20, 0.0]})   # an unscaled column
+    >>> model = DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,),
+    ...                       max_epochs=1, verbose=0, random_state=0)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     try:
+    ...         model.fit(X, [0, 1])
+    ...     except NonFiniteLossError as error:
+    ...         print(str(error).split(":")[0])
+    parameter 'mlp.0.weight' became NaN or infinite in epoch 1
+    """
 
 
 class StopOnNonFiniteLoss(Callback):
@@ -20,6 +37,13 @@ class StopOnNonFiniteLoss(Callback):
     finite loss can still take a step to infinite weights (huge numeric inputs), so
     the weights are also checked at the end of every epoch. The weights are those
     of the failed step; refit with a lower ``lr`` or scaled numeric columns.
+
+    Examples
+    --------
+    >>> from sklearn_din import DINClassifier
+    >>> "stop_on_non_finite_loss" in dict(DINClassifier()._default_callbacks)
+    True
+    >>> model = DINClassifier(callbacks__stop_on_non_finite_loss=None)  # to switch it off
     """
 
     def on_epoch_begin(self, net, **kwargs) -> None:

@@ -43,7 +43,18 @@ PREDICT_CHUNK_ROWS = 1 << 16
 
 
 class NoHistoryWarning(UserWarning):
-    """X has no history columns: the model is an embedding + MLP model without attention."""
+    """X has no history columns: the model is an embedding + MLP model without attention.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import pytest
+    >>> from sklearn_din import DINClassifier, NoHistoryWarning
+    >>> X = pd.DataFrame({"user_id": [2, 3, 2, 3], "item_id": [2, 2, 3, 3]})
+    >>> with pytest.warns(NoHistoryWarning):
+    ...     _ = DINClassifier(max_epochs=1, verbose=0, categorical_cols=("item_id",)).fit(
+    ...         X, [0, 1, 1, 0])
+    """
 
 
 def _valid_auc(net: DINClassifier, X: object, y: object) -> float:

@@ -42,7 +42,10 @@ _FLAT_PARAMS = (
 
 
 class ModelFileError(ValueError):
-    """A file is not a readable sklearn-din model (truncated, tampered, or another format)."""
+    """A file is not a readable sklearn-din model (truncated, tampered, or another format).
+
+    A subclass of ``ValueError``; :func:`load_model` shows an example.
+    """
 
 
 def _array(values: np.ndarray, what: str) -> np.ndarray:

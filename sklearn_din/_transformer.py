@@ -33,7 +33,18 @@ TRANSFORM_CHUNK_ROWS = 1 << 20
 
 
 class UnknownUsersWarning(UserWarning):
-    """Most rows given to transform belong to users the transformer has never seen."""
+    """Most rows given to transform belong to users the transformer has never seen.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import pytest
+    >>> from sklearn_din import SequenceFeatureTransformer, UnknownUsersWarning
+    >>> log = pd.DataFrame({"user_id": range(40), "item_id": 1, "cate_id": 1, "time": 1})
+    >>> t = SequenceFeatureTransformer().fit(log[log.user_id < 20])
+    >>> with pytest.warns(UnknownUsersWarning):
+    ...     _ = t.transform(log[log.user_id >= 20])
+    """
 
 
 def history_column(feature: str, position: int) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-# Rows per gather in ``histories``: bounds the (rows, max_len) index matrix to ~100 MB.
+# Rows per window copy in ``_gather``: bounds its (rows, max_len) temporaries to ~100 MB.
 _CHUNK_ROWS = 1 << 18
 
 
@@ -33,9 +33,9 @@ class BehaviourStore:
         Encoded user of each behaviour.
     times : ndarray of shape (n_behaviours,)
         Time of each behaviour (int64 or float64).
-    codes : ndarray of shape (n_features, n_behaviours + 1), int32
+    codes : ndarray of shape (n_features, n_behaviours), int32
         Encoded item and item attributes of each behaviour, one contiguous row per
-        feature, with a trailing 0 that padding positions gather.
+        feature.
     time_grid : ndarray
         The distinct stored times, sorted.
     keys : ndarray of shape (n_behaviours,), int64
@@ -50,14 +50,6 @@ class BehaviourStore:
     keys: np.ndarray
 
     @classmethod
-    def empty(cls, n_features: int, time_dtype: np.dtype) -> BehaviourStore:
-        return cls.from_arrays(
-            np.empty(0, dtype=np.int64),
-            np.empty(0, dtype=time_dtype),
-            np.empty((0, n_features), dtype=np.int32),
-        )
-
-    @classmethod
     def from_arrays(cls, users: np.ndarray, times: np.ndarray, codes: np.ndarray) -> BehaviourStore:
         """Build from behaviours in arrival order; ``codes`` has shape (n, n_features)."""
         # lexsort is stable: behaviours with equal (user, time) keep their arrival order,
@@ -65,8 +57,7 @@ class BehaviourStore:
         order = np.lexsort((times, users))
         users = np.ascontiguousarray(users[order], dtype=np.int64)
         times = np.ascontiguousarray(times[order])
-        padded = np.zeros((codes.shape[1], len(order) + 1), dtype=np.int32)
-        padded[:, :-1] = codes[order].T
+        by_feature = np.ascontiguousarray(codes[order].T, dtype=np.int32)
         # Rank times on the grid of distinct stored times so that (user, time) folds into
         # one int64 key whatever the time unit: stored behaviour e precedes query q of the
         # same user exactly when rank(e) < rank_q, the number of stored times below t_q.
@@ -75,14 +66,14 @@ class BehaviourStore:
         if len(users) and int(users.max()) >= np.iinfo(np.int64).max // stride:
             raise OverflowError("too many users x distinct times to index the behaviour store")
         keys = users * np.int64(stride) + np.searchsorted(grid, times, side="left")
-        return cls(users=users, times=times, codes=padded, time_grid=grid, keys=keys)
+        return cls(users=users, times=times, codes=by_feature, time_grid=grid, keys=keys)
 
     def __len__(self) -> int:
         return len(self.users)
 
     def behaviour_codes(self) -> np.ndarray:
         """The stored codes as (n_behaviours, n_features), in store order."""
-        return self.codes[:, :-1].T
+        return self.codes.T
 
     def extend(self, users: np.ndarray, times: np.ndarray, codes: np.ndarray) -> BehaviourStore:
         """A new store holding these behaviours and the new ones (arriving after them)."""
@@ -119,7 +110,7 @@ class BehaviourStore:
             out = np.zeros((n, n_features, max_len), dtype=np.int32)
         end, length = self._bounds(users, times, max_len)
         for f in range(n_features):
-            self._gather(self.codes[f, : len(self)], end, length, max_len, out[:, f, :])
+            self._gather(self.codes[f], end, length, max_len, out[:, f, :])
         return out, length.astype(np.int32)
 
     def history_times(self, users: np.ndarray, times: np.ndarray, max_len: int) -> np.ndarray:

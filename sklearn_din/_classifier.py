@@ -485,14 +485,9 @@ class DINClassifier(NeuralNetBinaryClassifier):
         self : DINClassifier
         """
         self._check_params()
-        if not self.warm_start or not self.initialized_:
-            self.initialized_ = False
-        inputs, target = self._training_inputs(X, y, "fit")
-        with self._seeded():
-            if not self.initialized_:
-                self.initialize()
-            super().partial_fit(inputs, target, **fit_params)
-        return self
+        if not self.warm_start:
+            self.initialized_ = False  # a fresh fit: layout, vocabularies and weights anew
+        return self._train(X, y, "fit", fit_params)
 
     def partial_fit(
         self, X: pd.DataFrame, y: object, classes: object = None, **fit_params: object
@@ -516,7 +511,11 @@ class DINClassifier(NeuralNetBinaryClassifier):
         self : DINClassifier
         """
         self._check_params()
-        inputs, target = self._training_inputs(X, y, "partial_fit")
+        return self._train(X, y, "partial_fit", fit_params)
+
+    def _train(self, X: object, y: object, method: str, fit_params: dict) -> DINClassifier:
+        """Validate, initialise if needed, and run ``max_epochs`` epochs of skorch's loop."""
+        inputs, target = self._training_inputs(X, y, method)
         with self._seeded():
             if not self.initialized_:
                 self.initialize()

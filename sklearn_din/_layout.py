@@ -91,19 +91,12 @@ class InputLayout:
             dense_cols=dense,
         )
 
-    @property
-    def id_columns(self) -> list[str]:
-        cols = [*self.history_features]
-        for f in self.history_features:
-            cols += [history_column(f, k) for k in range(self.max_len)]
-        return cols + [*self.sparse_cols]
-
     def _groups(self) -> dict[str, list[str]]:
         """The id columns by role, in the order the network reads them."""
-        n_features = len(self.history_features)
         groups = {
             "candidate": list(self.history_features),
-            "history": self.id_columns[n_features : n_features * (1 + self.max_len)],
+            "history": [history_column(f, k) for f in self.history_features
+                        for k in range(self.max_len)],
             "sparse": list(self.sparse_cols),
         }
         if self.has_hist_len:
@@ -164,8 +157,9 @@ class InputLayout:
 
     def vocab_sizes(self, X: pd.DataFrame) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Table sizes that hold every id of X (at least padding and unknown)."""
-        candidate, history = id_matrix(X, list(self.history_features)), self._history(X)
-        sparse = id_matrix(X, list(self.sparse_cols))
+        groups = self._groups()
+        candidate, history = id_matrix(X, groups["candidate"]), self._history(X)
+        sparse = id_matrix(X, groups["sparse"])
 
         def size(*arrays: np.ndarray) -> int:
             return max(max(int(a.max(initial=0)) for a in arrays) + 1, UNKNOWN + 1)
@@ -192,19 +186,19 @@ class InputLayout:
             limit = np.asarray(sizes).reshape((1, -1) + (1,) * (values.ndim - 2))
             return np.where(values < limit, values, UNKNOWN).astype(np.int32)
 
-        n_features = len(self.history_features)
+        groups = self._groups()
         history = self._history(X)
         if self.has_hist_len:
-            length = id_matrix(X, [HIST_LEN_COL])[:, 0].clip(0, self.max_len)
-        elif n_features:
+            length = id_matrix(X, groups["history_length"])[:, 0].clip(0, self.max_len)
+        elif self.history_features:
             length = (history[:, 0, :] != 0).sum(axis=1)
         else:
             length = np.zeros(len(X), dtype=np.int64)
         return {
-            "candidate": clip(id_matrix(X, list(self.history_features)), history_sizes),
+            "candidate": clip(id_matrix(X, groups["candidate"]), history_sizes),
             "history": clip(history, history_sizes),
             "history_length": length.astype(np.int32),
-            "sparse": clip(id_matrix(X, list(self.sparse_cols)), sparse_sizes),
+            "sparse": clip(id_matrix(X, groups["sparse"]), sparse_sizes),
             "dense": X[list(self.dense_cols)].to_numpy(dtype=np.float32),
         }
 

@@ -81,6 +81,12 @@ def _time_values(values: pd.Series, col: str) -> tuple[np.ndarray, str]:
     return _time_values(parsed, col)
 
 
+def _codes(vocabulary: pd.Index, values: pd.Series) -> np.ndarray:
+    """Codes of ``values``: position in the vocabulary + 2, or UNKNOWN."""
+    # get_indexer gives -1 for values not in the vocabulary: -1 + 2 == UNKNOWN.
+    return (vocabulary.get_indexer(values) + _FIRST_KNOWN).astype(np.int32)
+
+
 def _sorted_unique(values: pd.Series) -> np.ndarray:
     unique = pd.unique(values)
     try:
@@ -235,9 +241,7 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------- encoding
     def _encode(self, values: pd.Series, col: str, vocabularies: dict | None = None) -> np.ndarray:
         vocab = (self.vocabularies_ if vocabularies is None else vocabularies)[col]
-        codes = pd.Index(vocab).get_indexer(values)
-        # get_indexer gives -1 for values not in the vocabulary: -1 + 2 == UNKNOWN.
-        return (codes + _FIRST_KNOWN).astype(np.int32)
+        return _codes(pd.Index(vocab), values)
 
     def _behaviours(
         self, X: pd.DataFrame, y: object, vocabularies: dict, method: str
@@ -253,9 +257,10 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         rows = np.ones(len(X), dtype=bool)
         if y is not None:
             rows = binary_positive_mask(y, len(X), who=f"{type(self).__name__}.{method}")
-        users = self._encode(X[self.user_col], self.user_col, vocabularies)[rows]
+        # Only behaviours are encoded: with y, the negatives never enter the store.
+        users = self._encode(X[self.user_col][rows], self.user_col, vocabularies)
         codes = np.column_stack(
-            [self._encode(X[c], c, vocabularies)[rows] for c in self.history_cols]
+            [self._encode(X[c][rows], c, vocabularies) for c in self.history_cols]
         )
         return kind, users, times[rows], codes
 
@@ -380,8 +385,7 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
             rows = slice(lo, min(lo + TRANSFORM_CHUNK_ROWS, n_rows))
             part = block[rows]
             for j, col in enumerate(self._id_cols):
-                # get_indexer gives -1 for values not in the vocabulary: -1 + 2 == UNKNOWN.
-                part[:, j] = indexes[col].get_indexer(X[col].iloc[rows]) + _FIRST_KNOWN
+                part[:, j] = _codes(indexes[col], X[col].iloc[rows])
             history = part[:, n_ids:-1].reshape(len(part), n_features, self.max_len)
             _, part[:, -1] = self.behaviour_store_.histories(
                 part[:, 0], times[rows], self.max_len, history

@@ -11,6 +11,16 @@ from ._classifier import DINClassifier
 from ._transformer import HIST_LEN_COL, SequenceFeatureTransformer, history_column
 
 
+def sequence_transformer(model: object) -> SequenceFeatureTransformer | None:
+    """The SequenceFeatureTransformer heading a pipeline (frozen or not), if any."""
+    if not isinstance(model, Pipeline):
+        return None
+    first = model.steps[0][1]
+    if isinstance(first, FrozenEstimator):
+        first = first.estimator
+    return first if isinstance(first, SequenceFeatureTransformer) else None
+
+
 def explain_attention(model: Pipeline | DINClassifier, X: pd.DataFrame) -> pd.DataFrame:
     """One row per (input row, real history position) with its attention weight.
 
@@ -45,14 +55,10 @@ def explain_attention(model: Pipeline | DINClassifier, X: pd.DataFrame) -> pd.Da
     >>> explain_attention(model, X.tail(2)).columns.tolist()
     ['row', 'position', 'weight', 'item_id', 'cate_id', 'time', 'score']
     """
-    transformer = None
+    transformer = sequence_transformer(model)
     if isinstance(model, Pipeline):
         classifier = model.steps[-1][1]
         features = model[:-1].transform(X) if len(model.steps) > 1 else X
-        first = model.steps[0][1]
-        first = getattr(first, "estimator", first) if isinstance(first, FrozenEstimator) else first
-        if isinstance(first, SequenceFeatureTransformer):
-            transformer = first
     else:
         classifier, features = model, X
     if not isinstance(classifier, DINClassifier):

@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from skorch import NeuralNet
 
 from ._classifier import DINClassifier
-from ._explain import explain_attention
+from ._explain import explain_attention, sequence_transformer
 from ._transformer import SequenceFeatureTransformer
 
 __all__ = ["plot_attention", "plot_calibration", "plot_training_curves"]
@@ -61,21 +61,10 @@ def _final_classifier(model: object) -> object:
 def _explainable(
     model: object,
 ) -> tuple[Pipeline | DINClassifier, SequenceFeatureTransformer | None]:
-    """``model`` as explain_attention reads it, with the sequence transformer if there is one.
-
-    A frozen (``FrozenEstimator``) transformer at the head of a pipeline is unwrapped,
-    so that history ids are decoded to raw values and behaviour times are known.
-    """
+    """``model`` as explain_attention reads it (a search unwrapped to its best estimator),
+    with the sequence transformer heading it if there is one."""
     model = _unwrap(model)
-    if not isinstance(model, Pipeline):
-        return model, None
-    first_name, first = model.steps[0]
-    inner = _unwrap(first)
-    if isinstance(inner, SequenceFeatureTransformer):
-        if inner is not first:
-            model = Pipeline([(first_name, inner), *model.steps[1:]])
-        return model, inner
-    return model, None
+    return model, sequence_transformer(model)
 
 
 def _series(history: Any, key: str) -> np.ndarray | None:

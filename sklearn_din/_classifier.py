@@ -37,6 +37,7 @@ from ._batching import TensorBatchIterator, dataset_arrays
 from ._callbacks import StopOnNonFiniteLoss
 from ._layout import InputLayout
 from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
+from ._validation import check_dataframe
 
 # Rows converted to tensors at a time when predicting: bounds memory to tens of MB.
 PREDICT_CHUNK_ROWS = 1 << 16
@@ -342,11 +343,7 @@ class DINClassifier(NeuralNetBinaryClassifier):
         """
         who = f"{type(self).__name__}.{method}"
         if isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns):
-            if X.columns.duplicated().any():
-                dup = X.columns[X.columns.duplicated()].unique().tolist()
-                raise ValueError(f"{who}: duplicated column names {dup}.")
-            if len(X) == 0:
-                raise ValueError(f"{who}: X has 0 rows; at least one row is required.")
+            check_dataframe(X, who=who)
             validate_data(self, X, skip_check_array=True, reset=reset)
             if not reset and hasattr(self, "feature_names_in_"):
                 missing = [c for c in self.feature_names_in_ if c not in X.columns]

@@ -58,6 +58,8 @@ class Dice(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # A single row has no variance: it is normalised with the running statistics.
         batch_stats = self.training and x.shape[0] > 1
+        if not batch_stats and not torch.is_grad_enabled():
+            return self._infer(x)
         # batch_norm without weight and bias is exactly (s - E[s]) / sqrt(Var[s] + eps), with
         # the running averages updated as in BatchNorm; its fused kernel is ~10x faster than
         # var_mean + arithmetic.
@@ -68,6 +70,18 @@ class Dice(nn.Module):
         p = torch.sigmoid(normalised)
         # p * s + (1 - p) * alpha * s == s * (alpha + p * (1 - alpha))
         return x * torch.addcmul(self.alpha, p, 1.0 - self.alpha)
+
+    def _infer(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function without autograd: one temporary, updated in place.
+
+        At inference the attention's activations are (positions x units) tensors of
+        megabytes; a fresh tensor per elementwise step costs as much in page faults as
+        the arithmetic, so the gate is built in one buffer and then multiplied into it.
+        """
+        scale = torch.rsqrt(self.running_var + self.eps)
+        gate = torch.addcmul(-self.running_mean * scale, x, scale)
+        gate.sigmoid_().mul_(1.0 - self.alpha).add_(self.alpha)
+        return gate.mul_(x)
 
 
 def _activation(name: str, width: int) -> nn.Module:

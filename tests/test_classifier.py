@@ -311,6 +311,24 @@ def test_dice_inference_uses_running_stats_and_is_batch_independent():
     assert torch.equal(dice.running_mean, before[0]) and torch.equal(dice.running_var, before[1])
 
 
+def test_dice_inference_without_autograd_is_the_same_function_and_keeps_its_input():
+    # Under no_grad Dice takes an in-place path (predict's hot loop); it must compute the
+    # same values as the autograd path and must not write into the caller's tensor.
+    x = _dice_batch()
+    dice = Dice(3).train()
+    dice(x * 2 + 1)
+    with torch.no_grad():
+        dice.alpha.copy_(torch.tensor([0.1, 0.7, -0.3]))
+    dice.eval()
+    with_grad = dice(x)
+    assert with_grad.requires_grad
+    copy = x.clone()
+    with torch.no_grad():
+        without_grad = dice(x)
+    assert torch.equal(x, copy)
+    torch.testing.assert_close(without_grad, with_grad.detach(), atol=1e-6, rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------- local activation
 @pytest.mark.parametrize("activation", ["relu", "prelu", "dice"])
 @pytest.mark.parametrize("training", [True, False])

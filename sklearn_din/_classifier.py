@@ -41,6 +41,7 @@ from ._validation import check_dataframe
 
 # Rows converted to tensors at a time when predicting: bounds memory to tens of MB.
 PREDICT_CHUNK_ROWS = 1 << 16
+FREQUENCY_CHUNK_ROWS = 1 << 16
 
 
 class NoHistoryWarning(UserWarning):
@@ -608,14 +609,18 @@ def _id_frequencies(
 ) -> list[np.ndarray]:
     """Occurrences of each id per table: candidates and real history positions, then sparse."""
     history, length = inputs["history"], inputs["history_length"]
-    valid = np.arange(history.shape[2])[None, :] < length[:, None]
-    counts = [
-        np.bincount(inputs["candidate"][:, f], minlength=size)
-        + np.bincount(history[:, f, :][valid], minlength=size)
-        for f, size in enumerate(history_sizes)
-    ]
+    counts = [np.bincount(inputs["candidate"][:, f], minlength=size)
+              for f, size in enumerate(history_sizes)]
     counts += [np.bincount(inputs["sparse"][:, j], minlength=size)
                for j, size in enumerate(sparse_sizes)]
+    # In row chunks: the mask and the gathered ids of a whole million-row history would
+    # be a transient of ~0.6x the training arrays, more than fit otherwise adds.
+    positions = np.arange(history.shape[2])
+    for start in range(0, len(length), FREQUENCY_CHUNK_ROWS):
+        rows = slice(start, start + FREQUENCY_CHUNK_ROWS)
+        valid = positions[None, :] < length[rows, None]
+        for f, size in enumerate(history_sizes):
+            counts[f] += np.bincount(history[rows, f, :][valid], minlength=size)
     return counts
 
 

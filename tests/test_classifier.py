@@ -401,6 +401,27 @@ def test_prediction_of_a_row_does_not_depend_on_its_batch(ctr_data, fitted):
     np.testing.assert_allclose(alone, everything[picks], rtol=1e-5, atol=1e-7)
 
 
+def test_id_frequencies_count_candidates_and_real_history_positions(ctr_data, monkeypatch):
+    # The counts behind the mini-batch aware penalty are accumulated in row chunks; a
+    # chunk size that does not divide the rows must give the brute-force counts, and
+    # ids written after a row's history length (not padding by the layout) are not counted.
+    import sklearn_din._classifier as classifier_module
+
+    monkeypatch.setattr(classifier_module, "FREQUENCY_CHUNK_ROWS", 777)
+    X = ctr_data.X_train.copy()
+    short = X["hist_len"] > 2
+    X.loc[short, "hist_item_id_2"] = 3  # beyond hist_len = 2 below: must not be counted
+    X.loc[short, "hist_len"] = 2
+    model = DINClassifier(**{**SMALL, "max_epochs": 1}).fit(X, ctr_data.y_train)
+    for f, feature in enumerate(["item_id", "cate_id"]):
+        expected = np.zeros(model.history_vocab_sizes_[f], dtype=np.int64)
+        np.add.at(expected, X[feature].to_numpy(), 1)
+        for k in range(MAX_LEN):
+            real = X["hist_len"].to_numpy() > k
+            np.add.at(expected, X[f"hist_{feature}_{k}"].to_numpy()[real], 1)
+        np.testing.assert_array_equal(model.id_frequencies_[f], expected)
+
+
 # ----------------------------------------------------------------------------- unseen ids
 def test_unseen_ids_are_treated_as_unknown(ctr_data, fitted):
     model = fitted()

@@ -137,10 +137,14 @@ class LocalActivationUnit(nn.Module):
         """Scores of ``keys`` (N, dim), whose candidates are ``query[rows]``; shape (N,)."""
         w_q, w_k, w_d, w_p = self.first.weight.split(self.dim, dim=1)
         per_row = nn.functional.linear(query, w_q + w_d, self.first.bias)
-        q = query[rows]
+        # index_select, not query[rows]: on CPU advanced indexing is ~5x slower forward and
+        # its backward is an accumulating index_put instead of an index_add.
+        q = query.index_select(0, rows)
         # addmm adds the rows' part inside the matrix product: no extra pass over (N, units).
         pre_activation = torch.addmm(
-            per_row[rows], torch.cat([keys, q * keys], dim=1), torch.cat([w_k - w_d, w_p], dim=1).T
+            per_row.index_select(0, rows),
+            torch.cat([keys, q * keys], dim=1),
+            torch.cat([w_k - w_d, w_p], dim=1).T,
         )
         hidden = self.first_activation(pre_activation)
         return self.score(self.rest(hidden)).squeeze(1)
@@ -273,29 +277,33 @@ class DeepInterestNetwork(nn.Module):
         batch; padding positions weigh exactly 0.
         """
         query = self._embed_features(candidate)
-        n_rows, _, max_len = history.shape
+        n_rows, n_features, max_len = history.shape
         length = history_length.clamp(0, max_len)
         longest = int(length.max()) if n_rows else 0
         positions = torch.arange(longest, device=history.device)
         valid = positions < length[:, None]  # (B, L')
         rows, cols = valid.nonzero(as_tuple=True)
+        # Real positions as flat indices into (B * L'): every gather and scatter below is
+        # then an index_select / index_copy, the fast kernels (see LocalActivationUnit).
+        flat = rows * longest + cols
+        by_position = history[:, :, :longest].transpose(1, 2).reshape(-1, n_features)
         # Only real positions are embedded and scored: padding costs nothing.
-        keys = self._embed_features(history[rows, :, cols])  # (N, D)
+        keys = self._embed_features(by_position.index_select(0, flat))  # (N, D)
         if self.attention is None:
             scores = torch.ones(len(rows), device=keys.device, dtype=keys.dtype)
             if self.pooling == "mean":
-                scores = scores / length[rows].to(keys.dtype)
+                scores = scores / length.index_select(0, rows).to(keys.dtype)
         else:
             # float32 even under autocast: the pooling below accumulates in the keys' dtype.
             scores = self.attention(query, keys, rows).to(keys.dtype)
-        weights = torch.zeros(n_rows, longest, device=keys.device, dtype=keys.dtype)
+        cells = torch.zeros(n_rows * longest, device=keys.device, dtype=keys.dtype)
         if self.attention is not None and self.attention_normalization == "softmax":
-            logits = torch.full_like(weights, float("-inf")).index_put((rows, cols), scores)
+            logits = torch.full_like(cells, float("-inf")).index_copy(0, flat, scores)
             # Rows without history have no finite logit: their weights stay 0, not NaN.
-            weights = torch.softmax(logits, dim=1).nan_to_num(0.0)
-            scores = weights[rows, cols]
+            weights = torch.softmax(logits.view(n_rows, longest), dim=1).nan_to_num(0.0)
+            scores = weights.view(-1).index_select(0, flat)
         else:
-            weights = weights.index_put((rows, cols), scores)
+            weights = cells.index_copy(0, flat, scores).view(n_rows, longest)
         pooled = torch.zeros_like(query).index_add(0, rows, keys * scores[:, None])
         return query, pooled, weights
 

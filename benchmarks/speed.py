@@ -133,6 +133,68 @@ def forward_flops(size: str, hist_len_sum: int, n_rows: int, *, n_hist_features:
     return float(per_position) * hist_len_sum + float(per_row) * n_rows
 
 
+def peer_forward_flops(system: str, size: str, n_rows: int, *, n_hist_features: int = 2) -> float:
+    """Forward FLOPs of a peer's DIN on ``n_rows`` rows, by its own structure.
+
+    Both peers score every one of the ``MAX_LEN`` positions, padding included.
+    torch-rechub runs one activation unit PER history feature, each on [q, k, q-k, q*k]
+    of that feature's embedding; DeepCTR-Torch one unit on the concatenated item
+    embedding. Output MLP of both: user + candidate + pooled history embeddings.
+    """
+    units = SIZES[size]
+    if system == "rechub":
+        att, n_units = [4 * EMBED_DIM, *units["attention_units"], 1], n_hist_features
+    else:
+        att, n_units = [4 * EMBED_DIM * n_hist_features, *units["attention_units"], 1], 1
+    mlp = [EMBED_DIM * (1 + 2 * n_hist_features), *units["hidden_units"], 1]
+    per_position = n_units * sum(2 * a * b for a, b in zip(att, att[1:], strict=False))
+    per_row = sum(2 * a * b for a, b in zip(mlp, mlp[1:], strict=False))
+    return float(per_position * MAX_LEN + per_row) * n_rows
+
+
+def work_per_row_md(report: dict) -> list[str]:
+    """Predict work per row and the rate each system achieves on it (side-by-side runs).
+
+    The predict ratio is the product of two factors: how much less work sklearn-din does
+    per row (no padding, one activation unit) and how much faster it runs that work.
+    """
+    lines = [
+        "### Predict: work per row and achieved rate",
+        "",
+        "Forward FLOPs per predicted row, counted analytically from each system's structure "
+        "(`forward_flops` / `peer_forward_flops`: sklearn-din only real history positions, "
+        "the peers all 50 positions, torch-rechub with one activation unit per history "
+        "feature), and the GFLOP/s each system reaches on that count while predicting.",
+        "",
+        "| data | sizes | system | MFLOP per row | work vs sklearn-din | predict GFLOP/s |"
+        " efficiency vs sklearn-din | predict speed-up = work x efficiency |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for entry in report["side_by_side"]:
+        meta = report["datasets"][entry["dataset"]]
+        ours = entry["ours"]
+        if "test_hist_len_sum" not in meta or "error" in ours:
+            return []
+        n_pred = entry["n_predict"]
+        ours_flops = forward_flops(entry["size"], meta["hist_len_sum"] + meta["test_hist_len_sum"],
+                                   n_pred) / n_pred
+        ours_rate = ours_flops * ours["predict_rows_per_s"] / 1e9
+        lines.append(f"| {entry['dataset']} | {entry['size']} | sklearn-din | "
+                     f"{ours_flops / 1e6:.2f} | 1.0x | {ours_rate:.1f} | 1.0x | 1.0x |")
+        for system in ("rechub", "deepctr"):
+            r = entry.get(system)
+            if r is None or "error" in r:
+                continue
+            flops = peer_forward_flops(system, entry["size"], n_pred) / n_pred
+            rate = flops * r["predict_rows_per_s"] / 1e9
+            lines.append(
+                f"| {entry['dataset']} | {entry['size']} | {PEER_LABEL[system]} | "
+                f"{flops / 1e6:.2f} | {flops / ours_flops:.1f}x | {rate:.1f} | "
+                f"{ours_rate / rate:.2f}x | "
+                f"{ours['predict_rows_per_s'] / r['predict_rows_per_s']:.1f}x |")
+    return [*lines, ""]
+
+
 def train_flops(size: str, hist_len_sum: int, n_rows: int) -> float:
     """One training pass: forward + backward (2x forward)."""
     return 3.0 * forward_flops(size, hist_len_sum, n_rows)
@@ -242,6 +304,7 @@ def save_dataset(data: dict, directory: Path, n_train: int | None = None) -> dic
         "n_test": int(len(data["test"])),
         "train_pos_rate": float(np.mean(y_train)),
         "hist_len_sum": int(hist_len.sum()),
+        "test_hist_len_sum": int(data["test"]["hist_len"].to_numpy().sum()),
         "mean_hist_len": float(hist_len.mean()),
         "share_full_history": float(np.mean(hist_len == MAX_LEN)),
         "train_int_bytes": int(train.memory_usage(index=False).sum() + len(y_train)),
@@ -887,6 +950,8 @@ def render(report: dict, args: argparse.Namespace) -> tuple[str, list[dict]]:
         lines.append("sklearn-din training, non-padding GFLOP/s on the subsample (median epoch): "
                      + ", ".join(f"{d} {s} {g:.1f}" for d, s, g in gflops_rows) + ".")
         lines.append("")
+
+    lines += work_per_row_md(report)
 
     # profile
     profiles = [p for p in report.get("profile", []) if "error" not in p]

@@ -254,12 +254,12 @@ def make_model(params: dict, seed: int, max_epochs: int) -> DINClassifier:
     return DINClassifier(**COMMON, **params, max_epochs=max_epochs, random_state=seed)
 
 
-def valid_curve(params, Xtr, ytr, Xva, yva, users_va, max_epochs, patience=PATIENCE):
-    """Train epoch by epoch (seed 0), scoring the validation rows after each epoch.
+def valid_curve(params, Xtr, ytr, Xva, yva, users_va, max_epochs, patience=PATIENCE, seed=0):
+    """Train epoch by epoch (seed 0 unless told), scoring the validation rows after each epoch.
 
     Stops after ``patience`` epochs without improvement of the validation AUC.
     """
-    model = make_model(params, 0, 1)
+    model = make_model(params, seed, 1)
     curve, best, bad, t = [], -np.inf, 0, time.perf_counter()
     for epoch in range(1, max_epochs + 1):
         model.partial_fit(Xtr, ytr)

@@ -15,8 +15,11 @@ sklearn-din is computed within this one run.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime
+import os
 import platform
+import pstats
 import statistics
 import sys
 import time
@@ -51,6 +54,31 @@ def _time_ours(log: pd.DataFrame, max_len: int) -> tuple[float, float, tuple]:
     return seconds, rss.mb, out.shape
 
 
+def _profile_ours(log: pd.DataFrame, max_len: int, top: int = 8) -> str:
+    """Where fit_transform's time goes: cProfile's functions with the most own time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    SequenceFeatureTransformer(max_len=max_len).fit_transform(log)
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    total = sum(entry[2] for entry in stats.values())
+    rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
+    lines = [
+        "## Where sklearn-din's time goes",
+        "",
+        f"cProfile over one more fit_transform ({total:.2f} s of own time in total, profiler "
+        "overhead included): the functions with the most own time. numpy's C routines "
+        "appear under their method names.",
+        "",
+        "| function | own s | share |",
+        "|---|---:|---:|",
+    ]
+    for (filename, line, name), entry in rows:
+        where = f"{Path(filename).name}:{line} {name}" if line else name
+        lines.append(f"| `{where}` | {entry[2]:.2f} | {entry[2] / total:.0%} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -60,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "transform_speed.md")
     args = parser.parse_args(argv)
 
+    load_start = os.getloadavg()
     log = _log(args.rows, args.seed)
     hist_len = log.groupby("user_id").cumcount().clip(upper=args.max_len)
     print(f"log: {len(log):,} rows, {log['user_id'].nunique():,} users, "
@@ -92,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
                f"{'PASS' if target else 'MISS'} ({theirs_s / ours_s:.1f}x)")
     print(verdict)
 
+    profile_md = _profile_ours(log, args.max_len)
+    print(profile_md)
+    load = os.getloadavg()
+
     import torch
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -102,14 +135,16 @@ def main(argv: list[str] | None = None) -> int:
         f"Date {datetime.date.today()}, {platform.machine()} with "
         f"{len(__import__('os').sched_getaffinity(0))} cores, Python "
         f"{platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}, "
-        f"torch {torch.__version__}. Single process, no parallelism in either system.\n\n"
+        f"torch {torch.__version__}. Single process, no parallelism in either system; load "
+        f"average at start {load_start[0]:.1f}, at end {load[0]:.1f} (the machine is shared).\n\n"
         f"Log: {len(log):,} rows (make_interactions, seed {args.seed}), "
         f"{log['user_id'].nunique():,} users, mean history {hist_len.mean():.1f} of "
         f"{args.max_len}; our output shape {shape}.\n\n"
         + table.to_markdown(index=False) + "\n\n" + verdict + "\n\n"
         "torch-rechub's create_seq_features also splits and samples negatives, and (field "
         "notes) puts every test row into training and keeps each user's oldest events; the "
-        "timing compares the whole call, which is what its tutorial runs.\n"
+        "timing compares the whole call, which is what its tutorial runs.\n\n"
+        + profile_md
     )
     print(f"wrote {args.out}")
     return 0

@@ -253,7 +253,7 @@ def peer_dict(tf: SequenceFeatureTransformer, rows: pd.DataFrame) -> dict:
 
 # ---------------- sklearn-din
 def make_model(params: dict, seed: int, max_epochs: int) -> DINClassifier:
-    return DINClassifier(**COMMON, **params, max_epochs=max_epochs, random_state=seed)
+    return DINClassifier(**{**COMMON, **params}, max_epochs=max_epochs, random_state=seed)
 
 
 def valid_curve(params, Xtr, ytr, Xva, yva, users_va, max_epochs, patience=PATIENCE, seed=0):

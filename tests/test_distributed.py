@@ -47,15 +47,18 @@ def test_torchrun_two_processes_match_one_process(tmp_path, capfd):
     assert example.main(["--small", "--threads", "1", "--out", str(tmp_path)]) == 0
     out = capfd.readouterr().out  # the torchrun processes write to the file descriptor
     assert re.search(r"prelu: data-parallel fit on 2 processes \(gloo\)", out), out
+    ones = {}
     for activation, tolerance in (("prelu", 1e-5), ("dice", 2e-2)):
         ddp = np.load(tmp_path / f"ddp_{activation}.npz")
-        one = np.load(tmp_path / f"one_{activation}.npy")
+        one = ones[activation] = np.load(tmp_path / f"one_{activation}.npy")
         assert int(ddp["world_size"]) == 2
         assert float(ddp["spread"]) == 0.0, "the processes ended with different parameters"
         assert ddp["proba"].shape == one.shape and len(one) > 100
         assert np.abs(ddp["proba"] - one).max() < tolerance, activation
-    # Some steps happened: the models moved away from the initial 0.5.
-    assert np.abs(one - 0.5).max() > 0.05
+        # The models trained: they moved away from the initial 0.5.
+        assert np.abs(one - 0.5).max() > 0.02, activation
+    # Two different models differ by far more than the PReLU tolerance.
+    assert np.abs(ones["prelu"] - ones["dice"]).max() > 1e-3
 
 
 @pytest.fixture
@@ -96,7 +99,7 @@ def test_distributed_without_a_process_group_is_refused(ctr_data):
     model = DINClassifier(**SMALL, distributed=True)
     with pytest.raises(ValueError, match=r"distributed=True.*init_process_group"):
         model.fit(ctr_data.X_train, ctr_data.y_train)
-    assert not hasattr(model, "history_") or len(model.history_) == 0
+    assert not model.history_, "refused before any epoch"
 
 
 def test_nccl_with_a_cpu_device_is_refused(ctr_data, monkeypatch):

@@ -249,12 +249,14 @@ class DataParallelMixin:
 
     def fit_loop(self, X: object, y: object = None, epochs: int | None = None,
                  **fit_params: object) -> object:
+        """skorch's loop, inside ``data_parallel`` when ``distributed=True``."""
         if not self.distributed:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
         with data_parallel(self):
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
 
     def infer(self, x: object, **fit_params: object) -> torch.Tensor:
+        """The forward pass: through the DDP wrapper in training steps, else the plain module."""
         parallel = self.__dict__.get("data_parallel_")
         # Only training steps go through DDP: validation and prediction stay local, so they
         # never wait on the other processes.
@@ -266,6 +268,7 @@ class DataParallelMixin:
         return parallel.ddp(x, **fit_params)
 
     def train_step_single(self, batch: object, **fit_params: object) -> dict:
+        """skorch's step; in a distributed fit the step reports the global batch's loss."""
         step = super().train_step_single(batch, **fit_params)
         parallel = self.__dict__.get("data_parallel_")
         if parallel is not None:
@@ -274,6 +277,7 @@ class DataParallelMixin:
 
     def run_single_epoch(self, iterator: object, training: bool, prefix: str,
                          step_fn: object, **fit_params: object) -> None:
+        """skorch's epoch; after a distributed training epoch, average running statistics."""
         super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
         parallel = self.__dict__.get("data_parallel_")
         if parallel is not None and training:

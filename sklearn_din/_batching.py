@@ -105,17 +105,24 @@ class TensorBatchIterator:
     def __len__(self) -> int:
         return len(self._bounds())
 
+    def _order(self) -> torch.Tensor | None:
+        """This pass's row order: a fresh permutation when shuffling, else None (as stored)."""
+        if not self.shuffle:
+            return None
+        order = torch.randperm(self.n_rows, generator=self.generator)
+        return order.to(self.inputs["history_length"].device)
+
+    def _gather(self, index: torch.Tensor | slice) -> tuple[dict, torch.Tensor | None]:
+        """The batch of rows ``index``, its history cut to its longest real history."""
+        lengths = _rows(self.inputs["history_length"], index)
+        longest = int(lengths.max()) if len(lengths) else 0
+        batch = {
+            key: _rows(value[:, :, :longest] if key == "history" else value, index)
+            for key, value in self.inputs.items()
+        }
+        return batch, None if self.target is None else _rows(self.target, index)
+
     def __iter__(self) -> Iterator[tuple[dict, torch.Tensor | None]]:
-        order = None
-        if self.shuffle:
-            order = torch.randperm(self.n_rows, generator=self.generator)
-            order = order.to(self.inputs["history_length"].device)
-        lengths = self.inputs["history_length"]
+        order = self._order()
         for start, stop in self._bounds():
-            index = order[start:stop] if order is not None else slice(start, stop)
-            longest = int(lengths[index].max()) if stop > start else 0
-            batch = {
-                key: _rows(value[:, :, :longest] if key == "history" else value, index)
-                for key, value in self.inputs.items()
-            }
-            yield batch, None if self.target is None else _rows(self.target, index)
+            yield self._gather(order[start:stop] if order is not None else slice(start, stop))

@@ -29,12 +29,13 @@ from sklearn.utils.validation import (
     validate_data,
 )
 from skorch import NeuralNetBinaryClassifier
-from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
+from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring
 from skorch.dataset import Dataset
 from skorch.utils import is_dataset
 
 from ._batching import TensorBatchIterator, dataset_arrays
 from ._callbacks import StopOnNonFiniteLoss
+from ._distributed import DataParallelMixin, RankZeroPrintLog, check_process_group
 from ._layout import InputLayout
 from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
 from ._validation import check_dataframe
@@ -76,7 +77,7 @@ def _check_units(name: str, units: object, allow_empty: bool) -> None:
         raise ValueError(f"{name} must have at least one layer, got {units!r}.")
 
 
-class DINClassifier(NeuralNetBinaryClassifier):
+class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
     """Deep Interest Network (Zhou et al., KDD 2018) binary classifier.
 
     A scikit-learn classifier built on skorch's ``NeuralNetBinaryClassifier``:
@@ -130,7 +131,17 @@ class DINClassifier(NeuralNetBinaryClassifier):
     device : str or torch.device, default="cpu"
         "cpu", "cuda", "cuda:1", "mps" or a ``torch.device``.
     verbose : int, default=1
-        1 prints the epoch table; 0 is silent.
+        1 prints the epoch table (rank 0 only in a distributed fit); 0 is silent.
+    distributed : bool, default=False
+        Train data-parallel with PyTorch's ``DistributedDataParallel`` in every
+        process of a ``torch.distributed`` job (launched with ``torchrun``; call
+        ``torch.distributed.init_process_group`` before fit). Every process calls
+        fit with the same rows and takes its shard of each batch of
+        ``batch_size`` rows; the result matches a one-process fit up to Dice's and
+        BatchNorm's per-shard batch statistics. An explicit switch rather than
+        auto-detection: a script may use a process group for other work, and
+        silently averaging gradients with other processes' fits would be wrong.
+        Prediction is local to each process.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, shuffling and dropout: the same seed gives the
         same model on the same machine.
@@ -204,6 +215,7 @@ class DINClassifier(NeuralNetBinaryClassifier):
         "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
         "device": [str, torch.device, None],
         "verbose": ["verbose"],
+        "distributed": ["boolean"],
         "random_state": ["random_state"],
     }
 
@@ -231,6 +243,7 @@ class DINClassifier(NeuralNetBinaryClassifier):
         callbacks: list | None = None,
         device: str | torch.device = "cpu",
         verbose: int = 1,
+        distributed: bool = False,
         random_state: int | np.random.RandomState | None = None,
         **kwargs: object,
     ) -> None:
@@ -258,6 +271,7 @@ class DINClassifier(NeuralNetBinaryClassifier):
         self.embedding_l2 = embedding_l2
         self.user_col = user_col
         self.categorical_cols = categorical_cols
+        self.distributed = distributed
         self.random_state = random_state
 
     # ---------------------------------------------------------------- skorch hooks
@@ -274,7 +288,7 @@ class DINClassifier(NeuralNetBinaryClassifier):
             ("valid_loss", PassthroughScoring(name="valid_loss")),
             ("valid_auc", EpochScoring(_valid_auc, name="valid_auc", lower_is_better=False)),
             ("stop_on_non_finite_loss", StopOnNonFiniteLoss()),
-            ("print_log", PrintLog()),
+            ("print_log", RankZeroPrintLog()),
         ]
 
     def initialize_module(self) -> DINClassifier:
@@ -302,19 +316,33 @@ class DINClassifier(NeuralNetBinaryClassifier):
     ) -> torch.Tensor:
         """Mean binary cross-entropy, plus the mini-batch aware penalty in training."""
         loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        parallel = self.__dict__.get("data_parallel_") if training else None
+        if parallel is not None:
+            loss = loss * parallel.shard_weight(len(y_true))
         if training and self.embedding_l2 > 0 and isinstance(X, dict):
-            loss = loss + self.embedding_l2 * self.module_.embedding_penalty(**X)
+            # A distributed fit penalises the ids of the whole global batch in every process:
+            # the same term everywhere, so DDP's gradient average keeps it as it is.
+            used = X if parallel is None else parallel.iterator.global_batch()
+            loss = loss + self.embedding_l2 * self.module_.embedding_penalty(**used)
         return loss
 
     def get_iterator(self, dataset: object, training: bool = False) -> object:
         """Whole-batch iteration over pre-built tensors (skorch's loader for other datasets)."""
         arrays = dataset_arrays(dataset)
+        parallel = self.__dict__.get("data_parallel_") if training else None
         if arrays is None:
+            if parallel is not None:
+                raise TypeError("distributed=True trains only on DINClassifier's own inputs, "
+                                f"not on a {type(dataset).__name__}.")
             return super().get_iterator(dataset, training=training)
         inputs, target = arrays
         generator = None
         if training:
-            generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+            seed = int(torch.randint(2**62, (1,)))
+            if parallel is not None:
+                return parallel.training_batches(inputs, target, seed=seed,
+                                                 batch_size=self.batch_size)
+            generator = torch.Generator().manual_seed(seed)
         return TensorBatchIterator(
             inputs,
             target,
@@ -335,6 +363,8 @@ class DINClassifier(NeuralNetBinaryClassifier):
         if bad:
             raise ValueError(f"categorical_cols must be column names, got {bad}.")
         _check_device(self.device)
+        if self.distributed:
+            check_process_group(self.device)
 
     def _frame(self, X: object, method: str, reset: bool) -> tuple[pd.DataFrame, bool]:
         """X as a DataFrame, and whether it came with column names.

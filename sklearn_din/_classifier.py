@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import warnings
 from collections.abc import Iterator
 from numbers import Integral, Real
@@ -43,6 +44,8 @@ from ._validation import check_dataframe
 # Rows converted to tensors at a time when predicting: bounds memory to tens of MB.
 PREDICT_CHUNK_ROWS = 1 << 16
 FREQUENCY_CHUNK_ROWS = 1 << 16
+# Held by a fit with a random_state while it draws from torch's process-wide generator.
+_SEEDED_FITS = threading.RLock()
 
 
 class NoHistoryWarning(UserWarning):
@@ -480,7 +483,11 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         # Continue, not repeat, the random stream on warm starts and partial fits.
         seed += 1_000_003 * (len(self.history_) if self.initialized_ else 0)
         devices = [torch.device(self.device).index or 0] if _is_cuda(self.device) else []
-        with torch.random.fork_rng(devices=devices):
+        # torch's random generator is one per process: two seeded fits in threads (joblib's
+        # threading backend, a Dask worker's threads) would draw from each other's stream.
+        # Seeded fits therefore take turns; unseeded ones promise no reproducibility and
+        # run concurrently.
+        with _SEEDED_FITS, torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             yield
 

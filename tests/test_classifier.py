@@ -373,6 +373,19 @@ def test_clone_then_refit_reproduces_and_other_seed_differs(ctr_data):
     assert np.abs(other.predict_proba(ctr_data.X_test) - expected).max() > 1e-4
 
 
+def test_seeded_fits_in_threads_reproduce_the_sequential_fit(ctr_data):
+    # torch has one random generator per process; seeded fits running in threads (joblib's
+    # threading backend, Dask worker threads) must not draw from each other's stream.
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = ctr_data.X_train, ctr_data.y_train
+    expected = DINClassifier(**DETERMINISM).fit(X, y).predict_proba(ctr_data.X_test)
+    with ThreadPoolExecutor(4) as pool:
+        models = list(pool.map(lambda _: DINClassifier(**DETERMINISM).fit(X, y), range(4)))
+    for model in models:
+        np.testing.assert_array_equal(model.predict_proba(ctr_data.X_test), expected)
+
+
 def test_pickle_round_trip_is_bit_identical(ctr_data, fitted):
     model = fitted()
     loaded = pickle.loads(pickle.dumps(model))

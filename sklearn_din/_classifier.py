@@ -33,7 +33,7 @@ from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, Print
 from skorch.dataset import Dataset
 from skorch.utils import is_dataset
 
-from ._batching import TensorBatchIterator, dataset_arrays
+from ._batching import StreamDataset, TensorBatchIterator, dataset_arrays
 from ._callbacks import StopOnNonFiniteLoss
 from ._layout import InputLayout
 from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
@@ -307,6 +307,12 @@ class DINClassifier(NeuralNetBinaryClassifier):
 
     def get_iterator(self, dataset: object, training: bool = False) -> object:
         """Whole-batch iteration over pre-built tensors (skorch's loader for other datasets)."""
+        if isinstance(dataset, StreamDataset):  # fit_stream: one epoch = one pass over chunks
+            generator = None
+            if training:
+                generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+            return dataset.batches(batch_size=self.batch_size, shuffle=training,
+                                   generator=generator, device=self.device or "cpu")
         arrays = dataset_arrays(dataset)
         if arrays is None:
             return super().get_iterator(dataset, training=training)

@@ -33,10 +33,11 @@ from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, Print
 from skorch.dataset import Dataset
 from skorch.utils import is_dataset
 
-from ._batching import StreamDataset, TensorBatchIterator, dataset_arrays
+from ._batching import TensorBatchIterator, dataset_arrays
 from ._callbacks import StopOnNonFiniteLoss
 from ._layout import InputLayout
 from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
+from ._stream_dataset import StreamDataset
 from ._validation import check_dataframe
 
 # Rows converted to tensors at a time when predicting: bounds memory to tens of MB.

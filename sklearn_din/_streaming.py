@@ -13,8 +13,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from skorch import NeuralNetBinaryClassifier
 
-from ._batching import StreamDataset
 from ._classifier import DINClassifier, _id_frequencies
+from ._stream_dataset import StreamDataset
 from .datasets import _read_parquet_file
 
 Chunks = Sequence[pd.DataFrame | str | os.PathLike] | Callable[[], Iterable[pd.DataFrame]]
@@ -231,6 +231,8 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
                          "validation split); score on held-out chunks after fitting.")
     if clf.warm_start:
         raise ValueError(f"{WHO} trains from scratch; warm_start=True is not supported.")
+    if getattr(clf, "distributed", False):  # a data-parallel fit would need sharded chunks
+        raise ValueError(f"{WHO} does not support distributed=True; it trains in one process.")
     if not isinstance(label_col, str):
         raise TypeError(f"{WHO}: label_col must be a column name, got {label_col!r}.")
     source = _Source(chunks, label_col)

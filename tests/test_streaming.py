@@ -14,8 +14,8 @@ from sklearn.pipeline import make_pipeline
 from skorch.dataset import ValidSplit
 
 from sklearn_din import DINClassifier, SequenceFeatureTransformer, fit_stream
-from sklearn_din._batching import StreamDataset
 from sklearn_din._behaviour_store import BehaviourStore
+from sklearn_din._stream_dataset import StreamDataset
 from sklearn_din.datasets import (
     iter_parquet,
     leave_last_out_split,

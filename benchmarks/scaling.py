@@ -31,7 +31,8 @@ clear_refs``) at the start of each phase.
 Usage::
 
     python benchmarks/scaling.py --sizes 1000000,10000000,100000000 \\
-        --epoch-rows 0,2000000,1000000 --in-memory-check      # about 45 min, peak ~4 GB
+        --epoch-rows 0,2000000,1000000 --in-memory-check      # ~35 min, 1 GB of parquet,
+                                                               # peak RSS 3.5 GB
     python benchmarks/scaling.py --quick                     # 100k rows, ~1 min
 
 Writes benchmarks/results/scaling.md and scaling.json (--quick: scaling-quick.*).

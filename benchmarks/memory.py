@@ -198,8 +198,7 @@ def child_transform(spec: dict) -> dict:
     fit_s = time.perf_counter() - start
     peak_fit = _maxrss()
     store = transformer.behaviour_store_
-    store_bytes = int(sum(getattr(store, a).nbytes
-                          for a in ("users", "times", "codes", "time_grid", "keys")))
+    store_bytes = store.nbytes
 
     rss_fitted, reset_transform = _settle()
     start = time.perf_counter()

@@ -5,6 +5,7 @@ from ._classifier import DINClassifier, NoHistoryWarning
 from ._explain import explain_attention
 from ._network import DeepInterestNetwork, Dice
 from ._persistence import ModelFileError, load_model, save_model
+from ._streaming import fit_stream
 from ._transformer import SequenceFeatureTransformer, UnknownUsersWarning
 from ._version import __version__
 
@@ -20,6 +21,7 @@ __all__ = [
     "SequenceFeatureTransformer",
     "__version__",
     "explain_attention",
+    "fit_stream",
     "load_model",
     "save_model",
 ]

@@ -8,7 +8,7 @@ gather: no Python loop per row or per user.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -23,65 +23,135 @@ def _distinct_sorted(values: np.ndarray) -> np.ndarray:
     return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) else ordered
 
 
-@dataclass(frozen=True)
 class BehaviourStore:
     """Behaviours sorted by user code, then time, then order of arrival.
 
+    Behaviours arrive in parts (one from ``fit``, one per ``partial_fit``) and are kept
+    as they came; the parts are merged and sorted once, on the first look-up after
+    they arrived. Adding ``k`` chunks therefore costs one sort of everything at the
+    end instead of ``k`` re-sorts of a growing store.
+
+    Once sorted, a behaviour costs 8 bytes of key plus 4 bytes per feature: user and
+    time are not stored apart, they are read back from the key and the time grid.
+
     Attributes
     ----------
-    users : ndarray of shape (n_behaviours,), int64
-        Encoded user of each behaviour.
-    times : ndarray of shape (n_behaviours,)
-        Time of each behaviour (int64 or float64).
-    codes : ndarray of shape (n_features, n_behaviours), int32
-        Encoded item and item attributes of each behaviour, one contiguous row per
-        feature.
-    time_grid : ndarray
-        The distinct stored times, sorted.
     keys : ndarray of shape (n_behaviours,), int64
         ``user * (len(time_grid) + 1) + rank of time``: sorted, so that one
         ``searchsorted`` finds a (user, time) position.
+    time_grid : ndarray
+        The distinct stored times, sorted.
+    codes : ndarray of shape (n_features, n_behaviours), int32
+        Encoded item and item attributes of each behaviour, one contiguous row per
+        feature.
+    users, times : ndarray of shape (n_behaviours,)
+        Encoded user (int64) and time (int64 or float64) of each behaviour, derived
+        from ``keys`` on access.
     """
 
-    users: np.ndarray
-    times: np.ndarray
-    codes: np.ndarray
-    time_grid: np.ndarray
-    keys: np.ndarray
+    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        # parts: (users, times, codes of shape (n, n_features)) in arrival order. After
+        # sorting, the only part is the sorted (keys, time_grid, codes) triple.
+        self._parts = list(parts)
+        self._sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._n = sum(len(users) for users, _, _ in self._parts)
+        self._lock = threading.Lock()  # transforms in threads must not sort twice
 
     @classmethod
     def from_arrays(cls, users: np.ndarray, times: np.ndarray, codes: np.ndarray) -> BehaviourStore:
-        """Build from behaviours in arrival order; ``codes`` has shape (n, n_features)."""
-        # lexsort is stable: behaviours with equal (user, time) keep their arrival order,
-        # so the one that arrived last counts as the most recent.
-        order = np.lexsort((times, users))
-        users = np.ascontiguousarray(users[order], dtype=np.int64)
-        times = np.ascontiguousarray(times[order])
-        by_feature = np.ascontiguousarray(codes[order].T, dtype=np.int32)
+        """Behaviours in arrival order; ``codes`` has shape (n, n_features)."""
+        return cls([(users, times, codes)])
+
+    def __len__(self) -> int:
+        return self._n
+
+    def extend(self, users: np.ndarray, times: np.ndarray, codes: np.ndarray) -> BehaviourStore:
+        """A new store holding these behaviours and the new ones (arriving after them).
+
+        Costs only the new part: sorting waits for the first look-up.
+        """
+        if self._sorted is not None:
+            keys, grid, by_feature = self._sorted
+            base = [(*self._split_keys(keys, grid), by_feature.T)]
+        else:
+            base = self._parts
+        return BehaviourStore([*base, (users, times, codes)])
+
+    def __getstate__(self) -> dict:
+        # Pickle the sorted form: smaller, and the copy need not sort again.
+        return {"_parts": [], "_sorted": self._consolidate(), "_n": self._n}
+
+    def __setstate__(self, state: dict) -> None:
+        if "keys" in state:  # pickled by sklearn-din 0.1.0: a frozen dataclass of sorted arrays
+            state = {"_parts": [], "_n": len(state["keys"]),
+                     "_sorted": (state["keys"], state["time_grid"], state["codes"])}
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------- sorted form
+    def _consolidate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with self._lock:
+            if self._sorted is None:
+                self._sorted = self._sort(self._parts)
+                self._parts = []  # drop the unsorted copies: the sorted form is all there is
+            return self._sorted
+
+    @staticmethod
+    def _sort(parts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # Rank times on the grid of distinct stored times so that (user, time) folds into
         # one int64 key whatever the time unit: stored behaviour e precedes query q of the
         # same user exactly when rank(e) < rank_q, the number of stored times below t_q.
-        grid = _distinct_sorted(times)
-        stride = len(grid) + 1
-        if len(users) and int(users.max()) >= np.iinfo(np.int64).max // stride:
+        grid = _distinct_sorted(np.concatenate([_distinct_sorted(t) for _, t, _ in parts]))
+        stride = np.int64(len(grid) + 1)
+        largest = max((int(u.max()) for u, _, _ in parts if len(u)), default=0)
+        if largest >= np.iinfo(np.int64).max // stride:
             raise OverflowError("too many users x distinct times to index the behaviour store")
-        keys = users * np.int64(stride) + np.searchsorted(grid, times, side="left")
-        return cls(users=users, times=times, codes=by_feature, time_grid=grid, keys=keys)
+        keys = np.concatenate([u.astype(np.int64) * stride + np.searchsorted(grid, t, side="left")
+                               for u, t, _ in parts])
+        # A stable sort: behaviours with equal (user, time) keep their arrival order, so
+        # the one that arrived last counts as the most recent.
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        n_features = parts[0][2].shape[1]
+        by_feature = np.empty((n_features, len(keys)), dtype=np.int32)
+        for f in range(n_features):  # one feature at a time: a single (n,) temporary
+            by_feature[f] = np.concatenate([c[:, f] for _, _, c in parts])[order]
+        return keys, grid, by_feature
 
-    def __len__(self) -> int:
-        return len(self.users)
+    @staticmethod
+    def _split_keys(keys: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        users, rank = np.divmod(keys, np.int64(len(grid) + 1))
+        return users, grid[rank]
+
+    @property
+    def keys(self) -> np.ndarray:
+        return self._consolidate()[0]
+
+    @property
+    def time_grid(self) -> np.ndarray:
+        return self._consolidate()[1]
+
+    @property
+    def codes(self) -> np.ndarray:
+        return self._consolidate()[2]
+
+    @property
+    def users(self) -> np.ndarray:
+        return self._split_keys(self.keys, self.time_grid)[0]
+
+    @property
+    def times(self) -> np.ndarray:
+        return self._split_keys(self.keys, self.time_grid)[1]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the store's arrays (sorted or not)."""
+        arrays = self._sorted if self._sorted is not None else [a for p in self._parts for a in p]
+        return int(sum(a.nbytes for a in arrays))
 
     def behaviour_codes(self) -> np.ndarray:
         """The stored codes as (n_behaviours, n_features), in store order."""
         return self.codes.T
-
-    def extend(self, users: np.ndarray, times: np.ndarray, codes: np.ndarray) -> BehaviourStore:
-        """A new store holding these behaviours and the new ones (arriving after them)."""
-        return BehaviourStore.from_arrays(
-            np.concatenate([self.users, users.astype(np.int64)]),
-            np.concatenate([self.times, times]),
-            np.concatenate([self.behaviour_codes(), codes.astype(np.int32)]),
-        )
 
     def histories(
         self, users: np.ndarray, times: np.ndarray, max_len: int, out: np.ndarray | None = None

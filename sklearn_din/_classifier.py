@@ -39,6 +39,7 @@ from ._callbacks import StopOnNonFiniteLoss
 from ._distributed import DataParallelMixin, RankZeroPrintLog, check_process_group
 from ._layout import InputLayout
 from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
+from ._stream_dataset import StreamDataset
 from ._validation import check_dataframe
 
 # Rows converted to tensors at a time when predicting: bounds memory to tens of MB.
@@ -331,6 +332,12 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
 
     def get_iterator(self, dataset: object, training: bool = False) -> object:
         """Whole-batch iteration over pre-built tensors (skorch's loader for other datasets)."""
+        if isinstance(dataset, StreamDataset):  # fit_stream: one epoch = one pass over chunks
+            generator = None
+            if training:
+                generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+            return dataset.batches(batch_size=self.batch_size, shuffle=training,
+                                   generator=generator, device=self.device or "cpu")
         arrays = dataset_arrays(dataset)
         parallel = self.__dict__.get("data_parallel_") if training else None
         if arrays is None:

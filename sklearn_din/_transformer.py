@@ -134,7 +134,8 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
     n_behaviours_ : int
         Number of behaviours stored (the clicks, or every row when fit without y).
     behaviour_store_ : BehaviourStore
-        The stored behaviours, sorted by user and time.
+        The stored behaviours, sorted by user and time (at the first look-up after
+        ``fit`` or ``partial_fit``: adding chunks does not re-sort).
     time_kind_ : {"numeric", "datetime"}
         Kind of the time column seen in fit; transform expects the same kind.
     n_features_in_ : int
@@ -308,6 +309,12 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         Known values keep their codes; new values get the next free codes, so a
         model trained on earlier codes stays valid. Behaviours added here count
         as arriving after the stored ones with the same time.
+
+        A call costs only its own rows: the new behaviours are appended and all
+        of them are sorted once, at the next ``transform``. Calling it on each
+        chunk of a log larger than memory gives every row the history ``fit`` on
+        the whole log would give it (with codes numbered in order of arrival);
+        see :func:`fit_stream` for the classifier.
 
         Parameters
         ----------

@@ -8,11 +8,14 @@
   interacted with, at the same time.
 - :func:`leave_last_out_split` splits CTR rows by time per user: each user's last
   event is test, the one before is validation, the rest is training.
+- :func:`read_interactions` reads a CSV log; :func:`iter_parquet` reads parquet
+  files in chunks (with pyarrow), for logs larger than memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from numbers import Integral
 
 import numpy as np
@@ -22,7 +25,13 @@ from sklearn.utils import check_random_state
 from ._transformer import _time_values
 from ._validation import check_columns_present, check_dataframe, check_no_missing
 
-__all__ = ["leave_last_out_split", "make_interactions", "read_interactions", "sample_negatives"]
+__all__ = [
+    "iter_parquet",
+    "leave_last_out_split",
+    "make_interactions",
+    "read_interactions",
+    "sample_negatives",
+]
 
 LOG_COLUMNS = ("user_id", "item_id", "time", "cate_id")
 
@@ -62,6 +71,95 @@ def read_interactions(path: str, columns: Sequence[str] = LOG_COLUMNS) -> pd.Dat
         raise ValueError(f"{path} lacks column(s) {missing}; expected {list(columns)}, "
                          f"found {list(log.columns)}.")
     return log[list(columns)]
+
+
+def _parquet() -> object:
+    """pyarrow.parquet, or an ImportError that says how to install it."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError(
+            "reading parquet files needs pyarrow: pip install 'sklearn-din[parquet]' "
+            "(or pip install pyarrow)."
+        ) from None
+    return pq
+
+
+def _read_parquet_file(path: str | os.PathLike) -> pd.DataFrame:
+    """One parquet file as a DataFrame (the arrow buffers freed as columns convert)."""
+    table = _parquet().ParquetFile(path).read()
+    return table.to_pandas(split_blocks=True, self_destruct=True)
+
+
+def iter_parquet(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    batch_rows: int = 1_000_000,
+    columns: Sequence[str] | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Read parquet files as DataFrames of at most ``batch_rows`` rows each.
+
+    Files are read in the order given, each in record batches with pyarrow
+    (``ParquetFile.iter_batches``), so only one batch is in memory at a time
+    whatever the files' sizes. Needs pyarrow (``pip install 'sklearn-din[parquet]'``).
+
+    Parameters
+    ----------
+    paths : path or sequence of paths
+        Parquet files with the same columns.
+    batch_rows : int, default=1_000_000
+        Most rows per DataFrame; a batch never spans two files.
+    columns : sequence of str or None, default=None
+        The columns to read, in that order; None reads them all.
+
+    Returns
+    -------
+    chunks : iterator of DataFrame
+        The files' rows, in file order, with a fresh RangeIndex per chunk.
+
+    Raises
+    ------
+    FileNotFoundError
+        A path does not exist (checked before anything is read).
+    ValueError
+        ``batch_rows`` is not a positive int, or a file lacks one of ``columns``;
+        the message names the file and the columns.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import pytest
+    >>> _ = pytest.importorskip("pyarrow")
+    >>> from sklearn_din.datasets import iter_parquet, make_interactions
+    >>> path = os.path.join(tempfile.mkdtemp(), "log.parquet")
+    >>> make_interactions(n_users=50, random_state=0).to_parquet(path)
+    >>> [len(chunk) for chunk in iter_parquet(path, batch_rows=400)]
+    [400, 400, 295]
+    """
+    pq = _parquet()
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    paths = list(paths)
+    if not isinstance(batch_rows, Integral) or isinstance(batch_rows, bool) or batch_rows < 1:
+        raise ValueError(f"batch_rows must be a positive int, got {batch_rows!r}.")
+    missing_files = [str(p) for p in paths if not os.path.isfile(p)]
+    if missing_files:
+        raise FileNotFoundError(f"iter_parquet: no such file(s): {missing_files[:5]}.")
+    files = [pq.ParquetFile(p) for p in paths]
+    if columns is not None:
+        columns = list(columns)
+        for path, file in zip(paths, files, strict=True):
+            missing = [c for c in columns if c not in file.schema_arrow.names]
+            if missing:
+                raise ValueError(f"iter_parquet: {path} lacks column(s) {missing}; it has "
+                                 f"{file.schema_arrow.names}.")
+    return _batches(files, batch_rows, columns)
+
+
+def _batches(files: list, batch_rows: int, columns: list[str] | None) -> Iterator[pd.DataFrame]:
+    for file in files:
+        for batch in file.iter_batches(batch_size=batch_rows, columns=columns):
+            yield batch.to_pandas(split_blocks=True, self_destruct=True)
 
 
 def make_interactions(

@@ -1,0 +1,260 @@
+"""fit_stream: train a DINClassifier on a log larger than memory, one chunk at a time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import Pipeline
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+from skorch import NeuralNetBinaryClassifier
+
+from ._classifier import DINClassifier, _id_frequencies
+from ._stream_dataset import StreamDataset
+from .datasets import _read_parquet_file
+
+Chunks = Sequence[pd.DataFrame | str | os.PathLike] | Callable[[], Iterable[pd.DataFrame]]
+WHO = "fit_stream"
+
+
+class _Source:
+    """The user's chunks as a re-readable stream of checked (X, y) DataFrame pairs."""
+
+    def __init__(self, chunks: Chunks, label_col: str) -> None:
+        if isinstance(chunks, pd.DataFrame | str | os.PathLike):
+            chunks = [chunks]
+        if callable(chunks):
+            self.items = None
+        elif isinstance(chunks, Iterator):
+            raise TypeError(
+                f"{WHO}: chunks is an iterator, which can be read only once, but every epoch "
+                "reads the chunks again. Pass a list of DataFrames or parquet paths, or a "
+                "function returning a new iterator (e.g. lambda: iter_parquet(paths))."
+            )
+        elif isinstance(chunks, Sequence):
+            bad = [i for i, c in enumerate(chunks)
+                   if not isinstance(c, pd.DataFrame | str | os.PathLike)]
+            if bad:
+                raise TypeError(f"{WHO}: chunks[{bad[0]}] is a {type(chunks[bad[0]]).__name__}; "
+                                "expected a DataFrame or the path of a parquet file.")
+            missing = [str(c) for c in chunks
+                       if isinstance(c, str | os.PathLike) and not os.path.isfile(c)]
+            if missing:
+                raise FileNotFoundError(f"{WHO}: no such file(s): {missing[:5]}.")
+            self.items = list(chunks)
+        else:
+            raise TypeError(
+                f"{WHO}: chunks must be a list of DataFrames or parquet paths, or a function "
+                f"returning an iterable of DataFrames; got {type(chunks).__name__}."
+            )
+        self.chunks = chunks
+        self.label_col = label_col
+        self.columns: list[str] | None = None  # the first chunk's, which all must share
+
+    def __call__(self, rng: np.random.Generator | None = None) -> Iterator[tuple]:
+        """(X, y) of each non-empty chunk; a list's chunks in an order drawn from ``rng``."""
+        if self.items is None:
+            chunks = self.chunks()
+            if isinstance(chunks, pd.DataFrame) or not isinstance(chunks, Iterable):
+                raise TypeError(f"{WHO}: the chunks function must return an iterable of "
+                                f"DataFrames, got {type(chunks).__name__}.")
+            numbered = enumerate(chunks)
+        else:
+            order = range(len(self.items)) if rng is None else rng.permutation(len(self.items))
+            numbered = ((int(i), self.items[i]) for i in order)
+        for i, chunk in numbered:
+            if isinstance(chunk, str | os.PathLike):
+                chunk = _read_parquet_file(chunk)
+            if isinstance(chunk, pd.DataFrame) and len(chunk) == 0:
+                continue  # an empty file or batch holds nothing to learn from
+            yield self._split(i, chunk)
+
+    def _split(self, i: int, chunk: object) -> tuple[pd.DataFrame, np.ndarray]:
+        if not isinstance(chunk, pd.DataFrame):
+            raise TypeError(f"{WHO}: chunk {i} is a {type(chunk).__name__}, expected a DataFrame.")
+        columns = [str(c) for c in chunk.columns]
+        if self.label_col not in columns:
+            raise ValueError(f"{WHO}: chunk {i} lacks the label column {self.label_col!r}; it "
+                             f"has columns {columns[:20]}.")
+        if self.columns is None:
+            self.columns = columns
+        elif set(columns) != set(self.columns):
+            raise ValueError(
+                f"{WHO}: chunk {i} has other columns than the first chunk. Missing: "
+                f"{sorted(set(self.columns) - set(columns))}; unexpected: "
+                f"{sorted(set(columns) - set(self.columns))}."
+            )
+        # Every chunk in the first chunk's column order, as the model saw it in the scan.
+        X = chunk[[c for c in self.columns if c != self.label_col]]
+        return X, chunk[self.label_col].to_numpy()
+
+
+def _parts(estimator: object) -> tuple[DINClassifier, Pipeline | None]:
+    """The classifier, and the fitted steps before it when ``estimator`` is a pipeline."""
+    if isinstance(estimator, DINClassifier):
+        return estimator, None
+    if isinstance(estimator, Pipeline) and isinstance(estimator.steps[-1][1], DINClassifier):
+        head = estimator[:-1]
+        for name, step in head.steps:
+            if step is None or step == "passthrough":
+                continue
+            try:
+                check_is_fitted(step)
+            except NotFittedError:
+                raise NotFittedError(
+                    f"{WHO}: pipeline step {name!r} is not fitted. Fit it before the stream "
+                    "fit, e.g. SequenceFeatureTransformer.partial_fit on every chunk."
+                ) from None
+        return estimator.steps[-1][1], head
+    raise TypeError(f"{WHO}: estimator must be a DINClassifier or a Pipeline ending in one, "
+                    f"got {type(estimator).__name__}.")
+
+
+def _grow(counts: list[np.ndarray] | None, new: list[np.ndarray]) -> list[np.ndarray]:
+    """Elementwise sum of two lists of count arrays of possibly different lengths."""
+    if counts is None:
+        return [c.astype(np.int64) for c in new]
+    out = []
+    for old, add in zip(counts, new, strict=True):
+        total = np.zeros(max(len(old), len(add)), dtype=np.int64)
+        total[: len(old)] += old
+        total[: len(add)] += add
+        out.append(total)
+    return out
+
+
+def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> int:
+    """One pass before training: check every chunk, learn layout, sizes, classes, counts.
+
+    Sets what ``DINClassifier.fit`` learns from its data (``layout_``, ``classes_``,
+    vocabulary sizes and id frequencies of the whole stream) and returns the number
+    of rows, so every epoch can be checked to read the same stream.
+    """
+    layout, labels, sizes, counts, n_rows = None, None, None, None, 0
+    for X, y in source():
+        Xt = X if head is None else head.transform(X)
+        frame, named = clf._frame(Xt, WHO, reset=layout is None)
+        if layout is None:
+            layout = clf._layout_for(frame, named)
+        layout.check(frame, WHO)
+        y = column_or_1d(y, warn=True)
+        if pd.isna(y).any():
+            raise ValueError(f"{WHO}: the label column {source.label_col!r} has missing values.")
+        check_classification_targets(y)
+        seen = np.unique(y)
+        labels = seen if labels is None else np.union1d(labels, seen)
+        if len(labels) > 2:
+            raise ValueError("Only binary classification is supported. "
+                             f"The stream has labels {labels[:10].tolist()}.")
+        history_sizes, sparse_sizes = layout.vocab_sizes(frame)
+        inputs = layout.to_arrays(frame, history_sizes, sparse_sizes)
+        counts = _grow(counts, _id_frequencies(inputs, history_sizes, sparse_sizes))
+        chunk_sizes = (*history_sizes, *sparse_sizes)
+        sizes = chunk_sizes if sizes is None else tuple(map(max, sizes, chunk_sizes))
+        n_rows += len(frame)
+    if layout is None:
+        raise ValueError(f"{WHO}: the stream has no rows (no chunk, or only empty chunks).")
+    if len(labels) < 2:
+        raise ValueError(f"{WHO}: the stream's labels hold one class only ({labels.tolist()}); "
+                         "two are needed.")
+    n_history = len(layout.history_features)
+    clf.layout_ = layout
+    clf.classes_ = labels
+    clf.history_vocab_sizes_ = tuple(sizes[:n_history])
+    clf.sparse_vocab_sizes_ = tuple(sizes[n_history:])
+    clf.id_frequencies_ = [np.pad(c, (0, size - len(c))) for c, size in zip(counts, sizes,
+                                                                             strict=True)]
+    return n_rows
+
+
+def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
+               label_col: str = "label") -> DINClassifier | Pipeline:
+    """Fit a DINClassifier on chunks of a log, holding one chunk in memory at a time.
+
+    Each of the classifier's ``max_epochs`` epochs is one pass over all chunks, so
+    skorch's ``history_`` and callbacks count epochs as usual. Before training, one
+    pass (a scan) checks every chunk and learns what ``fit`` learns from its data:
+    columns, classes, the embedding table sizes (the largest id of the whole stream,
+    so an id first seen in a late chunk gets its own embedding) and the id
+    frequencies of ``embedding_l2``. A chunk with missing or extra columns, a
+    missing label column, a third label or an empty stream raise before any
+    training. Within a chunk, rows are shuffled; a list's chunk order is shuffled
+    each epoch (seeded by ``random_state``).
+
+    Parameters
+    ----------
+    estimator : DINClassifier or Pipeline
+        The classifier, or a pipeline ending in one whose other steps are already
+        fitted (e.g. a SequenceFeatureTransformer fitted with ``partial_fit`` on
+        every chunk): each chunk goes through them before reaching the classifier.
+        The classifier needs ``train_split=None`` and ``warm_start=False``.
+    chunks : list or callable
+        A list of DataFrames or of parquet file paths (one chunk each; needs
+        pyarrow), or a function that returns a new iterable of DataFrames each time
+        it is called, such as ``lambda: iter_parquet(paths, batch_rows=500_000)`` or
+        ``lambda: pd.read_csv(path, chunksize=500_000)``. It is read
+        ``max_epochs + 1`` times and must give the same rows each time.
+    label_col : str, default="label"
+        Column of each chunk holding the labels; the other columns are the input.
+
+    Returns
+    -------
+    estimator : DINClassifier or Pipeline
+        The estimator passed, fitted.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn_din import DINClassifier, SequenceFeatureTransformer, fit_stream
+    >>> from sklearn_din.datasets import make_interactions, sample_negatives
+    >>> rows = sample_negatives(make_interactions(n_users=200, random_state=0), random_state=0)
+    >>> chunks = [rows.iloc[i : i + 2000] for i in range(0, len(rows), 2000)]
+    >>> transformer = SequenceFeatureTransformer(max_len=20)
+    >>> for chunk in chunks:
+    ...     _ = transformer.partial_fit(chunk.drop(columns="label"), chunk["label"])
+    >>> model = make_pipeline(transformer, DINClassifier(max_epochs=2, verbose=0,
+    ...                                                  random_state=0))
+    >>> model = fit_stream(model, chunks)
+    >>> len(model[-1].history_)
+    2
+    >>> model.predict_proba(chunks[0].drop(columns="label")).shape
+    (2000, 2)
+    """
+    clf, head = _parts(estimator)
+    clf._check_params()
+    if clf.train_split is not None:
+        raise ValueError(f"{WHO}: train_split must be None (a stream has no internal "
+                         "validation split); score on held-out chunks after fitting.")
+    if clf.warm_start:
+        raise ValueError(f"{WHO} trains from scratch; warm_start=True is not supported.")
+    if clf.distributed:  # a data-parallel fit would need sharded chunks
+        raise ValueError(f"{WHO} does not support distributed=True; it trains in one process.")
+    if not isinstance(label_col, str):
+        raise TypeError(f"{WHO}: label_col must be a column name, got {label_col!r}.")
+    source = _Source(chunks, label_col)
+    clf.initialized_ = False  # a fresh fit, as DINClassifier.fit without warm_start
+    n_rows = _scan(clf, head, source)
+
+    def epoch(rng: np.random.Generator | None) -> Iterator[tuple[dict, np.ndarray]]:
+        read = 0
+        for X, y in source(rng):
+            frame, _ = clf._frame(X if head is None else head.transform(X), WHO, reset=False)
+            read += len(frame)
+            if read > n_rows:
+                break
+            inputs = clf.layout_.to_arrays(frame, clf.history_vocab_sizes_,
+                                           clf.sparse_vocab_sizes_)
+            yield inputs, (y == clf.classes_[1]).astype(np.float32)
+        if read != n_rows:
+            raise RuntimeError(f"{WHO}: the chunks gave {n_rows:,} rows in the scan but "
+                               f"{read:,} or more in an epoch; every read must give the same rows.")
+
+    with clf._seeded():
+        clf.initialize()
+        # skorch's own loop (callbacks, history), on a dataset whose iterator streams.
+        NeuralNetBinaryClassifier.partial_fit(clf, StreamDataset(epoch), None)
+    return estimator

@@ -116,6 +116,15 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         each scaled by 1 / (the id's frequency in the training data). Added to the
         training loss (so to ``train_loss``). Plain weight decay stays available as
         ``optimizer__weight_decay``.
+    sparse_embeddings : bool, default=False
+        Update the embedding tables lazily: they get sparse gradients (only the rows
+        a batch looks up) and are trained by ``torch.optim.SparseAdam`` at ``lr``,
+        the other weights by ``optimizer``. Adam moves every row of every table at
+        every step (its moments keep rows moving after their last use), so its step
+        costs time in proportion to the vocabularies; the lazy update costs time in
+        proportion to the batch. Worth it for vocabularies of millions of ids; a
+        different optimizer, so a model trains differently from the default. Not
+        supported with ``distributed=True``.
     user_col : str or None, default="user_id"
         Column of encoded user ids (embedded); None for no user embedding.
     categorical_cols : tuple of str, default=()
@@ -212,6 +221,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
         "embedding_l2": [Interval(Real, 0, None, closed="left")],
+        "sparse_embeddings": ["boolean"],
         "user_col": [str, None],
         "categorical_cols": [tuple, list],
         "lr": [Interval(Real, 0, None, closed="neither")],
@@ -236,6 +246,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         dropout: float = 0.0,
         batch_norm: bool = False,
         embedding_l2: float = 0.0,
+        sparse_embeddings: bool = False,
         user_col: str | None = "user_id",
         categorical_cols: tuple[str, ...] = (),
         criterion: type[torch.nn.Module] = torch.nn.BCEWithLogitsLoss,
@@ -273,6 +284,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self.dropout = dropout
         self.batch_norm = batch_norm
         self.embedding_l2 = embedding_l2
+        self.sparse_embeddings = sparse_embeddings
         self.user_col = user_col
         self.categorical_cols = categorical_cols
         self.distributed = distributed
@@ -311,8 +323,27 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             "batch_norm": self.batch_norm,
             "id_frequencies": self.id_frequencies_,
         }
+        if self.sparse_embeddings:
+            kwargs["sparse_gradients"] = True
         kwargs.update(self.get_params_for("module"))
         self.module_ = self.initialized_instance(self.module, kwargs)
+        return self
+
+    def initialize_optimizer(self, *args: object, **kwargs: object) -> DINClassifier:
+        """``optimizer`` for all weights; with ``sparse_embeddings`` a second optimizer,
+        ``optimizer_embeddings_`` (SparseAdam), takes the embedding tables."""
+        if not self.sparse_embeddings:
+            return super().initialize_optimizer(*args, **kwargs)
+        tables = {id(t.weight) for t in self.module_.embedding_tables()}
+        named = list(self.get_all_learnable_params())
+        dense = [(name, p) for name, p in named if id(p) not in tables]
+        opt_args, opt_kwargs = self.get_params_for_optimizer("optimizer", dense)
+        self.optimizer_ = self.optimizer(*opt_args, **opt_kwargs)
+        # Registered by skorch as an optimizer (set inside its optimizer init context):
+        # its train step zeroes and steps every registered optimizer.
+        self.optimizer_embeddings_ = torch.optim.SparseAdam(
+            [p for _, p in named if id(p) in tables], lr=self.lr
+        )
         return self
 
     def get_loss(
@@ -374,6 +405,11 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             raise ValueError(f"categorical_cols must be column names, got {bad}.")
         _check_device(self.device)
         if self.distributed:
+            if self.sparse_embeddings:
+                raise ValueError(
+                    "sparse_embeddings=True is not supported with distributed=True: "
+                    "DistributedDataParallel averages dense gradients."
+                )
             check_process_group(self.device)
 
     def _frame(self, X: object, method: str, reset: bool) -> tuple[pd.DataFrame, bool]:

@@ -182,6 +182,9 @@ class DeepInterestNetwork(nn.Module):
     id_frequencies : sequence of array-like or None, default=None
         How often each id occurs in the training data, one array per table (history
         tables, then sparse tables); used by :meth:`embedding_penalty`.
+    sparse_gradients : bool, default=False
+        Give the embedding tables sparse gradients (only the rows a batch looks up),
+        for optimizers such as ``torch.optim.SparseAdam``.
 
     Examples
     --------
@@ -212,6 +215,7 @@ class DeepInterestNetwork(nn.Module):
         dropout: float = 0.0,
         batch_norm: bool = False,
         id_frequencies: Sequence[Sequence[int]] | None = None,
+        sparse_gradients: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -224,10 +228,12 @@ class DeepInterestNetwork(nn.Module):
         self.pooling = pooling
         self.attention_normalization = attention_normalization
         self.history_embeddings = nn.ModuleList(
-            nn.Embedding(n, embed_dim, padding_idx=0) for n in history_vocab_sizes
+            nn.Embedding(n, embed_dim, padding_idx=0, sparse=sparse_gradients)
+            for n in history_vocab_sizes
         )
         self.sparse_embeddings = nn.ModuleList(
-            nn.Embedding(n, embed_dim, padding_idx=0) for n in sparse_vocab_sizes
+            nn.Embedding(n, embed_dim, padding_idx=0, sparse=sparse_gradients)
+            for n in sparse_vocab_sizes
         )
         item_dim = embed_dim * len(history_vocab_sizes)
         self.attention = (
@@ -254,6 +260,10 @@ class DeepInterestNetwork(nn.Module):
                         f"expected ({table.num_embeddings},)."
                     )
             self.register_buffer(f"inverse_frequency_{t}", 1.0 / counts.clamp(min=1.0))
+
+    def embedding_tables(self) -> list[nn.Embedding]:
+        """Every embedding table: the history features' (item first), then the others'."""
+        return [*self.history_embeddings, *self.sparse_embeddings]
 
     def reset_embeddings(self, std: float = 0.05) -> None:
         """Small normal initialisation: large enough to learn fast, small enough that a
@@ -333,7 +343,9 @@ class DeepInterestNetwork(nn.Module):
             ids = ids.unique()
             ids = ids[ids != 0]
             inverse = getattr(self, f"inverse_frequency_{t}")[ids]
-            total = total + (table.weight[ids].pow(2).sum(dim=1) * inverse).sum()
+            # Looked up like the inputs, so that sparse tables get a sparse gradient here too.
+            rows = nn.functional.embedding(ids, table.weight, sparse=table.sparse)
+            total = total + (rows.pow(2).sum(dim=1) * inverse).sum()
         return 0.5 * total
 
     def forward(

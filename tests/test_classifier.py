@@ -25,6 +25,8 @@ from sklearn_din import (
     DINClassifier,
     NoHistoryWarning,
     SequenceFeatureTransformer,
+    load_model,
+    save_model,
 )
 from sklearn_din._network import LocalActivationUnit
 
@@ -557,6 +559,61 @@ def test_grid_search_over_pipeline_by_user_groups(ctr_data):
     best = search.best_estimator_[-1]
     width = best.module_.history_embeddings[0].embedding_dim
     assert width == search.best_params_["dinclassifier__embed_dim"]
+
+
+# ----------------------------------------------------------------------------- sparse embeddings
+def _rows_unused_by(X, model, feature="item_id"):
+    """Codes of ``feature``'s table that no row of X looks up (candidate or history)."""
+    used = set(X[feature]) | set(X.filter(like=f"hist_{feature}_").to_numpy().ravel())
+    size = model.history_vocab_sizes_[0]
+    return np.array(sorted(set(range(2, size)) - used))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_sparse_embeddings_move_only_the_rows_a_batch_uses(ctr_data, sparse):
+    X, y = ctr_data.X_train, ctr_data.y_train
+    model = DINClassifier(**{**SMALL, "max_epochs": 1, "sparse_embeddings": sparse}).fit(X, y)
+    # A second pass over the rows of a few users: most items are not looked up at all.
+    users = np.unique(ctr_data.train_rows["user_id"])[:5]
+    part = ctr_data.train_rows["user_id"].isin(users).to_numpy()
+    unused = _rows_unused_by(X[part], model)
+    assert len(unused) > 20
+    table = model.module_.history_embeddings[0].weight
+    before = table.detach().clone()
+    model.partial_fit(X[part], y[part])
+    moved = (table.detach() - before)[unused].abs().amax(dim=1) > 0
+    if sparse:
+        assert not moved.any(), "a lazy update leaves rows the batches do not use"
+    else:
+        assert moved.all(), "Adam's moments keep every used-before row moving"
+
+
+def test_sparse_embeddings_learn_like_dense_and_round_trip(ctr_data, tmp_path):
+    X, y = ctr_data.X_train, ctr_data.y_train
+    params = dict(SMALL, max_epochs=3, embedding_l2=0.01)
+    dense = DINClassifier(**params).fit(X, y)
+    sparse = DINClassifier(**params, sparse_embeddings=True).fit(X, y)
+    assert set(sparse._optimizers) == {"optimizer", "optimizer_embeddings"}
+    assert sparse.module_.history_embeddings[0].sparse
+    auc_dense = roc_auc_score(ctr_data.y_test, dense.predict_proba(ctr_data.X_test)[:, 1])
+    auc_sparse = roc_auc_score(ctr_data.y_test, sparse.predict_proba(ctr_data.X_test)[:, 1])
+    assert auc_sparse > 0.7 and abs(auc_sparse - auc_dense) < 0.03
+    expected = sparse.predict_proba(ctr_data.X_test)
+    np.testing.assert_array_equal(
+        pickle.loads(pickle.dumps(sparse)).predict_proba(ctr_data.X_test), expected
+    )
+    save_model(sparse, tmp_path / "sparse.npz")
+    np.testing.assert_array_equal(
+        load_model(tmp_path / "sparse.npz").predict_proba(ctr_data.X_test), expected
+    )
+    refit = clone(sparse).fit(X, y)
+    np.testing.assert_array_equal(refit.predict_proba(ctr_data.X_test), expected)
+
+
+def test_sparse_embeddings_refused_with_distributed(ctr_data):
+    model = DINClassifier(**SMALL, sparse_embeddings=True, distributed=True)
+    with pytest.raises(ValueError, match="sparse_embeddings=True is not supported with"):
+        model.fit(ctr_data.X_train, ctr_data.y_train)
 
 
 # ----------------------------------------------------------------------------- skorch params

@@ -79,8 +79,9 @@ class Dice(nn.Module):
         the arithmetic, so the gate is built in one buffer and then multiplied into it.
         """
         scale = torch.rsqrt(self.running_var + self.eps)
-        gate = torch.addcmul(-self.running_mean * scale, x, scale)
-        gate.sigmoid_().mul_(1.0 - self.alpha).add_(self.alpha)
+        gate = torch.addcmul(-self.running_mean * scale, x, scale).sigmoid_()
+        # alpha + (1 - alpha) * p in one pass, written over p.
+        torch.addcmul(self.alpha, gate, 1.0 - self.alpha, out=gate)
         return gate.mul_(x)
 
 

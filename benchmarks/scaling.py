@@ -210,8 +210,9 @@ def run_stream(spec: dict) -> dict:
                     raise KeyboardInterrupt  # skorch ends training cleanly on it
 
     clock = Clock(spec["epoch_rows"])
-    model = make_pipeline(transformer, DINClassifier(max_epochs=1, random_state=0, verbose=0,
-                                                     callbacks=[("clock", clock)]))
+    model = make_pipeline(transformer, DINClassifier(
+        max_epochs=1, random_state=0, verbose=0, callbacks=[("clock", clock)],
+        sparse_embeddings=spec.get("sparse_embeddings", False)))
     _reset_peak()
     start, cpu = time.perf_counter(), time.process_time()
     fit_stream(model, paths)
@@ -252,7 +253,8 @@ def run_in_memory(spec: dict) -> dict:
     y = rows["label"].to_numpy()
     del rows
     start, cpu = time.perf_counter(), time.process_time()
-    model = DINClassifier(max_epochs=1, random_state=0, verbose=0).fit(X, y)
+    model = DINClassifier(max_epochs=1, random_state=0, verbose=0,
+                          sparse_embeddings=spec.get("sparse_embeddings", False)).fit(X, y)
     fit_s, fit_cpu_s = time.perf_counter() - start, time.process_time() - cpu
     test = pd.read_parquet(Path(spec["dir"]) / "test.parquet")
     proba = model.predict_proba(transformer.transform(test.drop(columns="label")))[:, 1]
@@ -358,7 +360,9 @@ def report(payload: dict) -> str:
         f"{payload['file_rows']:,} training rows, one parquet file each (see the script's "
         "docstring); rows = training rows (clicks and one sampled negative per click). "
         "Transformer `max_len=50`; classifier defaults (embed 8, attention (80, 40), MLP "
-        "(200, 80), Dice, batch 1024, Adam 1e-3), one epoch, `random_state=0`.\n",
+        "(200, 80), Dice, batch 1024, Adam 1e-3), one epoch, `random_state=0`"
+        + ("; **`sparse_embeddings=True`**: embedding tables updated lazily by SparseAdam"
+           if payload.get("sparse_embeddings") else "") + ".\n",
         "## Transformer: `partial_fit` per file, then `transform` per file\n",
         "| rows | files | users | behaviours | mean hist | load start / end | partial_fit CPU s "
         "| store sort s | store MB | transform wall s | transform CPU s | transform rows / "
@@ -453,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--embedding-step", action="store_true")
+    parser.add_argument("--sparse-embeddings", action="store_true",
+                        help="DINClassifier(sparse_embeddings=True); writes scaling-sparse.*")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -468,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(epoch_rows) != len(sizes):
         parser.error("--epoch-rows needs one value per size")
     name = "scaling-quick" if args.quick else "scaling"
+    if args.sparse_embeddings:
+        name += "-sparse"
     out = HERE / "results" / f"{name}.md"
     began = time.perf_counter()
     import torch
@@ -479,11 +487,13 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores (shared), "
                    f"Python {platform.python_version()}, torch {torch.__version__}",
         "file_rows": args.file_rows, "runs": [], "runtime_s": 0.0,
+        "sparse_embeddings": args.sparse_embeddings,
     }
     for rows, limit in zip(sizes, epoch_rows, strict=True):
         directory = args.data / f"rows-{rows}"
         spec = {"dir": str(directory), "rows": rows, "file_rows": args.file_rows,
-                "seed": args.seed, "epoch_rows": limit}
+                "seed": args.seed, "epoch_rows": limit,
+                "sparse_embeddings": args.sparse_embeddings}
         print(f"[{time.strftime('%H:%M:%S')}] {rows:,} rows: generating (load {_load()})",
               flush=True)
         data = child("generate", spec)

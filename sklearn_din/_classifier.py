@@ -346,6 +346,16 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         )
         return self
 
+    def _step_optimizer(self, step_fn: object) -> None:
+        # skorch hands its closure (zero_grad, forward, backward) to every optimizer's
+        # step, so with sparse_embeddings each batch would be computed twice and the
+        # embeddings stepped on gradients taken after the dense weights had moved. The
+        # first optimizer runs the closure once; the others step on the same gradients.
+        first, *others = self._optimizers
+        getattr(self, first + "_").step(step_fn)
+        for name in others:
+            getattr(self, name + "_").step()
+
     def get_loss(
         self, y_pred: torch.Tensor, y_true: torch.Tensor, X: object = None, training: bool = False
     ) -> torch.Tensor:

@@ -610,6 +610,23 @@ def test_sparse_embeddings_learn_like_dense_and_round_trip(ctr_data, tmp_path):
     np.testing.assert_array_equal(refit.predict_proba(ctr_data.X_test), expected)
 
 
+def test_sparse_embeddings_compute_each_batch_once(ctr_data):
+    # skorch passes its training closure to every optimizer: with the embeddings' own
+    # optimizer a batch must still be computed once, and both optimizers must step.
+    X, y = ctr_data.X_train, ctr_data.y_train
+    model = DINClassifier(**{**SMALL, "max_epochs": 1, "sparse_embeddings": True}).fit(X, y)
+    forwards = []
+    model.module_.register_forward_hook(lambda m, i, o: forwards.append(m.training))
+    steps = {"optimizer_": 0, "optimizer_embeddings_": 0}
+    for name in steps:
+        getattr(model, name).register_step_post_hook(
+            lambda opt, a, k, name=name: steps.__setitem__(name, steps[name] + 1))
+    model.partial_fit(X, y)
+    n_batches = -(-len(X) // SMALL["batch_size"])
+    assert sum(forwards) == n_batches
+    assert steps == {"optimizer_": n_batches, "optimizer_embeddings_": n_batches}
+
+
 def test_sparse_embeddings_refused_with_distributed(ctr_data):
     model = DINClassifier(**SMALL, sparse_embeddings=True, distributed=True)
     with pytest.raises(ValueError, match="sparse_embeddings=True is not supported with"):

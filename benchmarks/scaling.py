@@ -62,8 +62,6 @@ TEST_ROWS = 50_000
 MAX_LEN = 50
 # From benchmarks/results/gpu.md (one H200, paper sizes = the defaults, 1M training rows).
 GPU_ROWS_PER_S = {1024: 143_160, 8192: 1_053_279}
-# From benchmarks/results/speed.md (1 CPU thread of this machine, paper sizes, batch 1024).
-CPU_SPEED_MD_ROWS_PER_S = 9_719
 
 
 # ---------------------------------------------------------------------------- child side

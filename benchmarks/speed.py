@@ -1083,7 +1083,27 @@ def render(report: dict, args: argparse.Namespace) -> tuple[str, list[dict]]:
             f"{report['full'][0]['ours'].get('baseline_rss_mb', float('nan')):,.0f} MB here). "
             "At a million rows that baseline alone is about as large as the int arrays, so the "
             "literal reading can only pass if fit adds almost nothing to the data it is given.",
+            "",
+            "Where each peak comes from (high-water marks of the same process):",
+            "",
         ]
+        for entry in report["full"]:
+            r = entry["ours"]
+            if "loaded_maxrss_mb" not in r or "error" in r:
+                continue
+            above = r["fit_maxrss_mb"] - r["loaded_rss_mb"]
+            ratio = above / entry["train_int_mb"]
+            head = (f"- {entry['size']} sizes: after loading, {r['loaded_rss_mb']:,.0f} MB "
+                    f"({r['loaded_rss_mb'] - r['baseline_rss_mb']:,.0f} MB of data); loading "
+                    f"itself peaked at {r['loaded_maxrss_mb']:,.0f} MB (the .npy files read and "
+                    "wrapped in a DataFrame); ")
+            if r["fit_maxrss_mb"] <= r["loaded_maxrss_mb"]:
+                lines.append(head + "fit never went above that, so it added at most "
+                             f"{above:,.0f} MB to the loaded data ({ratio:.2f}x the int arrays).")
+            else:
+                lines.append(head + f"fit peaked at {r['fit_maxrss_mb']:,.0f} MB, {above:,.0f} "
+                             f"MB above the loaded data ({ratio:.2f}x the int arrays): one "
+                             "training step's activations and the allocator's cache of them.")
     if args.quick:
         lines += ["", "**--quick smoke run: tiny sizes, the numbers are not measurements.**"]
     return "\n".join(lines) + "\n", verdicts

@@ -64,6 +64,10 @@ MAX_LEN = 50
 GPU_ROWS_PER_S = {1024: 143_160, 8192: 1_053_279}
 
 
+# torch threads of every child; --threads sets it (one thread: CPU seconds = one core's cost).
+THREADS = 1
+
+
 # ---------------------------------------------------------------------------- child side
 def _status(key: str) -> int:
     with open("/proc/self/status") as f:
@@ -87,7 +91,7 @@ def _reset_peak() -> None:
 def _setup() -> None:
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     try:
         import pyarrow as pa
 
@@ -321,7 +325,8 @@ def embedding_report(out: Path) -> None:
 
 # --------------------------------------------------------------------------- parent side
 def child(kind: str, spec: dict) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    threads = str(THREADS)
+    env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--child", kind, json.dumps(spec)],
                           capture_output=True, text=True, env=env)
@@ -348,7 +353,8 @@ def report(payload: dict) -> str:
     lines = [
         "# Scaling: transform and one training epoch at growing log sizes, streamed\n",
         f"Command: `{payload['command']}` (runtime {payload['runtime_s'] / 60:.1f} min)\n",
-        f"Date {payload['started']}; {payload['machine']}; 1 torch thread, every phase in a "
+        f"Date {payload['started']}; {payload['machine']}; {payload.get('threads', 1)} torch "
+        "thread(s), every phase in a "
         "fresh subprocess, one at a time. The machine is shared with other work (load "
         "average 1/5/15 min at the start and end of each size below), so each phase "
         "reports wall seconds and the process's CPU seconds (`time.process_time`): with one "
@@ -455,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--embedding-step", action="store_true")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per phase (default 1); the name gets -threads<N>")
     parser.add_argument("--sparse-embeddings", action="store_true",
                         help="DINClassifier(sparse_embeddings=True); writes scaling-sparse.*")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
@@ -474,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
     name = "scaling-quick" if args.quick else "scaling"
     if args.sparse_embeddings:
         name += "-sparse"
+    if args.threads != 1:
+        global THREADS
+        THREADS = args.threads
+        name += f"-threads{args.threads}"
     out = HERE / "results" / f"{name}.md"
     began = time.perf_counter()
     import torch
@@ -485,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores (shared), "
                    f"Python {platform.python_version()}, torch {torch.__version__}",
         "file_rows": args.file_rows, "runs": [], "runtime_s": 0.0,
-        "sparse_embeddings": args.sparse_embeddings,
+        "sparse_embeddings": args.sparse_embeddings, "threads": args.threads,
     }
     for rows, limit in zip(sizes, epoch_rows, strict=True):
         directory = args.data / f"rows-{rows}"

@@ -7,8 +7,9 @@ A DataFrame is read by name:
 - ``<f>``: the candidate's value of each history feature ``f`` (shares ``f``'s table).
 - ``hist_len``: number of real history positions (optional: without it, the
   non-zero ids of the first history feature are counted).
-- the user column (``user_col``) and the columns named in ``categorical_cols``:
-  other ids, each with its own embedding table.
+- the user column (``user_col``), the columns named in ``categorical_cols`` and
+  every ``ctx_<name>`` column (SequenceFeatureTransformer's encoding of its
+  ``categorical_cols``): other ids, each with its own embedding table.
 - every other column: a numeric (dense) feature.
 
 Ids are non-negative integers; 0 is padding and 1 unknown.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._transformer import HIST_LEN_COL, UNKNOWN, history_column
+from ._transformer import CONTEXT_PREFIX, HIST_LEN_COL, UNKNOWN, history_column
 
 _HIST_PATTERN = re.compile(r"^hist_(.+)_(\d+)$")
 
@@ -81,6 +82,8 @@ class InputLayout:
         if overlap:
             raise ValueError(f"categorical_cols {overlap} are already history or user columns.")
         sparse += [c for c in categorical_cols if c not in sparse]
+        sparse += [n for n in names if n.startswith(CONTEXT_PREFIX)
+                   and n not in roles and n not in sparse and not _HIST_PATTERN.match(n)]
         taken = {*roles, *sparse}
         dense = tuple(n for n in names if n not in taken and not _HIST_PATTERN.match(n))
         return cls(

@@ -549,7 +549,7 @@ def test_custom_column_names_and_history_order():
     ).fit(log)
     out = t.transform(log)
     assert list(out.columns) == [
-        "uid", "iid", "shop", "brand",
+        "user_id", "iid", "shop", "brand",  # the user under the name the classifier reads
         "hist_shop_0", "hist_shop_1",
         "hist_iid_0", "hist_iid_1",
         "hist_brand_0", "hist_brand_1",
@@ -912,6 +912,7 @@ def test_default_params_are_immutable_tuples():
         "time_col": "time",
         "history_cols": ("item_id", "cate_id"),
         "max_len": 50,
+        "categorical_cols": (),
         "verbose": 0,
     }
 

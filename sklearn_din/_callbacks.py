@@ -133,7 +133,7 @@ class BatchProgress(Callback):
         if getattr(self, "progress_", None) is None:
             return
         if training and loss is not None:
-            self.progress_.update(1, train_loss=float(loss))
+            self.progress_.update(1, train_loss=float(loss.detach()))
         else:
             self.progress_.update(1)
 

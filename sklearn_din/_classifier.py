@@ -340,6 +340,13 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
     # HTML, alone and inside a Pipeline), not skorch's "<class ...>[initialized](...)".
     __repr__ = BaseEstimator.__repr__
 
+    def _get_params_html(self, deep: bool = True, doc_link: str = "") -> object:
+        # scikit-learn's HTML repr (a private hook; no public one exists) lists the deep
+        # parameters of a pipeline step, which for a skorch net include every parameter of
+        # every default callback (callbacks__print_log__sink, ...): dozens of rows marked
+        # as changed that nobody set. The net's own parameters are what a reader needs.
+        return super()._get_params_html(deep=False, doc_link=doc_link)
+
     # ---------------------------------------------------------------- skorch hooks
     def _get_param_names(self) -> list[str]:
         # skorch lists every attribute not ending in "_" as a parameter, its own private

@@ -82,7 +82,8 @@ class Progress:
         percent = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
         values = "".join(f", {k}={v:.4g}" for k, v in self.postfix.items())
         self.written = self.done
-        print(f"{self.desc}: {self.done:,}{total} {self.unit}s{percent}, "
+        units = self.unit + ("es" if self.unit.endswith(("s", "sh", "ch", "x")) else "s")
+        print(f"{self.desc}: {self.done:,}{total} {units}{percent}, "
               f"{time.perf_counter() - self.start:.1f}s{values}", file=self._stream(), flush=True)
 
     def close(self) -> None:

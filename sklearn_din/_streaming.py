@@ -17,7 +17,7 @@ from ._batching import WEIGHT_KEY
 from ._classifier import DINClassifier, _id_frequencies
 from ._messages import logger
 from ._stream_dataset import StreamDataset
-from ._validation import check_sample_weight, to_pandas
+from ._validation import check_sample_weight, is_dataframe, to_pandas
 from .datasets import _read_parquet_file
 
 Chunks = Sequence[pd.DataFrame | str | os.PathLike] | Callable[[], Iterable[pd.DataFrame]]
@@ -28,7 +28,7 @@ class _Source:
     """The user's chunks as a re-readable stream of checked (X, y, weight) triples."""
 
     def __init__(self, chunks: Chunks, label_col: str, weight_col: str | None = None) -> None:
-        if isinstance(chunks, pd.DataFrame | str | os.PathLike):
+        if isinstance(chunks, str | os.PathLike) or is_dataframe(chunks):
             chunks = [chunks]
         if callable(chunks):
             self.items = None
@@ -40,7 +40,7 @@ class _Source:
             )
         elif isinstance(chunks, Sequence):
             bad = [i for i, c in enumerate(chunks)
-                   if not isinstance(c, pd.DataFrame | str | os.PathLike)]
+                   if not (isinstance(c, str | os.PathLike) or is_dataframe(c))]
             if bad:
                 raise TypeError(f"{WHO}: chunks[{bad[0]}] is a {type(chunks[bad[0]]).__name__}; "
                                 "expected a DataFrame or the path of a parquet file.")
@@ -176,7 +176,7 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> list[in
         raise ValueError(f"{WHO}: the stream's labels hold one class only ({labels.tolist()}); "
                          "two are needed.")
     if source.weight_col is not None and total_weight == 0:
-        raise ValueError(f"{WHO}: every weight in column {source.weight_col!r} is 0: there is "
+        raise ValueError(f"{WHO}: every weight in column {source.weight_col!r} is zero: there is "
                          "nothing to learn from.")
     n_history = len(layout.history_features)
     clf.layout_ = layout
@@ -213,7 +213,7 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
         every chunk): each chunk goes through them before reaching the classifier.
         The classifier needs ``train_split=None`` and ``warm_start=False``.
     chunks : list or callable
-        A list of DataFrames or of parquet file paths (one chunk each; needs
+        A list of DataFrames (pandas, polars, ...) or of parquet file paths (one chunk each; needs
         pyarrow), or a function that returns a new iterable of DataFrames each time
         it is called, such as ``lambda: iter_parquet(paths, batch_rows=500_000)`` or
         ``lambda: pd.read_csv(path, chunksize=500_000)``. It is read

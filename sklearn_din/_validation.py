@@ -13,6 +13,12 @@ import numpy as np
 import pandas as pd
 
 
+def is_dataframe(X: object) -> bool:
+    """Whether ``X`` is a data frame :func:`to_pandas` converts (pandas, polars, ...)."""
+    return isinstance(X, pd.DataFrame) or isinstance(
+        nw.from_native(X, eager_only=True, pass_through=True), nw.DataFrame)
+
+
 def to_pandas(X: object) -> object:
     """``X`` as a pandas DataFrame when it is a data frame of another library (polars,
     pyarrow, ... : whatever narwhals reads eagerly); anything else unchanged."""
@@ -104,5 +110,5 @@ def check_sample_weight(sample_weight: object, n_rows: int, *, who: str,
     if (weight < 0).any():
         raise ValueError(f"{who}: sample_weight has negative values; weights are >= 0.")
     if n_rows and not allow_all_zero and not weight.any():
-        raise ValueError(f"{who}: every sample_weight is 0: there is nothing to learn from.")
+        raise ValueError(f"{who}: every sample_weight is zero: there is nothing to learn from.")
     return weight.astype(np.float32)

@@ -113,7 +113,8 @@ def test_validation_split_keeps_weights_with_their_rows(encoded):
 
 
 @pytest.mark.parametrize("bad, match", [
-    (np.ones(3), "shape"), ("nan", "NaN"), ("negative", "negative"), ("zeros", "every"),
+    (np.ones(3), "shape"), ("nan", "NaN"), ("negative", "negative"),
+    ("zeros", "every sample_weight is zero"),
 ])
 def test_bad_weights_raise_before_training(encoded, bad, match):
     X, y = encoded

@@ -87,6 +87,20 @@ class GAUCScorer:
 
     Supports scikit-learn's metadata routing: ``set_score_request(sample_weight=True)``
     asks a search or ``cross_validate`` to pass each fold's weights.
+
+    Parameters
+    ----------
+    user_col : str, default="user_id"
+        Column of X holding each row's user.
+
+    Examples
+    --------
+    >>> from sklearn_din.metrics import make_gauc_scorer
+    >>> scorer = make_gauc_scorer("customer").set_score_request(sample_weight=True)
+    >>> scorer
+    make_gauc_scorer(user_col='customer')
+    >>> scorer.get_metadata_routing().score.requests
+    {'sample_weight': True}
     """
 
     def __init__(self, user_col: str = "user_id") -> None:

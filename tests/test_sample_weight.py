@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import sklearn
 import torch
+import torch.distributed as dist
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
@@ -271,3 +272,21 @@ def test_gauc_scorer_honours_weights(raw):
     assert scorer(model, X, y, sample_weight=w) == pytest.approx(
         gauc_score(y[odd], proba[odd], groups=X["user_id"][odd.to_numpy()]))
     assert repr(scorer) == "make_gauc_scorer(user_col='user_id')"
+
+
+def test_distributed_fit_weights_each_shard_by_the_global_batch(encoded, tmp_path):
+    """A process group of one: the distributed loss path (global weight normaliser) gives
+    the plain weighted fit, step for step."""
+    X, y = encoded
+    w = counts(len(X), seed=3) + 0.25
+    params = {**EXACT, "batch_size": 256, "optimizer": torch.optim.Adam, "lr": 1e-2}
+    plain = DINClassifier(**params).fit(X, y, sample_weight=w)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        parallel = DINClassifier(**params, distributed=True).fit(X, y, sample_weight=w)
+    finally:
+        dist.destroy_process_group()
+    np.testing.assert_allclose(parallel.history_[:, "train_loss"], plain.history_[:, "train_loss"],
+                               rtol=1e-6)
+    assert_same_weights(parallel, plain, atol=1e-6)

@@ -18,17 +18,9 @@ from sklearn_din import (
     UnknownUsersWarning,
     fit_stream,
 )
-from sklearn_din.datasets import make_interactions, sample_negatives
 
 SMALL = dict(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=1, batch_size=128,
              verbose=0, random_state=0)
-
-
-@pytest.fixture(scope="module")
-def raw():
-    rows = sample_negatives(make_interactions(n_users=40, n_items=60, random_state=0),
-                            random_state=0)
-    return rows.drop(columns="label"), rows["label"].to_numpy()
 
 
 # ------------------------------------------------------------------ repr
@@ -49,8 +41,8 @@ def test_text_repr_shows_only_changed_parameters():
         "('dinclassifier', DINClassifier(embed_dim=16))])")
 
 
-def test_repr_is_the_same_after_fit(raw):
-    X, y = raw
+def test_repr_is_the_same_after_fit(tiny_log):
+    X, y = tiny_log
     model = make_pipeline(SequenceFeatureTransformer(max_len=4), DINClassifier(**SMALL))
     before = repr(model)
     assert before == repr(model.fit(X, y))
@@ -71,8 +63,8 @@ def warning_at(record, category):
     return found.filename, found.lineno
 
 
-def test_classifier_warnings_point_at_the_users_line(raw):
-    X, y = raw
+def test_classifier_warnings_point_at_the_users_line(tiny_log):
+    X, y = tiny_log
     features = SequenceFeatureTransformer(max_len=4).fit_transform(X, y)
     ids = features[["user_id", "item_id"]]
     with pytest.warns(NoHistoryWarning) as record:
@@ -89,8 +81,8 @@ def test_classifier_warnings_point_at_the_users_line(raw):
     assert warning_at(record, NoHistoryWarning) == (__file__, line)
 
 
-def test_warnings_inside_a_pipeline_and_cross_validate_point_at_the_users_line(raw):
-    X, y = raw
+def test_warnings_inside_a_pipeline_and_cross_validate_point_at_the_users_line(tiny_log):
+    X, y = tiny_log
     pipe = make_pipeline(SequenceFeatureTransformer(max_len=4, history_cols=("item_id",)),
                          DINClassifier(**SMALL, user_col="visitor"))
     with pytest.warns(UserWarning, match="visitor") as record:
@@ -104,8 +96,8 @@ def test_warnings_inside_a_pipeline_and_cross_validate_point_at_the_users_line(r
         (__file__, line)}
 
 
-def test_transformer_warning_points_at_the_users_line_through_set_output(raw):
-    X, y = raw
+def test_transformer_warning_points_at_the_users_line_through_set_output(tiny_log):
+    X, y = tiny_log
     users = X["user_id"].to_numpy()
     t = SequenceFeatureTransformer(max_len=4).set_output(transform="pandas")
     t.fit(X[users < 10])
@@ -123,8 +115,8 @@ def _line() -> int:
 
 
 # ------------------------------------------------------------------ logging
-def test_library_messages_go_through_logging_not_print(raw, capsys, caplog):
-    X, y = raw
+def test_library_messages_go_through_logging_not_print(tiny_log, capsys, caplog):
+    X, y = tiny_log
     with caplog.at_level(logging.INFO, logger="sklearn_din"):
         features = SequenceFeatureTransformer(max_len=4).fit(X, y).transform(X)
         fit_stream(DINClassifier(**SMALL), [features.assign(label=y)])

@@ -16,7 +16,6 @@ from sklearn.pipeline import make_pipeline
 from skorch.dataset import ValidSplit
 
 from sklearn_din import DINClassifier, SequenceFeatureTransformer, fit_stream
-from sklearn_din.datasets import make_interactions, sample_negatives
 from sklearn_din.metrics import gauc_score, make_gauc_scorer
 
 # PReLU, not Dice: Dice's batch statistics would see a duplicated row twice.
@@ -28,15 +27,8 @@ SMALL = dict(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=1,
 
 
 @pytest.fixture(scope="module")
-def raw():
-    rows = sample_negatives(make_interactions(n_users=40, n_items=60, random_state=0),
-                            random_state=0)
-    return rows.drop(columns="label"), rows["label"].to_numpy()
-
-
-@pytest.fixture(scope="module")
-def encoded(raw):
-    X, y = raw
+def encoded(tiny_log):
+    X, y = tiny_log
     return SequenceFeatureTransformer(max_len=4).fit_transform(X, y), y
 
 
@@ -156,8 +148,8 @@ def seen():
     SEEN.clear()
 
 
-def test_pipeline_routes_weights_with_set_fit_request(raw, seen):
-    X, y = raw
+def test_pipeline_routes_weights_with_set_fit_request(tiny_log, seen):
+    X, y = tiny_log
     w = np.where(y == 0, 3.0, 1.0)
     with sklearn.config_context(enable_metadata_routing=True):
         pipe = make_pipeline(SequenceFeatureTransformer(max_len=4),
@@ -169,16 +161,16 @@ def test_pipeline_routes_weights_with_set_fit_request(raw, seen):
     np.testing.assert_allclose(routed, direct.predict_proba(pipe[0].transform(X)))
 
 
-def test_pipeline_step_parameter_without_routing(raw, seen):
-    X, y = raw
+def test_pipeline_step_parameter_without_routing(tiny_log, seen):
+    X, y = tiny_log
     w = np.where(y == 0, 3.0, 1.0)
     pipe = make_pipeline(SequenceFeatureTransformer(max_len=4), RecordingDIN(**SMALL))
     pipe.fit(X, y, recordingdin__sample_weight=w)
     np.testing.assert_array_equal(seen[0][1], w)
 
 
-def test_grid_search_and_cross_validate_pass_each_fold_its_weights(raw, seen):
-    X, y = raw
+def test_grid_search_and_cross_validate_pass_each_fold_its_weights(tiny_log, seen):
+    X, y = tiny_log
     w = np.arange(len(X), dtype=float) % 5 + 1.0  # every row's weight tells where it came from
     cv = GroupKFold(2)
     folds = list(cv.split(X, y, groups=X["user_id"]))
@@ -202,16 +194,16 @@ def test_grid_search_and_cross_validate_pass_each_fold_its_weights(raw, seen):
                                                  sample_weight=w[test]))
 
 
-def test_cross_validate_params_without_routing(raw, seen):
-    X, y = raw
+def test_cross_validate_params_without_routing(tiny_log, seen):
+    X, y = tiny_log
     w = np.arange(len(X), dtype=float) % 5 + 1.0
     pipe = make_pipeline(SequenceFeatureTransformer(max_len=4), RecordingDIN(**SMALL))
     cross_validate(pipe, X, y, cv=2, params={"recordingdin__sample_weight": w})
     assert len(seen) == 2 and all(weights is not None for _, weights in seen)
 
 
-def test_calibrated_classifier_cv_fits_with_weights(raw, seen):
-    X, y = raw
+def test_calibrated_classifier_cv_fits_with_weights(tiny_log, seen):
+    X, y = tiny_log
     w = np.arange(len(X), dtype=float) % 5 + 1.0
     with sklearn.config_context(enable_metadata_routing=True):
         pipe = make_pipeline(SequenceFeatureTransformer(max_len=4),
@@ -262,8 +254,8 @@ def test_weighted_gauc_equals_gauc_of_duplicated_rows():
         gauc_score(y, score, groups=groups), abs=1e-12)
 
 
-def test_gauc_scorer_honours_weights(raw):
-    X, y = raw
+def test_gauc_scorer_honours_weights(tiny_log):
+    X, y = tiny_log
     model = make_pipeline(SequenceFeatureTransformer(max_len=4), DINClassifier(**SMALL)).fit(X, y)
     w = np.where(X["user_id"].to_numpy() % 2 == 0, 0.0, 2.0)
     scorer = make_gauc_scorer()

@@ -34,6 +34,7 @@ from skorch.callbacks import Callback  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _din_plus import DINPlus  # noqa: E402
 from harness import machine_info, machine_line, markdown_table  # noqa: E402
 from protocol import DATASETS, load_split, xy  # noqa: E402
 
@@ -95,6 +96,11 @@ _CANDIDATE = dict(SHIPPED_0_1, early_stopping="auto", user_embedding=False, max_
 VARIANTS.update({
     "cand_sm": ({"recency": True}, _CANDIDATE),
     "cand_mean": ({"recency": True}, dict(_CANDIDATE, attention_normalization="mean")),
+    "cand_prelu": ({"recency": True}, dict(_CANDIDATE, activation="prelu")),
+    "cand_plus_mean": ({"recency": True}, dict(_CANDIDATE, module=DINPlus,
+                                               module__plus_mean=True)),
+    "cand_product": ({"recency": True}, dict(_CANDIDATE, module=DINPlus,
+                                             module__product=True)),
 })
 MODELS = {"din": {}, "sum": {"pooling": "sum"}, "mean": {"pooling": "mean"}}
 

@@ -83,6 +83,7 @@ def _transformer_state(t: SequenceFeatureTransformer, arrays: dict, prefix: str)
 def _load_transformer(state: dict, arrays: dict, prefix: str) -> SequenceFeatureTransformer:
     params = dict(state["params"])
     params["history_cols"] = tuple(params["history_cols"])
+    params["categorical_cols"] = tuple(params.get("categorical_cols", ()))
     t = SequenceFeatureTransformer(**params)
     t.feature_names_in_ = np.asarray(state["feature_names_in"], dtype=object)
     t.n_features_in_ = len(t.feature_names_in_)

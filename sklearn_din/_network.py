@@ -150,6 +150,24 @@ class LocalActivationUnit(nn.Module):
         hidden = self.first_activation(pre_activation)
         return self.score(self.rest(hidden)).squeeze(1)
 
+    def score_shared(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Scores of every key (L, dim) against every candidate (C, dim); shape (C, L).
+
+        The same function as :meth:`forward` over the C x L pairs, for candidates that
+        share one history (one visitor's request): the keys' part of the first layer is
+        computed once per position, and the product term ``W_p (q * k)`` as one matrix
+        product ``q @ (W_p * k)^T`` over all positions, so no (C, L, dim) tensor is built.
+        """
+        n_candidates, n_keys = len(query), len(keys)
+        w_q, w_k, w_d, w_p = self.first.weight.split(self.dim, dim=1)
+        per_row = nn.functional.linear(query, w_q + w_d, self.first.bias)  # (C, U)
+        per_key = keys @ (w_k - w_d).T  # (L, U)
+        mixed = (keys[:, None, :] * w_p[None]).reshape(-1, self.dim)  # (L * U, dim)
+        pre_activation = torch.addmm(per_key.reshape(1, -1), query, mixed.T)  # (C, L * U)
+        pre_activation = pre_activation.view(n_candidates, n_keys, -1).add_(per_row[:, None])
+        hidden = self.first_activation(pre_activation.view(n_candidates * n_keys, -1))
+        return self.score(self.rest(hidden)).view(n_candidates, n_keys)
+
 
 class DeepInterestNetwork(nn.Module):
     """Deep Interest Network (Zhou et al., KDD 2018) over integer id tensors.
@@ -362,7 +380,99 @@ class DeepInterestNetwork(nn.Module):
         if len(self.history_embeddings):
             query, pooled, _ = self.attend(candidate, history, history_length)
             parts += [query, pooled]
-        parts += [t(sparse[:, j]) for j, t in enumerate(self.sparse_embeddings)]
+        return self._logits(parts, sparse, dense)
+
+    def _logits(
+        self, parts: list[torch.Tensor], sparse: torch.Tensor, dense: torch.Tensor
+    ) -> torch.Tensor:
+        """The output MLP over the pooled parts, the other embeddings and the dense inputs."""
+        parts = [*parts, *(t(sparse[:, j]) for j, t in enumerate(self.sparse_embeddings))]
         if dense.shape[1]:
             parts.append(dense)
         return self.output(self.mlp(torch.cat(parts, dim=1))).squeeze(1)
+
+    # ------------------------------------------------------------- serving paths
+    def forward_masked(
+        self,
+        candidate: torch.Tensor,
+        history: torch.Tensor,
+        history_length: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`forward` with a mask instead of a trim: shapes never depend on values.
+
+        Every history position is embedded and scored and padding is masked out
+        afterwards, so the graph traces with :func:`torch.export.export` and exports to
+        ONNX with dynamic batch and history length. Costs the padding's work that
+        :meth:`forward` skips: training and ``predict_proba`` keep :meth:`forward`.
+        Padding ids are never looked up (masked to 0 first), so whatever the padding
+        positions hold cannot change a logit.
+        """
+        parts = []
+        if len(self.history_embeddings):
+            n_rows, _, max_len = history.shape
+            length = history_length.clamp(0, max_len)
+            valid = torch.arange(max_len, device=history.device)[None, :] < length[:, None]
+            by_position = history.transpose(1, 2).masked_fill(~valid[:, :, None], 0)
+            query = self._embed_features(candidate)
+            keys = self._embed_features(by_position)  # (B, L, D)
+            if self.attention is None:
+                weights = valid.to(keys.dtype)
+                if self.pooling == "mean":
+                    weights = weights / length.clamp(min=1)[:, None].to(keys.dtype)
+            else:
+                rows = torch.arange(n_rows, device=history.device)[:, None].expand(n_rows, max_len)
+                rows = rows.reshape(-1)
+                scores = self.attention(query, keys.reshape(n_rows * max_len, -1), rows)
+                scores = scores.to(keys.dtype).view(n_rows, max_len)
+                if self.attention_normalization == "softmax":
+                    # A row without history softmaxes only -inf (NaN): where() drops it.
+                    scores = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=1)
+                weights = torch.where(valid, scores, torch.zeros_like(scores))
+            pooled = (weights[:, :, None] * keys).sum(dim=1)
+            parts += [query, pooled]
+        return self._logits(parts, sparse, dense)
+
+    def forward_shared_history(
+        self,
+        candidate: torch.Tensor,
+        history: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits of C candidates that share one history: one visitor's request.
+
+        Parameters
+        ----------
+        candidate : tensor of shape (C, F)
+        history : tensor of shape (F, L)
+            The real positions only (most recent first, no padding); L may be 0.
+        sparse : tensor of shape (C, S)
+        dense : tensor of shape (C, D)
+
+        Returns
+        -------
+        logits : tensor of shape (C,)
+            What :meth:`forward` gives the C rows with this history repeated in each.
+            The history is embedded once, and the attention's key-only work done once
+            per position instead of once per (candidate, position).
+        """
+        parts = []
+        if len(self.history_embeddings):
+            query = self._embed_features(candidate)
+            keys = self._embed_features(history.T)  # (L, D)
+            n_keys = len(keys)
+            if n_keys == 0:
+                pooled = torch.zeros_like(query)
+            else:
+                if self.attention is None:
+                    weights = keys.new_full((len(query), n_keys),
+                                            1.0 / n_keys if self.pooling == "mean" else 1.0)
+                else:
+                    weights = self.attention.score_shared(query, keys).to(keys.dtype)
+                    if self.attention_normalization == "softmax":
+                        weights = torch.softmax(weights, dim=1)
+                pooled = weights @ keys
+            parts += [query, pooled]
+        return self._logits(parts, sparse, dense)

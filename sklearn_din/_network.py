@@ -155,16 +155,17 @@ class LocalActivationUnit(nn.Module):
 
         The same function as :meth:`forward` over the C x L pairs, for candidates that
         share one history (one visitor's request): the keys' part of the first layer is
-        computed once per position, and the product term ``W_p (q * k)`` as one matrix
-        product ``q @ (W_p * k)^T`` over all positions, so no (C, L, dim) tensor is built.
+        computed once per position, and the candidates' part, product term included,
+        as one matrix product over all positions, so no (C, L, dim) tensor is built.
         """
         n_candidates, n_keys = len(query), len(keys)
         w_q, w_k, w_d, w_p = self.first.weight.split(self.dim, dim=1)
-        per_row = nn.functional.linear(query, w_q + w_d, self.first.bias)  # (C, U)
-        per_key = keys @ (w_k - w_d).T  # (L, U)
-        mixed = (keys[:, None, :] * w_p[None]).reshape(-1, self.dim)  # (L * U, dim)
-        pre_activation = torch.addmm(per_key.reshape(1, -1), query, mixed.T)  # (C, L * U)
-        pre_activation = pre_activation.view(n_candidates, n_keys, -1).add_(per_row[:, None])
+        per_key = torch.addmm(self.first.bias, keys, (w_k - w_d).T)  # (L, U)
+        # (W_q + W_d) q + W_p (q * k) == M_k q with M_k = W_q + W_d + W_p diag(k): the
+        # candidate's whole part of position k's first layer is one product with M_k.
+        mixed = torch.addcmul(w_q + w_d, keys[:, None, :], w_p[None])  # (L, U, dim)
+        pre_activation = torch.addmm(per_key.reshape(1, -1), query,
+                                     mixed.reshape(-1, self.dim).T)  # (C, L * U)
         hidden = self.first_activation(pre_activation.view(n_candidates * n_keys, -1))
         return self.score(self.rest(hidden)).view(n_candidates, n_keys)
 

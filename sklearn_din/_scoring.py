@@ -54,6 +54,17 @@ def _encode(transformer: SequenceFeatureTransformer, vocabularies: dict, col: st
     return (index.get_indexer(values) + _FIRST_KNOWN).astype(np.int32)
 
 
+def _encode_one(transformer: SequenceFeatureTransformer, vocabularies: dict, col: str,
+                value: object) -> int:
+    """The code of one value (get_loc: a hash look-up, 100x cheaper than get_indexer)."""
+    index = _encoder(transformer, col, vocabularies[col])
+    try:
+        position = index.get_loc(value)
+    except (KeyError, TypeError):  # unseen, or not comparable with the vocabulary
+        return UNKNOWN
+    return int(position) + _FIRST_KNOWN if isinstance(position, int | np.integer) else UNKNOWN
+
+
 def _serving_parts(model: object) -> tuple[SequenceFeatureTransformer, Pipeline | None,
                                            DINClassifier]:
     """The transformer heading the pipeline, the steps between, and the classifier."""
@@ -104,19 +115,19 @@ def _request_history(transformer: SequenceFeatureTransformer, vocabularies: dict
     return np.stack(codes) if codes else np.zeros((0, len(rows)), dtype=np.int32)
 
 
-def _transformer_columns(transformer: SequenceFeatureTransformer, candidates: pd.DataFrame,
+def _transformer_columns(transformer: SequenceFeatureTransformer, values: dict,
                          vocabularies: dict, user_code: int, history: np.ndarray) -> dict:
-    """The transformer's output columns for the candidate rows, by name, except the
-    history block (one row of it: ``history``)."""
-    n = len(candidates)
+    """The transformer's output columns for the candidate rows (``values``: their
+    columns as arrays), by name, except the history block (one row of it: ``history``)."""
+    id_cols = transformer._id_cols
+    n = len(values[id_cols[1]])
     columns: dict[str, np.ndarray] = {transformer.user_col: np.full(n, user_code, np.int32)}
-    for col in transformer._id_cols[1:]:
-        columns[col] = _encode(transformer, vocabularies, col, candidates[col].to_numpy())
+    for col in id_cols[1:]:
+        columns[col] = _encode(transformer, vocabularies, col, values[col])
     columns[HIST_LEN_COL] = np.full(n, history.shape[1], np.int32)
-    consumed = {*transformer._id_cols, transformer.time_col}
-    for col in transformer.feature_names_in_:
-        if col not in consumed:
-            columns[col] = candidates[col]
+    for col, array in values.items():
+        if col not in columns:
+            columns[col] = array
     return columns
 
 
@@ -248,9 +259,12 @@ def score_candidates(
     needed = [c for c in transformer.feature_names_in_
               if c not in (transformer.user_col, transformer.time_col)]
     check_columns_present(candidates, needed, who=f"{WHO}: candidates")
-    check_no_missing(candidates, transformer._id_cols[1:], who=f"{WHO}: candidates")
+    values = {c: candidates[c].to_numpy() for c in needed}  # each column read once
+    for col in transformer._id_cols[1:]:
+        if values[col].dtype.kind not in "iub" and pd.isna(values[col]).any():
+            check_no_missing(candidates, [col], who=f"{WHO}: candidates")  # says how many
     query_time = _query_time(transformer, time)
-    user_code = int(_encode(transformer, vocabularies, transformer.user_col, [user])[0])
+    user_code = _encode_one(transformer, vocabularies, transformer.user_col, user)
     if history is not None:
         codes = _request_history(transformer, vocabularies, history, query_time)
     elif user_code == UNKNOWN:
@@ -259,7 +273,7 @@ def score_candidates(
         codes = store.user_history(user_code, query_time, transformer.max_len)
     if len(candidates) == 0:
         return np.zeros(0)
-    columns = _transformer_columns(transformer, candidates, vocabularies, user_code, codes)
+    columns = _transformer_columns(transformer, values, vocabularies, user_code, codes)
     if between is None:
         inputs = _direct_inputs(classifier, transformer, columns, codes, candidates)
     else:

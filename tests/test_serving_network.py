@@ -98,4 +98,6 @@ def test_shared_history_scores_equal_the_attention_unit():
     with torch.no_grad():
         per_pair = net.attention(query, keys.repeat(6, 1), rows).view(6, 4)
         shared = net.attention.score_shared(query, keys)
+        in_blocks = net.attention.score_shared(query, keys, block_pairs=8)  # 2 candidates each
     torch.testing.assert_close(shared, per_pair, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(in_blocks, per_pair, rtol=1e-5, atol=1e-5)

@@ -57,7 +57,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import torch  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
-from speed import machine_info, measure_matmul  # noqa: E402
+from speed import _fmt_load, machine_info, measure_matmul  # noqa: E402
 
 from sklearn_din import (  # noqa: E402
     DINClassifier,
@@ -244,10 +244,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _load(value: object) -> str:
-    return "unknown" if value is None else "/".join(f"{x:.1f}" for x in value)
-
-
 def render(report: dict) -> str:
     m = report["machine"]
     peak = max(x["square_gflops"] for x in report["matmul"])
@@ -257,8 +253,8 @@ def render(report: dict) -> str:
         f"Command: `{report['command']}` (runtime {report['runtime_s'] / 60:.1f} min)",
         "",
         f"Machine: {m['cpu_model']}, {m['cores_available']} cores available, shared with "
-        f"other work: **load average {_load(m['load_average_at_start'])} at the start, "
-        f"{_load(m.get('load_average_at_end'))} at the end** (1/5/15 min); "
+        f"other work: **load average {_fmt_load(m['load_average_at_start'])} at the start, "
+        f"{_fmt_load(m.get('load_average_at_end'))} at the end** (1/5/15 min); "
         f"**{m['threads']} torch thread(s)**, onnxruntime 1 intra-op thread. {m['date']}, "
         f"Python {m['python']}, torch {m['torch']}, scikit-learn {m['scikit-learn']}, "
         f"sklearn-din at git {m['git']}.",

@@ -313,6 +313,23 @@ def test_score_candidates_with_a_context_id_and_a_column_transformer(log, tmp_pa
                                rtol=0, atol=1e-6)
 
 
+def test_score_candidates_when_a_step_rewrites_the_histories(rows):
+    """A step between transformer and classifier that makes the rows' histories differ:
+    the rows are then scored one by one, still equal to predict_proba."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = rows.drop(columns="label"), rows["label"]
+    store = SequenceFeatureTransformer(max_len=MAX_LEN).fit(X, y)
+    candidate_first = FunctionTransformer(lambda d: d.assign(hist_item_id_0=d["item_id"]))
+    model = Pipeline([("history", FrozenEstimator(store)), ("rewrite", candidate_first),
+                      ("din", DINClassifier(**SIZES))]).fit(X, y)
+    user, candidates = _busiest_user(X), _candidates(X, 30)
+    time = X["time"].max() + 1
+    np.testing.assert_allclose(score_candidates(model, user, candidates, time=time),
+                               model.predict_proba(_requests(X, user, candidates, time))[:, 1],
+                               rtol=0, atol=1e-6)
+
+
 def test_score_candidates_says_what_is_wrong(models, X):
     model = models[SETTINGS[0]]
     candidates = _candidates(X, 5)

@@ -201,7 +201,9 @@ class BehaviourStore:
             self._gather(self.codes[f], end, length, max_len, out[:, f, :])
         return out, length.astype(np.int32)
 
-    def user_history(self, user: int, time: float | None, max_len: int) -> np.ndarray:
+    def user_history(
+        self, user: int, time: float | None, max_len: int, *, with_times: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """One user's behaviours strictly before ``time``, most recent first.
 
         The same codes as ``histories([user], [time], max_len)`` (trimmed to the real
@@ -217,12 +219,16 @@ class BehaviourStore:
             behaviour (the user's latest ``max_len`` behaviours).
         max_len : int
             Positions kept.
+        with_times : bool, default=False
+            Also return the behaviours' times.
 
         Returns
         -------
         codes : ndarray of shape (n_features, length), int32
             ``codes[f, 0]`` is feature ``f`` of the most recent behaviour; ``length`` is
             at most ``max_len``.
+        times : ndarray of shape (length,)
+            Only with ``with_times``: the time of each of these behaviours.
         """
         with self._lock:
             if self._sorted is None or sum(len(u) for u, _, _ in self._parts) > _RECENT_SCAN_ROWS:
@@ -249,10 +255,13 @@ class BehaviourStore:
             times.append(recent_times[mine])
             codes.append(recent_codes[mine].T)
         if recent is None:  # the stored behaviours alone are in time order already
-            return np.ascontiguousarray(codes[0][:, ::-1][:, :max_len], dtype=np.int32)
+            kept = np.ascontiguousarray(codes[0][:, ::-1][:, :max_len], dtype=np.int32)
+            return (kept, times[0][::-1][:max_len]) if with_times else kept
         # Stable: behaviours at the same time keep their arrival order (stored ones first).
-        order = np.argsort(np.concatenate(times), kind="stable")[::-1][:max_len]
-        return np.concatenate(codes, axis=1)[:, order].astype(np.int32)
+        all_times = np.concatenate(times)
+        order = np.argsort(all_times, kind="stable")[::-1][:max_len]
+        kept = np.concatenate(codes, axis=1)[:, order].astype(np.int32)
+        return (kept, all_times[order]) if with_times else kept
 
     def history_times(self, users: np.ndarray, times: np.ndarray, max_len: int) -> np.ndarray:
         """Times of the behaviours :meth:`histories` returns, shape (n_queries, max_len).

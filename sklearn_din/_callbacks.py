@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EarlyStopping
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -69,3 +69,35 @@ class StopOnNonFiniteLoss(Callback):
                     f"parameter {name!r} became NaN or infinite in epoch {len(net.history)}: "
                     "the model diverged. Lower lr or scale the numeric columns."
                 )
+
+
+class EarlyStoppingOnValidation(EarlyStopping):
+    """skorch's ``EarlyStopping`` on the validation AUC, driven by the classifier's settings.
+
+    Active when the classifier stops early in this fit (its ``early_stopping`` and the
+    number of rows decide, see :class:`DINClassifier`): it then watches ``valid_auc``,
+    stops after ``n_iter_no_change`` epochs without improvement and restores the best
+    epoch's weights. The classifier's parameters are the one source of these settings.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(monitor="valid_auc", lower_is_better=False, threshold=0.0,
+                         threshold_mode="abs", load_best=True)
+
+    def on_train_begin(self, net, **kwargs) -> None:
+        self.active_ = bool(net.__dict__.get("do_early_stopping_"))
+        self.patience = net.n_iter_no_change
+        self.sink = print if net.verbose else _silent
+        super().on_train_begin(net, **kwargs)
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        if self.active_:
+            super().on_epoch_end(net, **kwargs)
+
+    def on_train_end(self, net, **kwargs) -> None:
+        if self.active_:
+            super().on_train_end(net, **kwargs)
+
+
+def _silent(text: str) -> None:
+    """A sink that drops skorch's messages (``verbose=0``)."""

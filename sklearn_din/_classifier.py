@@ -33,18 +33,23 @@ from skorch import NeuralNetBinaryClassifier
 from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring
 from skorch.dataset import Dataset
 from skorch.utils import is_dataset
+from torch.utils.data import Subset
 
 from ._batching import TensorBatchIterator, dataset_arrays
-from ._callbacks import StopOnNonFiniteLoss
+from ._callbacks import EarlyStoppingOnValidation, StopOnNonFiniteLoss
 from ._distributed import DataParallelMixin, RankZeroPrintLog, check_process_group
 from ._layout import InputLayout
 from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
+from ._splitting import latest_rows_split
 from ._stream_dataset import StreamDataset
 from ._validation import check_dataframe
 
 # Rows converted to tensors at a time when predicting: bounds memory to tens of MB.
 PREDICT_CHUNK_ROWS = 1 << 16
 FREQUENCY_CHUNK_ROWS = 1 << 16
+# early_stopping="auto" switches early stopping on from this many training rows (as
+# scikit-learn's HistGradientBoostingClassifier does).
+EARLY_STOPPING_AUTO_ROWS = 10_000
 # Held by a fit with a random_state while it draws from torch's process-wide generator.
 _SEEDED_FITS = threading.RLock()
 
@@ -126,7 +131,14 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         different optimizer, so a model trains differently from the default. Not
         supported with ``distributed=True``.
     user_col : str or None, default="user_id"
-        Column of encoded user ids (embedded); None for no user embedding.
+        Column of encoded user ids: whose row it is. Early stopping's validation
+        split uses it to hold out users' latest rows; ``user_embedding`` decides
+        whether the network sees it. None: X has no user column.
+    user_embedding : bool, default=False
+        Give the user an embedding of its own. Off by default: histories already
+        describe the user, and a per-user vector learnt from a few rows each overfits
+        (on the Amazon logs of ``benchmarks/``, it cost DIN and pooling about half an
+        AUC point).
     categorical_cols : tuple of str, default=()
         Other integer columns to embed. Every column that is not an id,
         history, ``hist_len`` or categorical column is a numeric feature.
@@ -136,9 +148,23 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
     lr : float, default=1e-3
     max_epochs : int, default=5
     batch_size : int, default=1024
+    early_stopping : "auto" or bool, default="auto"
+        Stop training when the validation AUC has not improved for
+        ``n_iter_no_change`` epochs, and keep the weights of the best epoch. "auto"
+        turns it on when ``fit`` gets at least 10,000 rows. The validation rows are
+        ``train_split``'s, or, with ``train_split=None``, an internal split that
+        respects time: each of a random set of users gives its latest rows (those
+        with its longest ``hist_len``; every training row of that user is strictly
+        earlier), about ``validation_fraction`` of the rows. Applies to ``fit``, not
+        to ``partial_fit`` or :func:`fit_stream`. ``early_stopping=False,
+        max_epochs=N`` trains exactly N epochs on every row (the paper's way).
+    validation_fraction : float, default=0.1
+        Share of the rows held out for early stopping (internal split only).
+    n_iter_no_change : int, default=2
+        Epochs without a better validation AUC before training stops.
     train_split : callable or None, default=None
         skorch's internal validation split (e.g. ``skorch.dataset.ValidSplit(0.1)``);
-        None trains on all rows (cross-validate with scikit-learn instead).
+        None trains on all rows, or on the early-stopping split's training rows.
     callbacks : list or None, default=None
         Extra skorch callbacks (e.g. ``EarlyStopping`` with a ``train_split``).
     device : str or torch.device, default="cpu"
@@ -216,17 +242,21 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "attention_units": [tuple, list],
         "hidden_units": [tuple, list],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "attention_normalization": [None, StrOptions({"softmax"})],
+        "attention_normalization": [None, StrOptions({"softmax", "mean"})],
         "pooling": [StrOptions(set(POOLINGS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
         "embedding_l2": [Interval(Real, 0, None, closed="left")],
         "sparse_embeddings": ["boolean"],
         "user_col": [str, None],
+        "user_embedding": ["boolean"],
         "categorical_cols": [tuple, list],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "early_stopping": [StrOptions({"auto"}), "boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device, None],
         "verbose": ["verbose"],
         "distributed": ["boolean"],
@@ -248,12 +278,16 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         embedding_l2: float = 0.0,
         sparse_embeddings: bool = False,
         user_col: str | None = "user_id",
+        user_embedding: bool = False,
         categorical_cols: tuple[str, ...] = (),
         criterion: type[torch.nn.Module] = torch.nn.BCEWithLogitsLoss,
         optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
         lr: float = 1e-3,
         max_epochs: int = 5,
         batch_size: int = 1024,
+        early_stopping: str | bool = "auto",
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 2,
         train_split: object = None,
         callbacks: list | None = None,
         device: str | torch.device = "cpu",
@@ -286,7 +320,11 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self.embedding_l2 = embedding_l2
         self.sparse_embeddings = sparse_embeddings
         self.user_col = user_col
+        self.user_embedding = user_embedding
         self.categorical_cols = categorical_cols
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.distributed = distributed
         self.random_state = random_state
 
@@ -305,12 +343,41 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             ("valid_auc", EpochScoring(_valid_auc, name="valid_auc", lower_is_better=False)),
             ("stop_on_non_finite_loss", StopOnNonFiniteLoss()),
             ("print_log", RankZeroPrintLog()),
+            # After print_log, so that the epoch that stops training is printed too.
+            ("early_stopping", EarlyStoppingOnValidation()),
         ]
+
+    def get_split_datasets(self, X: object, y: object = None, **fit_params: object) -> tuple:
+        """skorch's split, or early stopping's time-respecting one (see ``early_stopping``)."""
+        split = self.__dict__.get("early_stopping_rows_")
+        if split is None:
+            return super().get_split_datasets(X, y, **fit_params)
+        dataset = self.get_dataset(X, y)
+        return Subset(dataset, split[0]), Subset(dataset, split[1])
+
+    def _early_stopping_rows(
+        self, frame: pd.DataFrame, inputs: dict, target: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Training and validation rows of early stopping's own split (see ``early_stopping``)."""
+        user_col = self.layout_.user_col
+        users = None if user_col is None else frame[user_col].to_numpy()
+        train, valid = latest_rows_split(users, inputs["history_length"],
+                                         self.validation_fraction,
+                                         check_random_state(self.random_state))
+        for name, rows in (("training", train), ("validation", valid)):
+            if len(np.unique(target[rows])) < 2:
+                raise ValueError(
+                    f"early_stopping: the {name} rows of the internal split hold one class; "
+                    "pass early_stopping=False or a larger validation_fraction."
+                )
+        return train, valid
 
     def initialize_module(self) -> DINClassifier:
         """Build the network from the fitted layout; explicit ``module__*`` values win."""
+        n_shared = len(self.layout_.history_features)
         kwargs = {
-            "history_vocab_sizes": self.history_vocab_sizes_,
+            "history_vocab_sizes": self.history_vocab_sizes_[:n_shared],
+            "context_vocab_sizes": self.history_vocab_sizes_[n_shared:],
             "sparse_vocab_sizes": self.sparse_vocab_sizes_,
             "n_dense": len(self.layout_.dense_cols),
             "embed_dim": self.embed_dim,
@@ -458,13 +525,15 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         user_col = self.user_col
         if user_col is not None and user_col not in frame.columns:
             warnings.warn(
-                f"user_col {user_col!r} is not a column of X: fitting without a user "
-                "embedding. Pass user_col=None to silence this warning.",
+                f"user_col {user_col!r} is not a column of X: fitting without users "
+                "(no user embedding, early stopping on random rows). Pass user_col=None to "
+                "silence this warning.",
                 UserWarning, stacklevel=4,
             )
             user_col = None
         layout = InputLayout.from_columns(
-            frame.columns, user_col=user_col, categorical_cols=tuple(self.categorical_cols)
+            frame.columns, user_col=user_col, categorical_cols=tuple(self.categorical_cols),
+            embed_user=self.user_embedding,
         )
         if not layout.history_features:
             warnings.warn(
@@ -483,7 +552,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
 
     def _training_inputs(
         self, X: object, y: object, method: str
-    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    ) -> tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray]:
         """Validate X and y; on a fresh fit learn the layout, vocabularies and classes."""
         who = f"{type(self).__name__}.{method}"
         fresh = not (self.initialized_ and (method == "partial_fit" or self.warm_start))
@@ -524,7 +593,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             inputs = self.layout_.to_arrays(
                 frame, self.history_vocab_sizes_, self.sparse_vocab_sizes_
             )
-        return inputs, (y == self.classes_[1]).astype(np.float32)
+        return frame, inputs, (y == self.classes_[1]).astype(np.float32)
 
     @contextlib.contextmanager
     def _seeded(self) -> Iterator[None]:
@@ -603,11 +672,21 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
 
     def _train(self, X: object, y: object, method: str, fit_params: dict) -> DINClassifier:
         """Validate, initialise if needed, and run ``max_epochs`` epochs of skorch's loop."""
-        inputs, target = self._training_inputs(X, y, method)
-        with self._seeded():
-            if not self.initialized_:
-                self.initialize()
-            super().partial_fit(inputs, target, **fit_params)
+        frame, inputs, target = self._training_inputs(X, y, method)
+        self.do_early_stopping_ = method == "fit" and (
+            len(target) >= EARLY_STOPPING_AUTO_ROWS
+            if self.early_stopping == "auto" else bool(self.early_stopping)
+        )
+        if self.do_early_stopping_ and self.train_split is None:
+            # Read by get_split_datasets; the rows are the fit's alone, not the model's.
+            self.early_stopping_rows_ = self._early_stopping_rows(frame, inputs, target)
+        try:
+            with self._seeded():
+                if not self.initialized_:
+                    self.initialize()
+                super().partial_fit(inputs, target, **fit_params)
+        finally:
+            self.__dict__.pop("early_stopping_rows_", None)
         return self
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
@@ -697,10 +776,12 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
 def _id_frequencies(
     inputs: dict[str, np.ndarray], history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...]
 ) -> list[np.ndarray]:
-    """Occurrences of each id per table: candidates and real history positions, then sparse."""
+    """Occurrences of each id per table: candidates and real history positions (shared and
+    context features), then sparse ids."""
     history, length = inputs["history"], inputs["history_length"]
-    counts = [np.bincount(inputs["candidate"][:, f], minlength=size)
-              for f, size in enumerate(history_sizes)]
+    n_shared = inputs["candidate"].shape[1]
+    counts = [np.bincount(inputs["candidate"][:, f], minlength=size) if f < n_shared
+              else np.zeros(size, dtype=np.int64) for f, size in enumerate(history_sizes)]
     counts += [np.bincount(inputs["sparse"][:, j], minlength=size)
                for j, size in enumerate(sparse_sizes)]
     # In row chunks: the mask and the gathered ids of a whole million-row history would

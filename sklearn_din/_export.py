@@ -26,7 +26,14 @@ from ._classifier import DINClassifier
 from ._explain import sequence_transformer
 from ._persistence import _array
 from ._streaming import _parts
-from ._transformer import _FIRST_KNOWN, PADDING, UNKNOWN, SequenceFeatureTransformer
+from ._transformer import (
+    _FIRST_KNOWN,
+    PADDING,
+    RECENCY_FEATURE,
+    RECENCY_OCTAVES,
+    UNKNOWN,
+    SequenceFeatureTransformer,
+)
 from ._version import __version__
 
 INPUT_NAMES = ("candidate", "history", "history_length", "sparse", "dense")
@@ -70,10 +77,10 @@ def _graph_and_example(classifier: DINClassifier) -> tuple[_ServingGraph, tuple,
     # 3 rows and 3 positions: torch.export specialises sizes 0 and 1, so the example
     # must not use them for the axes meant to stay dynamic.
     n_rows, n_positions = 3, 3
-    n_features = len(layout.history_features)
     example = (
-        torch.full((n_rows, n_features), UNKNOWN, dtype=torch.int64),
-        torch.full((n_rows, n_features, n_positions), UNKNOWN, dtype=torch.int64),
+        torch.full((n_rows, len(layout.history_features)), UNKNOWN, dtype=torch.int64),
+        torch.full((n_rows, len(layout.all_history_features), n_positions), UNKNOWN,
+                   dtype=torch.int64),
         torch.tensor([0, 2, 3], dtype=torch.int64),
         torch.full((n_rows, len(layout.sparse_cols)), UNKNOWN, dtype=torch.int64),
         torch.zeros((n_rows, len(layout.dense_cols)), dtype=torch.float32),
@@ -104,14 +111,15 @@ def _quiet_exporter() -> Iterator[None]:
 
 def _metadata(classifier: DINClassifier) -> dict:
     layout = classifier.layout_
+    sizes = list(classifier.history_vocab_sizes_)
     return {
         "sklearn_din": __version__,
         "classes": classifier.classes_.tolist(),
         "inputs": {
             "candidate": {"columns": list(layout.history_features),
-                          "table_sizes": list(classifier.history_vocab_sizes_)},
-            "history": {"features": list(layout.history_features), "max_len": layout.max_len,
-                        "table_sizes": list(classifier.history_vocab_sizes_)},
+                          "table_sizes": sizes[: len(layout.history_features)]},
+            "history": {"features": list(layout.all_history_features),
+                        "max_len": layout.max_len, "table_sizes": sizes},
             "history_length": {},
             "sparse": {"columns": list(layout.sparse_cols),
                        "table_sizes": list(classifier.sparse_vocab_sizes_)},
@@ -357,6 +365,11 @@ def export_tables(model: object, directory: str | os.PathLike) -> dict:
                                     [len(transformer._created_names()):]]},
         "max_len": transformer.max_len,
         "time_kind": transformer.time_kind_,
+        # hist_gap_<k>: the bucket of the time from behaviour k to the request.
+        "recency": {"feature": RECENCY_FEATURE, "unit": transformer.recency_unit_,
+                    "octaves": RECENCY_OCTAVES,
+                    "bucket": "2 + min(octaves - 1, floor(log2(max(t - time, unit) / unit)))"}
+        if transformer.recency else None,
         "vocabularies": vocabularies,
         "behaviours": {
             "n": len(users),

@@ -5,8 +5,9 @@ returns one logit per row. Layout of the inputs (B rows):
 
 - ``candidate`` (B, F): ids of the candidate item and its attributes; feature
   ``f`` shares its embedding table with history feature ``f``.
-- ``history`` (B, F, L): the same features for the L most recent behaviours,
-  position 0 = most recent.
+- ``history`` (B, F + G, L): the same features for the L most recent behaviours,
+  position 0 = most recent, followed by G context features that only behaviours
+  have (e.g. how long before the row each behaviour happened), each with its own table.
 - ``history_length`` (B,): how many leading positions of ``history`` are real;
   every later position is padding and is never read.
 - ``sparse`` (B, S): other categorical ids (the user first, when there is one),
@@ -23,6 +24,7 @@ from torch import nn
 
 ACTIVATIONS = ("dice", "prelu", "relu")
 POOLINGS = ("attention", "sum", "mean")
+ATTENTION_NORMALIZATIONS = (None, "softmax", "mean")
 
 
 class Dice(nn.Module):
@@ -117,26 +119,35 @@ def _mlp(
 class LocalActivationUnit(nn.Module):
     """Scores each history position against the candidate (DIN paper, Fig. 2).
 
-    Mathematically an MLP over ``[q, k, q - k, q * k]`` followed by a linear
-    score. Its first layer is evaluated as ``(W_q + W_d) q + (W_k - W_d) k +
-    W_p (q * k)``: the candidate's part once per row instead of once per
-    position, and nothing at all for padding positions, which are never scored.
+    Mathematically an MLP over ``[q, k, q - k, q * k, c]`` followed by a linear
+    score, ``c`` being the behaviour's context features (none by default). Its first
+    layer is evaluated as ``(W_q + W_d) q + (W_k - W_d) k + W_c c + W_p (q * k)``:
+    the candidate's part once per row instead of once per position, and nothing at
+    all for padding positions, which are never scored.
     """
 
-    def __init__(self, dim: int, units: Sequence[int], activation: str) -> None:
+    def __init__(
+        self, dim: int, units: Sequence[int], activation: str, context_dim: int = 0
+    ) -> None:
         super().__init__()
         units = tuple(units)
         if not units:
             raise ValueError("attention_units must have at least one layer.")
         self.dim = dim
-        self.first = nn.Linear(4 * dim, units[0])
+        self.context_dim = context_dim
+        self.first = nn.Linear(4 * dim + context_dim, units[0])
         self.first_activation = _activation(activation, units[0])
         self.rest = _mlp(units[0], units[1:], activation)
         self.score = nn.Linear(units[-1], 1)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Scores of ``keys`` (N, dim), whose candidates are ``query[rows]``; shape (N,)."""
-        w_q, w_k, w_d, w_p = self.first.weight.split(self.dim, dim=1)
+        """Scores of ``keys`` (N, dim + context_dim), whose candidates are ``query[rows]``.
+
+        ``keys`` holds each behaviour's item features, then its context features; the
+        result has shape (N,).
+        """
+        dim = self.dim
+        w_q, w_k, w_d, w_p, w_c = self.first.weight.split([dim] * 4 + [self.context_dim], dim=1)
         per_row = nn.functional.linear(query, w_q + w_d, self.first.bias)
         # index_select, not query[rows]: on CPU advanced indexing is ~5x slower forward and
         # its backward is an accumulating index_put instead of an index_add.
@@ -144,8 +155,8 @@ class LocalActivationUnit(nn.Module):
         # addmm adds the rows' part inside the matrix product: no extra pass over (N, units).
         pre_activation = torch.addmm(
             per_row.index_select(0, rows),
-            torch.cat([keys, q * keys], dim=1),
-            torch.cat([w_k - w_d, w_p], dim=1).T,
+            torch.cat([keys, q * keys[:, :dim]], dim=1),
+            torch.cat([w_k - w_d, w_c, w_p], dim=1).T,
         )
         hidden = self.first_activation(pre_activation)
         return self.score(self.rest(hidden)).squeeze(1)
@@ -153,7 +164,7 @@ class LocalActivationUnit(nn.Module):
     def score_shared(
         self, query: torch.Tensor, keys: torch.Tensor, block_pairs: int = 2048
     ) -> torch.Tensor:
-        """Scores of every key (L, dim) against every candidate (C, dim); shape (C, L).
+        """Scores of every key (L, dim + context_dim) against every candidate (C, dim).
 
         The same function as :meth:`forward` over the C x L pairs, for candidates that
         share one history (one visitor's request): the keys' part of the first layer is
@@ -161,15 +172,17 @@ class LocalActivationUnit(nn.Module):
         as one matrix product over all positions, so no (C, L, dim) tensor is built.
         Candidates go through in blocks of about ``block_pairs`` (candidate, position)
         pairs, so that each block's activations stay in the CPU's cache between the
-        layers (a third faster than one block of 200 x 50 pairs).
+        layers (a third faster than one block of 200 x 50 pairs). Returns shape (C, L).
         """
-        n_candidates, n_keys = len(query), len(keys)
-        w_q, w_k, w_d, w_p = self.first.weight.split(self.dim, dim=1)
-        per_key = torch.addmm(self.first.bias, keys, (w_k - w_d).T).reshape(1, -1)  # (1, L*U)
+        n_candidates, n_keys, dim = len(query), len(keys), self.dim
+        w_q, w_k, w_d, w_p, w_c = self.first.weight.split([dim] * 4 + [self.context_dim], dim=1)
+        # The keys' own part, context features included: once per position.
+        per_key = torch.addmm(self.first.bias, keys, torch.cat([w_k - w_d, w_c], dim=1).T)
+        per_key = per_key.reshape(1, -1)  # (1, L * U)
         # (W_q + W_d) q + W_p (q * k) == M_k q with M_k = W_q + W_d + W_p diag(k): the
         # candidate's whole part of position k's first layer is one product with M_k.
-        mixed = torch.addcmul(w_q + w_d, keys[:, None, :], w_p[None])  # (L, U, dim)
-        mixed = mixed.reshape(-1, self.dim).T
+        mixed = torch.addcmul(w_q + w_d, keys[:, None, :dim], w_p[None])  # (L, U, dim)
+        mixed = mixed.reshape(-1, dim).T
         scores = query.new_empty((n_candidates, n_keys))
         step = max(1, block_pairs // max(n_keys, 1))
         for start in range(0, n_candidates, step):
@@ -190,6 +203,11 @@ class DeepInterestNetwork(nn.Module):
         shared by the candidate and the history. Id 0 is padding, 1 unknown.
     sparse_vocab_sizes : sequence of int, default=()
         Table sizes of the other categorical inputs (user first, if any).
+    context_vocab_sizes : sequence of int, default=()
+        Table sizes of the history's context features (ids after the shared
+        features in ``history``): features of a behaviour that a candidate does not
+        have, such as its recency bucket. They enter the attention's input and the
+        pooled history.
     n_dense : int, default=0
         Number of numeric inputs.
     embed_dim : int, default=8
@@ -200,9 +218,11 @@ class DeepInterestNetwork(nn.Module):
         Hidden layers of the output MLP.
     activation : {"dice", "prelu", "relu"}, default="dice"
         Activation of both MLPs.
-    attention_normalization : {None, "softmax"}, default=None
+    attention_normalization : {None, "softmax", "mean"}, default=None
         None keeps the raw scores as weights (the paper); "softmax" normalises
-        them over each row's real history positions.
+        them over each row's real history positions (the official code); "mean"
+        divides the raw scores by the history's length, so that all-equal scores
+        give mean pooling as raw scores give sum pooling.
     pooling : {"attention", "sum", "mean"}, default="attention"
         "sum" and "mean" pool the history without attention: the paper's base model.
     dropout : float, default=0.0
@@ -236,6 +256,7 @@ class DeepInterestNetwork(nn.Module):
         sparse_vocab_sizes: Sequence[int] = (),
         n_dense: int = 0,
         *,
+        context_vocab_sizes: Sequence[int] = (),
         embed_dim: int = 8,
         attention_units: Sequence[int] = (80, 40),
         hidden_units: Sequence[int] = (200, 80),
@@ -250,9 +271,9 @@ class DeepInterestNetwork(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
-        if attention_normalization not in (None, "softmax"):
+        if attention_normalization not in ATTENTION_NORMALIZATIONS:
             raise ValueError(
-                "attention_normalization must be None or 'softmax', "
+                f"attention_normalization must be one of {ATTENTION_NORMALIZATIONS}, "
                 f"got {attention_normalization!r}."
             )
         self.pooling = pooling
@@ -261,23 +282,31 @@ class DeepInterestNetwork(nn.Module):
             nn.Embedding(n, embed_dim, padding_idx=0, sparse=sparse_gradients)
             for n in history_vocab_sizes
         )
+        self.context_embeddings = nn.ModuleList(
+            nn.Embedding(n, embed_dim, padding_idx=0, sparse=sparse_gradients)
+            for n in context_vocab_sizes
+        )
         self.sparse_embeddings = nn.ModuleList(
             nn.Embedding(n, embed_dim, padding_idx=0, sparse=sparse_gradients)
             for n in sparse_vocab_sizes
         )
+        if context_vocab_sizes and not history_vocab_sizes:
+            raise ValueError("context features need history features to belong to.")
         item_dim = embed_dim * len(history_vocab_sizes)
+        context_dim = embed_dim * len(context_vocab_sizes)
         self.attention = (
-            LocalActivationUnit(item_dim, attention_units, activation)
+            LocalActivationUnit(item_dim, attention_units, activation, context_dim)
             if pooling == "attention" and item_dim
             else None
         )
-        in_features = 2 * item_dim + embed_dim * len(sparse_vocab_sizes) + n_dense
+        in_features = (2 * item_dim + context_dim + embed_dim * len(sparse_vocab_sizes)
+                       + n_dense)
         if in_features == 0:
             raise ValueError("the network has no input: give it ids or dense features.")
         self.mlp = _mlp(in_features, hidden_units, activation, dropout, batch_norm)
         self.output = nn.Linear(hidden_units[-1] if hidden_units else in_features, 1)
         self.reset_embeddings()
-        tables = [*self.history_embeddings, *self.sparse_embeddings]
+        tables = self.embedding_tables()
         if id_frequencies is not None and len(id_frequencies) != len(tables):
             raise ValueError(f"id_frequencies needs one array per table ({len(tables)}).")
         for t, table in enumerate(tables):
@@ -292,29 +321,32 @@ class DeepInterestNetwork(nn.Module):
             self.register_buffer(f"inverse_frequency_{t}", 1.0 / counts.clamp(min=1.0))
 
     def embedding_tables(self) -> list[nn.Embedding]:
-        """Every embedding table: the history features' (item first), then the others'."""
-        return [*self.history_embeddings, *self.sparse_embeddings]
+        """Every embedding table: the shared features' (item first), the context
+        features', then the other ids'."""
+        return [*self.history_embeddings, *self.context_embeddings, *self.sparse_embeddings]
 
     def reset_embeddings(self, std: float = 0.05) -> None:
         """Small normal initialisation: large enough to learn fast, small enough that a
         50-item sum-pooled history does not saturate the MLP at the start."""
-        for table in [*self.history_embeddings, *self.sparse_embeddings]:
+        for table in self.embedding_tables():
             nn.init.normal_(table.weight, std=std)
             with torch.no_grad():
                 table.weight[0].zero_()
 
     def _embed_features(self, ids: torch.Tensor) -> torch.Tensor:
-        """(..., F) ids -> (..., F * embed_dim) concatenated embeddings."""
-        return torch.cat([t(ids[..., f]) for f, t in enumerate(self.history_embeddings)], dim=-1)
+        """(..., F) or (..., F + G) ids -> their concatenated embeddings."""
+        tables = [*self.history_embeddings, *self.context_embeddings][: ids.shape[-1]]
+        return torch.cat([t(ids[..., f]) for f, t in enumerate(tables)], dim=-1)
 
     def attend(
         self, candidate: torch.Tensor, history: torch.Tensor, history_length: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pool the history for each row.
 
-        Returns the candidate embedding (B, D), the pooled history (B, D) and the
-        weight of each history position (B, L'), L' = the longest history in the
-        batch; padding positions weigh exactly 0.
+        Returns the candidate embedding (B, D), the pooled history (B, D + C: item
+        features, then context features) and the weight of each history position
+        (B, L'), L' = the longest history in the batch; padding positions weigh
+        exactly 0.
         """
         query = self._embed_features(candidate)
         n_rows, n_features, max_len = history.shape
@@ -336,6 +368,8 @@ class DeepInterestNetwork(nn.Module):
         else:
             # float32 even under autocast: the pooling below accumulates in the keys' dtype.
             scores = self.attention(query, keys, rows).to(keys.dtype)
+            if self.attention_normalization == "mean":
+                scores = scores / length.index_select(0, rows).to(keys.dtype)
         cells = torch.zeros(n_rows * longest, device=keys.device, dtype=keys.dtype)
         if self.attention is not None and self.attention_normalization == "softmax":
             logits = torch.full_like(cells, float("-inf")).index_copy(0, flat, scores)
@@ -344,7 +378,7 @@ class DeepInterestNetwork(nn.Module):
             scores = weights.view(-1).index_select(0, flat)
         else:
             weights = cells.index_copy(0, flat, scores).view(n_rows, longest)
-        pooled = torch.zeros_like(query).index_add(0, rows, keys * scores[:, None])
+        pooled = keys.new_zeros(n_rows, keys.shape[1]).index_add(0, rows, keys * scores[:, None])
         return query, pooled, weights
 
     def embedding_penalty(
@@ -364,10 +398,11 @@ class DeepInterestNetwork(nn.Module):
         """
         max_len = history.shape[2]
         valid = torch.arange(max_len, device=history.device) < history_length[:, None]
-        used = [torch.cat([candidate[:, f], history[:, f, :][valid]])
-                for f in range(len(self.history_embeddings))]
+        n_shared = len(self.history_embeddings)
+        used = [torch.cat([candidate[:, f], history[:, f, :][valid]]) for f in range(n_shared)]
+        used += [history[:, n_shared + g, :][valid] for g in range(len(self.context_embeddings))]
         used += [sparse[:, j] for j in range(len(self.sparse_embeddings))]
-        tables = [*self.history_embeddings, *self.sparse_embeddings]
+        tables = self.embedding_tables()
         total = torch.zeros((), device=candidate.device)
         for t, (table, ids) in enumerate(zip(tables, used, strict=True)):
             ids = ids.unique()
@@ -437,6 +472,8 @@ class DeepInterestNetwork(nn.Module):
                 rows = rows.reshape(-1)
                 scores = self.attention(query, keys.reshape(n_rows * max_len, -1), rows)
                 scores = scores.to(keys.dtype).view(n_rows, max_len)
+                if self.attention_normalization == "mean":
+                    scores = scores / length.clamp(min=1)[:, None].to(keys.dtype)
                 if self.attention_normalization == "softmax":
                     # A row without history softmaxes only -inf (NaN): where() drops it.
                     scores = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=1)
@@ -457,8 +494,9 @@ class DeepInterestNetwork(nn.Module):
         Parameters
         ----------
         candidate : tensor of shape (C, F)
-        history : tensor of shape (F, L)
-            The real positions only (most recent first, no padding); L may be 0.
+        history : tensor of shape (F + G, L)
+            The real positions only (most recent first, no padding), shared features
+            then context features, as in :meth:`forward`; L may be 0.
         sparse : tensor of shape (C, S)
         dense : tensor of shape (C, D)
 
@@ -472,16 +510,18 @@ class DeepInterestNetwork(nn.Module):
         parts = []
         if len(self.history_embeddings):
             query = self._embed_features(candidate)
-            keys = self._embed_features(history.T)  # (L, D)
+            keys = self._embed_features(history.T)  # (L, D + context)
             n_keys = len(keys)
             if n_keys == 0:
-                pooled = torch.zeros_like(query)
+                pooled = keys.new_zeros((len(query), keys.shape[1]))
             else:
                 if self.attention is None:
                     weights = keys.new_full((len(query), n_keys),
                                             1.0 / n_keys if self.pooling == "mean" else 1.0)
                 else:
                     weights = self.attention.score_shared(query, keys).to(keys.dtype)
+                    if self.attention_normalization == "mean":
+                        weights = weights / n_keys
                     if self.attention_normalization == "softmax":
                         weights = torch.softmax(weights, dim=1)
                 pooled = weights @ keys

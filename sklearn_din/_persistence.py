@@ -38,8 +38,9 @@ _CRITERIA = {"BCEWithLogitsLoss": torch.nn.BCEWithLogitsLoss}
 _MODULES = {"DeepInterestNetwork": DeepInterestNetwork}
 _FLAT_PARAMS = (
     "embed_dim", "attention_units", "hidden_units", "activation", "attention_normalization",
-    "pooling", "dropout", "batch_norm", "embedding_l2", "user_col", "categorical_cols", "lr",
-    "max_epochs", "batch_size", "device", "verbose", "threshold", "warm_start",
+    "pooling", "dropout", "batch_norm", "embedding_l2", "user_col", "user_embedding",
+    "categorical_cols", "lr", "max_epochs", "batch_size", "early_stopping",
+    "validation_fraction", "n_iter_no_change", "device", "verbose", "threshold", "warm_start",
 )
 
 
@@ -76,6 +77,7 @@ def _transformer_state(t: SequenceFeatureTransformer, arrays: dict, prefix: str)
         "params": t.get_params(),
         "feature_names_in": [str(c) for c in t.feature_names_in_],
         "time_kind": t.time_kind_,
+        "recency_unit": t.recency_unit_,
         "vocabulary_columns": list(t.vocabularies_),
     }
 
@@ -87,6 +89,7 @@ def _load_transformer(state: dict, arrays: dict, prefix: str) -> SequenceFeature
     t.feature_names_in_ = np.asarray(state["feature_names_in"], dtype=object)
     t.n_features_in_ = len(t.feature_names_in_)
     t.time_kind_ = state["time_kind"]
+    t.recency_unit_ = float(state.get("recency_unit", 1.0))  # files of 0.1 have none
     t.vocabularies_ = {c: arrays[f"{prefix}vocab/{c}"] for c in state["vocabulary_columns"]}
     t.behaviour_store_ = BehaviourStore.from_arrays(
         arrays[f"{prefix}store/users"], arrays[f"{prefix}store/times"],

@@ -24,10 +24,12 @@ from ._layout import InputLayout, clip_to_tables
 from ._transformer import (
     _FIRST_KNOWN,
     HIST_LEN_COL,
+    RECENCY_FEATURE,
     UNKNOWN,
     SequenceFeatureTransformer,
     _time_values,
     history_column,
+    recency_buckets,
 )
 from ._validation import check_columns_present, check_dataframe, check_no_missing
 
@@ -95,24 +97,41 @@ def _query_time(transformer: SequenceFeatureTransformer, time: object) -> float 
 
 
 def _request_history(transformer: SequenceFeatureTransformer, vocabularies: dict,
-                     history: object, time: float | None) -> np.ndarray:
-    """Codes (n_features, length) of a history passed in the request, most recent first."""
+                     history: object, time: float | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Codes (n_features, length) of a history passed in the request, most recent first,
+    and their times (None when the request gives none)."""
     who = f"{WHO}: history"
     history = check_dataframe(history, who=who, allow_empty=True)
     cols = list(transformer.history_cols)
     check_columns_present(history, cols, who=who)
     check_no_missing(history, cols, who=who)
+    times = None
     if transformer.time_col in history.columns:
         times = transformer._times_like_fit(history)
         keep = np.ones(len(history), dtype=bool) if time is None else times < time
         # Oldest first, ties in the order given: as the behaviour store orders them.
         order = np.argsort(times, kind="stable")
         rows = order[keep[order]]
+    elif transformer.recency:
+        raise ValueError(f"{who}: the transformer computes recency (recency=True), which needs "
+                         f"each behaviour's time: add the {transformer.time_col!r} column.")
     else:  # no times: the rows are the behaviours in order, the last one most recent
         rows = np.arange(len(history))
     rows = rows[::-1][: transformer.max_len]
     codes = [_encode(transformer, vocabularies, c, history[c].to_numpy()[rows]) for c in cols]
-    return np.stack(codes) if codes else np.zeros((0, len(rows)), dtype=np.int32)
+    return np.stack(codes), None if times is None else times[rows]
+
+
+def _with_recency(transformer: SequenceFeatureTransformer, codes: np.ndarray,
+                  times: np.ndarray | None, query_time: float | None) -> np.ndarray:
+    """The history codes, and below them the recency buckets when the transformer adds them
+    (``hist_gap_<k>``, as transform computes them)."""
+    if not transformer.recency:
+        return codes
+    buckets = recency_buckets(np.asarray([query_time], dtype=np.float64),
+                              np.asarray(times, dtype=np.float64)[None, :],
+                              transformer.recency_unit_)
+    return np.concatenate([codes, buckets], axis=0)
 
 
 def _transformer_columns(transformer: SequenceFeatureTransformer, values: dict,
@@ -131,6 +150,12 @@ def _transformer_columns(transformer: SequenceFeatureTransformer, values: dict,
     return columns
 
 
+def _history_features(transformer: SequenceFeatureTransformer) -> list[str]:
+    """The features of the transformer's history blocks, in its output order."""
+    recency = [RECENCY_FEATURE] if transformer.recency else []
+    return [*transformer.history_cols, *recency]
+
+
 def _direct_inputs(classifier: DINClassifier, transformer: SequenceFeatureTransformer,
                    columns: dict, history: np.ndarray, candidates: pd.DataFrame
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -143,16 +168,17 @@ def _direct_inputs(classifier: DINClassifier, transformer: SequenceFeatureTransf
         InputLayout((), 0, False, tuple(c for c in layout.sparse_cols if c in passthrough),
                     tuple(c for c in layout.dense_cols if c in passthrough)
                     ).check(candidates, WHO)
-    by_feature = {c: i for i, c in enumerate(transformer.history_cols)}
+    by_feature = {c: i for i, c in enumerate(_history_features(transformer))}
     candidate = np.stack([columns[f] for f in layout.history_features], axis=1) \
         if layout.history_features else np.zeros((n, 0), np.int32)
-    shared = history[[by_feature[f] for f in layout.history_features]]
+    shared = history[[by_feature[f] for f in layout.all_history_features]]
     sparse = np.stack([np.asarray(columns[c]) for c in layout.sparse_cols], axis=1) \
         if layout.sparse_cols else np.zeros((n, 0), np.int32)
     dense = np.stack([np.asarray(columns[c], dtype=np.float32) for c in layout.dense_cols],
                      axis=1) if layout.dense_cols else np.zeros((n, 0), np.float32)
     sizes = classifier.history_vocab_sizes_
-    return (clip_to_tables(candidate, sizes), clip_to_tables(shared[None], sizes)[0],
+    return (clip_to_tables(candidate, sizes[: len(layout.history_features)]),
+            clip_to_tables(shared[None], sizes)[0],
             clip_to_tables(sparse, classifier.sparse_vocab_sizes_), dense)
 
 
@@ -166,9 +192,10 @@ def _inputs_through_steps(classifier: DINClassifier, transformer: SequenceFeatur
     for col in transformer.get_feature_names_out():
         if col in columns:
             frame[col] = columns[col]
-    padded = np.zeros((len(transformer.history_cols), transformer.max_len), np.int32)
+    features = _history_features(transformer)
+    padded = np.zeros((len(features), transformer.max_len), np.int32)
     padded[:, :length] = history
-    for f, feature in enumerate(transformer.history_cols):
+    for f, feature in enumerate(features):
         for k in range(transformer.max_len):
             frame[history_column(feature, k)] = np.full(n, padded[f, k], np.int32)
     ordered = {col: frame[col] for col in transformer.get_feature_names_out()}
@@ -264,13 +291,19 @@ def score_candidates(
         if values[col].dtype.kind not in "iub" and pd.isna(values[col]).any():
             check_no_missing(candidates, [col], who=f"{WHO}: candidates")  # says how many
     query_time = _query_time(transformer, time)
+    if query_time is None and transformer.recency:
+        raise ValueError(f"{WHO}: the transformer computes recency (recency=True), which "
+                         "depends on the request's time: pass time=.")
     user_code = _encode_one(transformer, vocabularies, transformer.user_col, user)
     if history is not None:
-        codes = _request_history(transformer, vocabularies, history, query_time)
+        codes, times = _request_history(transformer, vocabularies, history, query_time)
     elif user_code == UNKNOWN:
         codes = np.zeros((len(transformer.history_cols), 0), dtype=np.int32)
+        times = np.zeros(0)
     else:
-        codes = store.user_history(user_code, query_time, transformer.max_len)
+        codes, times = store.user_history(user_code, query_time, transformer.max_len,
+                                          with_times=True)
+    codes = _with_recency(transformer, codes, times, query_time)
     if len(candidates) == 0:
         return np.zeros(0)
     columns = _transformer_columns(transformer, values, vocabularies, user_code, codes)

@@ -162,7 +162,7 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> int:
     if len(labels) < 2:
         raise ValueError(f"{WHO}: the stream's labels hold one class only ({labels.tolist()}); "
                          "two are needed.")
-    n_history = len(layout.history_features)
+    n_history = len(layout.all_history_features)
     clf.layout_ = layout
     clf.classes_ = labels
     clf.history_vocab_sizes_ = tuple(sizes[:n_history])

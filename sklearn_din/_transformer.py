@@ -28,6 +28,8 @@ PADDING = 0
 UNKNOWN = 1
 _FIRST_KNOWN = 2
 HIST_LEN_COL = "hist_len"
+# History feature of each behaviour's recency bucket (hist_gap_<k>); it has no candidate column.
+RECENCY_FEATURE = "gap"
 # Rows encoded and given histories at a time (and reported on with verbose=1).
 TRANSFORM_CHUNK_ROWS = 1 << 20
 
@@ -81,6 +83,31 @@ def _time_values(values: pd.Series, col: str) -> tuple[np.ndarray, str]:
     return _time_values(parsed, col)
 
 
+def _smallest_step(times: np.ndarray) -> float:
+    """Smallest positive difference between two distinct times (1 when there is none)."""
+    steps = np.diff(np.unique(times.astype(np.float64)))
+    return float(steps.min()) if len(steps) else 1.0
+
+
+# Recency buckets 2 .. 2 + RECENCY_OCTAVES - 1: a gap of 2**40 units is over 30,000 years
+# of seconds.
+RECENCY_OCTAVES = 40
+
+
+def recency_buckets(query_times: np.ndarray, behaviour_times: np.ndarray,
+                    unit: float) -> np.ndarray:
+    """Bucket ``2 + floor(log2(gap / unit))`` of each behaviour's gap to its row; 0 for padding.
+
+    ``behaviour_times`` is (n_rows, max_len) with NaN at padding positions; every real
+    behaviour is strictly before its row, so each gap is positive.
+    """
+    gap = query_times.astype(np.float64)[:, None] - behaviour_times
+    with np.errstate(invalid="ignore", divide="ignore"):
+        octave = np.floor(np.log2(np.maximum(gap, unit) / unit))
+    buckets = np.clip(octave, 0, RECENCY_OCTAVES - 1) + _FIRST_KNOWN
+    return np.where(np.isnan(behaviour_times), PADDING, buckets).astype(np.int32)
+
+
 def _codes(vocabulary: pd.Index, values: pd.Series) -> np.ndarray:
     """Codes of ``values``: position in the vocabulary + 2, or UNKNOWN."""
     # get_indexer gives -1 for values not in the vocabulary: -1 + 2 == UNKNOWN.
@@ -121,6 +148,13 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
     max_len : int, default=50
         Number of most recent behaviours kept per row; shorter histories are
         padded with 0.
+    recency : bool, default=False
+        Also give each history position its recency: ``hist_gap_<k>`` holds the
+        bucket of the time from behaviour ``k`` to the row, ``2 + floor(log2(gap /
+        unit))`` (0 = padding), ``unit`` being the smallest step between two stored
+        times, learnt in fit (``recency_unit_``). DINClassifier embeds it and feeds
+        it to the attention, which can then weigh recent behaviours more; the
+        pooled base model sums its embeddings like any history feature.
     verbose : int, default=0
         With 1, a transform of more than a million rows reports its progress
         after each million.
@@ -179,6 +213,7 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         "time_col": [str],
         "history_cols": [tuple, list],
         "max_len": [Interval(Integral, 1, None, closed="left")],
+        "recency": ["boolean"],
         "verbose": ["verbose"],
     }
 
@@ -190,6 +225,7 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         time_col: str = "time",
         history_cols: tuple[str, ...] = ("item_id", "cate_id"),
         max_len: int = 50,
+        recency: bool = False,
         verbose: int = 0,
     ) -> None:
         self.user_col = user_col
@@ -197,6 +233,7 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         self.time_col = time_col
         self.history_cols = history_cols
         self.max_len = max_len
+        self.recency = recency
         self.verbose = verbose
 
     # ------------------------------------------------------------------ checks
@@ -221,6 +258,9 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"item_col {self.item_col!r} must be one of history_cols {self.history_cols!r}."
             )
+        if RECENCY_FEATURE in cols:
+            raise ValueError(f"history_cols cannot hold {RECENCY_FEATURE!r}: the name of the "
+                             "recency feature.")
         for name in ("user_col", "time_col"):
             if getattr(self, name) in cols:
                 raise ValueError(f"{name} {getattr(self, name)!r} cannot be in history_cols.")
@@ -301,6 +341,7 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         self.time_kind_ = kind
         self.behaviour_store_ = store
         self.n_behaviours_ = len(store)
+        self.recency_unit_ = _smallest_step(times)
         return self
 
     def partial_fit(self, X: pd.DataFrame, y: object = None) -> SequenceFeatureTransformer:
@@ -384,8 +425,10 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         X = self._check_transform_input(X, "transform")
         times = self._times_like_fit(X)
         n_rows, n_ids, n_features = len(X), len(self._id_cols), len(self.history_cols)
+        n_history = n_features * self.max_len
+        n_gap = self.max_len if self.recency else 0
         # One int32 block for every created column, filled in place: no concatenation copy.
-        block = np.empty((n_rows, n_ids + n_features * self.max_len + 1), dtype=np.int32)
+        block = np.empty((n_rows, n_ids + n_history + n_gap + 1), dtype=np.int32)
         indexes = {col: pd.Index(self.vocabularies_[col]) for col in self._id_cols}
         start = time.perf_counter()
         for lo in range(0, max(n_rows, 1), TRANSFORM_CHUNK_ROWS):
@@ -393,10 +436,18 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
             part = block[rows]
             for j, col in enumerate(self._id_cols):
                 part[:, j] = _codes(indexes[col], X[col].iloc[rows])
-            history = part[:, n_ids:-1].reshape(len(part), n_features, self.max_len)
+            history = part[:, n_ids : n_ids + n_history].reshape(len(part), n_features,
+                                                                   self.max_len)
             _, part[:, -1] = self.behaviour_store_.histories(
                 part[:, 0], times[rows], self.max_len, history
             )
+            if self.recency:
+                behaviour_times = self.behaviour_store_.history_times(
+                    part[:, 0], times[rows], self.max_len
+                )
+                part[:, n_ids + n_history : -1] = recency_buckets(
+                    times[rows], behaviour_times, self.recency_unit_
+                )
             if self.verbose and n_rows > TRANSFORM_CHUNK_ROWS:
                 print(f"[SequenceFeatureTransformer] {rows.stop:,} / {n_rows:,} rows "
                       f"({time.perf_counter() - start:.1f}s)", flush=True)
@@ -470,6 +521,8 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         names = [*self._id_cols]
         for col in self.history_cols:
             names += [history_column(col, k) for k in range(self.max_len)]
+        if self.recency:
+            names += [history_column(RECENCY_FEATURE, k) for k in range(self.max_len)]
         return [*names, HIST_LEN_COL]
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:

@@ -37,7 +37,7 @@ HISTORY_FEATURES = ("item_id", "cate_id")
 # Small and fast, but enough to learn something in two epochs.
 SMALL = dict(
     embed_dim=4, attention_units=(8,), hidden_units=(16,), lr=1e-2, max_epochs=2,
-    batch_size=512, verbose=0, random_state=0,
+    batch_size=512, verbose=0, random_state=0, user_embedding=True,
 )
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

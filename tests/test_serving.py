@@ -29,10 +29,17 @@ from sklearn_din.datasets import make_interactions, sample_negatives
 MAX_LEN = 12
 SIZES = dict(embed_dim=4, attention_units=(16, 8), hidden_units=(16,), max_epochs=2, lr=3e-3,
              batch_size=256, verbose=0, random_state=0)
-# (activation, attention_normalization, pooling): the settings export and scoring read
-# from the fitted network.
-SETTINGS = [("dice", None, "attention"), ("prelu", "softmax", "attention"),
-            ("dice", "softmax", "sum"), ("prelu", None, "mean")]
+# (activation, attention_normalization, pooling, options): the settings export and
+# scoring read from the fitted network; "recency" is the transformer's (hist_gap_<k>).
+SETTINGS = [("dice", None, "attention", "user_embedding"),
+            ("prelu", "softmax", "attention", "recency"),
+            ("dice", "softmax", "sum", ""),
+            ("prelu", "mean", "attention", "user_embedding+recency"),
+            ("dice", None, "mean", "")]
+
+
+def _name(setting):
+    return "-".join(str(s) for s in setting if s)
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +58,13 @@ def rows(log):
     return out.drop(columns="device")
 
 
-def _fit(rows, activation="dice", normalization=None, pooling="attention", **kwargs):
+def _fit(rows, activation="dice", normalization=None, pooling="attention", options="",
+         **kwargs):
     X, y = rows.drop(columns="label"), rows["label"]
     model = make_pipeline(
-        SequenceFeatureTransformer(max_len=MAX_LEN),
+        SequenceFeatureTransformer(max_len=MAX_LEN, recency="recency" in options),
         DINClassifier(**SIZES, activation=activation, attention_normalization=normalization,
-                      pooling=pooling, **kwargs),
+                      pooling=pooling, user_embedding="user_embedding" in options, **kwargs),
     )
     return model.fit(X, y)
 
@@ -84,7 +92,7 @@ def _trimmed(inputs):
 
 
 # ------------------------------------------------------------------ ONNX, torch.export
-@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: "-".join(map(str, s)))
+@pytest.mark.parametrize("setting", SETTINGS, ids=_name)
 def test_onnxruntime_probabilities_equal_predict_proba(models, X, tmp_path, setting):
     pytest.importorskip("onnxscript")
     model = models[setting]
@@ -169,6 +177,7 @@ def _encode_without_sklearn_din(directory, requests):
     offsets = _read(directory, store["user_offsets"])
     times, behaviours = _read(directory, store["times"]), _read(directory, store["codes"])
     n_features, max_len = len(cols["history"]), manifest["max_len"]
+    times = times.astype(np.float64)
     out = {"candidate": [], "history": [], "history_length": [], "sparse": [], "dense": []}
     for _, request in requests.iterrows():
         user = lookup[cols["user"]].get(request[cols["user"]], codes["unknown"])
@@ -178,6 +187,14 @@ def _encode_without_sklearn_din(directory, requests):
         first = max(start, stop - max_len)
         history = np.zeros((n_features, max_len), dtype=np.int64)
         history[:, : stop - first] = behaviours[:, first:stop][:, ::-1]
+        features = list(cols["history"])
+        recency = manifest["recency"]
+        if recency is not None:  # the bucket of each behaviour's gap to the request
+            gaps = request[cols["time"]] - times[first:stop][::-1]
+            octave = np.floor(np.log2(np.maximum(gaps, recency["unit"]) / recency["unit"]))
+            bucket = np.zeros((1, max_len), dtype=np.int64)
+            bucket[0, : stop - first] = 2 + np.minimum(recency["octaves"] - 1, octave)
+            history, features = np.vstack([history, bucket]), [*features, recency["feature"]]
         encoded = {c: lookup[c].get(request[c], codes["unknown"]) for c in cols["history"]}
         encoded[cols["user"]] = user
 
@@ -186,8 +203,9 @@ def _encode_without_sklearn_din(directory, requests):
 
         sizes = clf["history"]["table_sizes"]
         out["candidate"].append([fit(encoded[c], s) for c, s in
-                                 zip(clf["candidate"]["columns"], sizes, strict=True)])
-        order = [cols["history"].index(f) for f in clf["history"]["features"]]
+                                 zip(clf["candidate"]["columns"],
+                                     clf["candidate"]["table_sizes"], strict=True)])
+        order = [features.index(f) for f in clf["history"]["features"]]
         out["history"].append(np.vectorize(fit)(history[order], np.asarray(sizes)[:, None]))
         out["history_length"].append(stop - first)
         out["sparse"].append([fit(encoded[c], s) for c, s in
@@ -205,7 +223,8 @@ def test_exported_tables_rebuild_the_inputs_without_sklearn_din(rows, tmp_path, 
     if user_kind == "str":
         rows["user_id"] = "u" + rows["user_id"].astype(str)
         rows["item_id"] = "i" + rows["item_id"].astype(str)
-    model = _fit(rows)
+    # with ints: recency buckets and a user embedding; with strings: neither
+    model = _fit(rows, options="recency+user_embedding" if user_kind == "int" else "")
     transformer = model[0]
     # an online click after fit: the exported store holds it, the vocabulary grew
     new = rows.iloc[[5]].drop(columns="label").assign(item_id=rows["item_id"].iloc[0] * 1,
@@ -248,12 +267,16 @@ def _busiest_user(X):
     return X["user_id"].value_counts().index[0]
 
 
-@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: "-".join(map(str, s)))
+@pytest.mark.parametrize("setting", SETTINGS, ids=_name)
 def test_score_candidates_equals_predict_proba(models, X, setting):
     model = models[setting]
     user, candidates = _busiest_user(X), _candidates(X)
     user_times = np.sort(X.loc[X["user_id"] == user, "time"].unique())
-    for time in (None, user_times[len(user_times) // 2], user_times[0]):
+    if model[0].recency:  # the gaps to the history depend on the request's time
+        with pytest.raises(ValueError, match="pass time="):
+            score_candidates(model, user, candidates)
+    for time in ([] if model[0].recency else [None]) + [user_times[len(user_times) // 2],
+                                                        user_times[0], X["time"].max() + 7]:
         request_time = X["time"].max() + 1 if time is None else time
         expected = model.predict_proba(_requests(X, user, candidates, request_time))[:, 1]
         got = score_candidates(model, user, candidates, time=time)
@@ -263,7 +286,7 @@ def test_score_candidates_equals_predict_proba(models, X, setting):
 
 @pytest.mark.filterwarnings("ignore::sklearn_din.UnknownUsersWarning")
 def test_score_candidates_for_unseen_users_items_and_request_histories(models, X):
-    model = models[SETTINGS[1]]
+    model = models[SETTINGS[3]]  # recency: the request history's times make the gaps
     candidates = pd.concat([_candidates(X, 20),
                             pd.DataFrame({"item_id": [10**7], "cate_id": [10**7],
                                           "price": [3.0]})], ignore_index=True)
@@ -283,11 +306,16 @@ def test_score_candidates_for_unseen_users_items_and_request_histories(models, X
     expected = stored.predict_proba(_requests(X, -1, candidates, time))[:, 1]
     got = score_candidates(model, -1, candidates, time=time, history=past)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="recency.*add the 'time' column"):
+        score_candidates(model, -1, candidates, time=time, history=past.drop(columns="time"))
     # without a time column the rows are taken in order, the last one most recent
+    plain = models[SETTINGS[2]]
+    stored = copy.deepcopy(plain)
+    stored[0].partial_fit(past.assign(user_id=-1)[X.columns])
     ordered = past[past["time"] < time].sort_values("time", kind="stable")
     np.testing.assert_allclose(
-        score_candidates(model, -1, candidates, time=time,
-                         history=ordered.drop(columns="time")), expected, rtol=0, atol=1e-6)
+        score_candidates(plain, -1, candidates, time=time, history=ordered.drop(columns="time")),
+        stored.predict_proba(_requests(X, -1, candidates, time))[:, 1], rtol=0, atol=1e-6)
 
 
 def test_score_candidates_with_a_context_id_and_a_column_transformer(log, tmp_path):

@@ -80,11 +80,29 @@ class Dice(nn.Module):
         megabytes; a fresh tensor per elementwise step costs as much in page faults as
         the arithmetic, so the gate is built in one buffer and then multiplied into it.
         """
-        scale = torch.rsqrt(self.running_var + self.eps)
-        gate = torch.addcmul(-self.running_mean * scale, x, scale).sigmoid_()
+        shift, scale, keep = self._inference_constants()
+        gate = torch.addcmul(shift, x, scale).sigmoid_()
         # alpha + (1 - alpha) * p in one pass, written over p.
-        torch.addcmul(self.alpha, gate, 1.0 - self.alpha, out=gate)
+        torch.addcmul(self.alpha, gate, keep, out=gate)
         return gate.mul_(x)
+
+    def _inference_constants(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-E[s] / sqrt(Var[s] + eps), 1 / sqrt(Var[s] + eps) and 1 - alpha.
+
+        Five small tensor operations that a serving request would otherwise repeat for
+        every block of activations; kept until the statistics or alpha change (an
+        optimizer step or ``load_state_dict`` bumps their version counters).
+        """
+        key = (self.running_mean._version, self.running_var._version, self.alpha._version,
+               self.running_mean.data_ptr(), self.running_var.data_ptr(),
+               self.alpha.data_ptr(), self.eps)
+        cached = self.__dict__.get("_constants")
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                scale = torch.rsqrt(self.running_var + self.eps)
+                cached = (key, (-self.running_mean * scale, scale, 1.0 - self.alpha))
+            self.__dict__["_constants"] = cached
+        return cached[1]
 
 
 def _activation(name: str, width: int) -> nn.Module:

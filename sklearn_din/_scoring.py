@@ -35,31 +35,54 @@ from ._validation import check_columns_present, check_dataframe, check_no_missin
 
 WHO = "score_candidates"
 
-# Hash tables of the vocabularies, per transformer and column: building one costs time in
-# proportion to the vocabulary, so it is built once per vocabulary, not once per request.
-# A partial_fit that adds values replaces the vocabulary array, and with it the entry.
+# Look-up structures of the vocabularies, per transformer and column: building one costs
+# time in proportion to the vocabulary, so it is built once per vocabulary, not once per
+# request. A partial_fit that adds values replaces the vocabulary array, and with it the entry.
 _INDEXES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _encoder(transformer: SequenceFeatureTransformer, col: str, vocab: np.ndarray) -> pd.Index:
+class _Vocabulary:
+    """One vocabulary's codes: a hash index, and for numbers a sorted copy as well."""
+
+    def __init__(self, vocab: np.ndarray) -> None:
+        self.vocab = vocab
+        self.index = pd.Index(vocab)
+        self.sorted = None
+        if vocab.dtype.kind in "iuf":
+            self.order = np.argsort(vocab, kind="stable")
+            self.sorted = vocab[self.order]
+
+    def codes(self, values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values)
+        # Same kind only: comparing int64 with uint64 (or floats) would go through float64.
+        if self.sorted is None or values.dtype.kind != self.sorted.dtype.kind \
+                or not len(self.sorted):
+            return (self.index.get_indexer(values) + _FIRST_KNOWN).astype(np.int32)
+        # Numbers: a binary search in the sorted vocabulary, several times cheaper than
+        # get_indexer on a few hundred values (which first builds an Index of them).
+        at = np.searchsorted(self.sorted, values).clip(max=len(self.sorted) - 1)
+        found = self.sorted[at] == values
+        return np.where(found, self.order[at] + _FIRST_KNOWN, UNKNOWN).astype(np.int32)
+
+
+def _encoder(transformer: SequenceFeatureTransformer, col: str, vocab: np.ndarray
+             ) -> _Vocabulary:
     cached = _INDEXES.setdefault(transformer, {})
     entry = cached.get(col)
-    if entry is None or entry[0] is not vocab:
-        entry = (vocab, pd.Index(vocab))
-        cached[col] = entry
-    return entry[1]
+    if entry is None or entry.vocab is not vocab:
+        entry = cached[col] = _Vocabulary(vocab)
+    return entry
 
 
 def _encode(transformer: SequenceFeatureTransformer, vocabularies: dict, col: str,
             values: object) -> np.ndarray:
-    index = _encoder(transformer, col, vocabularies[col])
-    return (index.get_indexer(values) + _FIRST_KNOWN).astype(np.int32)
+    return _encoder(transformer, col, vocabularies[col]).codes(values)
 
 
 def _encode_one(transformer: SequenceFeatureTransformer, vocabularies: dict, col: str,
                 value: object) -> int:
     """The code of one value (get_loc: a hash look-up, 100x cheaper than get_indexer)."""
-    index = _encoder(transformer, col, vocabularies[col])
+    index = _encoder(transformer, col, vocabularies[col]).index
     try:
         position = index.get_loc(value)
     except (KeyError, TypeError):  # unseen, or not comparable with the vocabulary

@@ -459,3 +459,20 @@ def test_one_user_look_up_equals_the_batch_look_up_after_appends():
         codes, lengths = store.histories(users, times, 7)
         for i, history in enumerate(got):
             np.testing.assert_array_equal(history, codes[i][:, : lengths[i]])
+
+
+def test_request_encoding_equals_the_transformers():
+    """The serving encoder (binary search for numbers, hash look-up otherwise) gives the
+    transformer's codes, also for vocabularies grown out of order by partial_fit."""
+    from sklearn_din._scoring import _Vocabulary
+    from sklearn_din._transformer import _codes
+
+    vocabularies = [np.array([5, 3, 9, 100, 2**40]), np.array([1.5, -2.0, 7.0]),
+                    np.array([2**63 + 5, 7], dtype=np.uint64), np.array(["b", "a"], dtype=object)]
+    requests = [np.array([4, 9, 2**40, -1, 5]), np.array([1.5, 9.0, 5.0]),
+                np.array([7, 2**63 + 5], dtype=np.uint64), np.array(["a", "z"], dtype=object)]
+    for vocab in vocabularies:
+        encoder = _Vocabulary(vocab)
+        for values in requests:
+            np.testing.assert_array_equal(encoder.codes(values),
+                                          _codes(pd.Index(vocab), pd.Series(values)))

@@ -104,3 +104,29 @@ def test_shared_history_scores_equal_the_attention_unit():
         in_blocks = net.attention.score_shared(query, keys, block_pairs=8)  # 2 candidates each
     torch.testing.assert_close(shared, per_pair, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(in_blocks, per_pair, rtol=1e-5, atol=1e-5)
+
+
+def test_dice_inference_follows_changes_of_its_statistics_and_alpha():
+    """Dice keeps its inference constants between calls: a step, a load or a move must
+    invalidate them."""
+    from sklearn_din import Dice
+
+    dice = Dice(5).eval()
+    x = torch.randn(7, 5)
+
+    def reference(module, x=x):
+        normalised = (x - module.running_mean) / torch.sqrt(module.running_var + module.eps)
+        p = torch.sigmoid(normalised)
+        return p * x + (1 - p) * module.alpha * x
+
+    with torch.no_grad():
+        torch.testing.assert_close(dice(x), reference(dice))
+        dice.alpha.add_(0.7)  # an optimizer step changes alpha in place
+        dice.running_mean.add_(0.3)
+        torch.testing.assert_close(dice(x), reference(dice))
+        other = Dice(5)
+        other.running_var.fill_(4.0)
+        dice.load_state_dict(other.state_dict())
+        torch.testing.assert_close(dice(x), reference(dice))
+        dice.double()  # new tensors: the float32 constants must not be reused
+        torch.testing.assert_close(dice(x.double()), reference(dice, x.double()))

@@ -214,17 +214,6 @@ class InputLayout:
 
         Ids that already fit their tables stay views of X's memory (no copy).
         """
-
-        def clip(values: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
-            if values.dtype in (np.int32, np.int64):
-                largest = values.max(axis=tuple(i for i in range(values.ndim) if i != 1),
-                                     initial=0) if values.size else np.zeros(len(sizes))
-                if (largest < np.asarray(sizes)).all():
-                    return values  # every id fits: nothing to map, nothing to copy
-            # Compare in the ids' own dtype (uint64 hashes, integral floats) before narrowing.
-            limit = np.asarray(sizes).reshape((1, -1) + (1,) * (values.ndim - 2))
-            return np.where(values < limit, values, UNKNOWN).astype(np.int32)
-
         groups = self._groups()
         history = self._history(X)
         if self.has_hist_len:
@@ -234,13 +223,25 @@ class InputLayout:
         else:
             length = np.zeros(len(X), dtype=np.int64)
         return {
-            "candidate": clip(id_matrix(X, groups["candidate"]),
-                              history_sizes[: len(self.history_features)]),
-            "history": clip(history, history_sizes),
+            "candidate": clip_to_tables(id_matrix(X, groups["candidate"]),
+                                        history_sizes[: len(self.history_features)]),
+            "history": clip_to_tables(history, history_sizes),
             "history_length": length.astype(np.int32),
-            "sparse": clip(id_matrix(X, groups["sparse"]), sparse_sizes),
+            "sparse": clip_to_tables(id_matrix(X, groups["sparse"]), sparse_sizes),
             "dense": X[list(self.dense_cols)].to_numpy(dtype=np.float32),
         }
+
+
+def clip_to_tables(values: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
+    """Ids (axis 1 = table) beyond their table's size mapped to the unknown id."""
+    if values.dtype in (np.int32, np.int64):
+        largest = values.max(axis=tuple(i for i in range(values.ndim) if i != 1),
+                             initial=0) if values.size else np.zeros(len(sizes))
+        if (largest < np.asarray(sizes)).all():
+            return values  # every id fits: nothing to map, nothing to copy
+    # Compare in the ids' own dtype (uint64 hashes, integral floats) before narrowing.
+    limit = np.asarray(sizes).reshape((1, -1) + (1,) * (values.ndim - 2))
+    return np.where(values < limit, values, UNKNOWN).astype(np.int32)
 
 
 def id_matrix(X: pd.DataFrame, cols: list[str]) -> np.ndarray:

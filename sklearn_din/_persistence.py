@@ -25,6 +25,8 @@ from ._behaviour_store import BehaviourStore
 from ._classifier import DINClassifier
 from ._layout import InputLayout
 from ._network import DeepInterestNetwork
+from ._sklearn_steps import KIND as SKLEARN_KIND
+from ._sklearn_steps import load_sklearn_step, sklearn_step_state
 from ._transformer import SequenceFeatureTransformer
 from ._version import __version__
 
@@ -193,9 +195,13 @@ def save_model(model: object, path: str | os.PathLike) -> None:
 
     Parameters
     ----------
-    model : SequenceFeatureTransformer, DINClassifier or Pipeline of them
-        A fitted estimator. Callbacks, ``train_split`` and optimizer state are
-        training-time settings and are not saved.
+    model : SequenceFeatureTransformer, DINClassifier or Pipeline
+        A fitted estimator, or a pipeline of them and scikit-learn's own steps (a
+        ColumnTransformer, a scaler, frozen or not: saved with skops, which loads only
+        scikit-learn's and numpy's types; needs ``pip install "sklearn-din[skops]"``).
+        A step holding anything else is refused with its name. Callbacks,
+        ``train_split`` and optimizer state are training-time settings and are not
+        saved.
     path : str or path-like
         Destination, conventionally ending in ``.npz``.
 
@@ -218,14 +224,17 @@ def save_model(model: object, path: str | os.PathLike) -> None:
         frozen = isinstance(step, FrozenEstimator)
         step = step.estimator if frozen else step
         saver = _SAVERS.get(type(step))
-        if saver is None:
-            raise TypeError(f"save_model: cannot save a {type(step).__name__} (step {name!r}); "
-                            "supported: SequenceFeatureTransformer (frozen or not), "
-                            "DINClassifier and a Pipeline of them.")
-        kind, state_of = saver
-        check_is_fitted(step)
-        meta_steps.append({"name": name, "kind": kind, "frozen": frozen,
-                           "state": state_of(step, arrays, f"{i}/")})
+        if saver is None and not isinstance(model, Pipeline):
+            raise TypeError(f"save_model: cannot save a {type(step).__name__}; supported: "
+                            "SequenceFeatureTransformer, DINClassifier and pipelines of them "
+                            "and scikit-learn's own steps.")
+        if saver is None:  # scikit-learn's own steps, through skops (see _sklearn_steps)
+            kind, state = SKLEARN_KIND, sklearn_step_state(name, step, arrays, f"{i}/")
+        else:
+            kind, state_of = saver
+            check_is_fitted(step)
+            state = state_of(step, arrays, f"{i}/")
+        meta_steps.append({"name": name, "kind": kind, "frozen": frozen, "state": state})
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "sklearn_din": __version__,
             "pipeline": isinstance(model, Pipeline), "steps": meta_steps}
     arrays["meta"] = np.asarray(json.dumps(meta))
@@ -294,6 +303,8 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> object:
                 loaded = _load_transformer(step["state"], arrays, f"{i}/")
             elif step["kind"] == "classifier":
                 loaded = _load_classifier(step["state"], arrays, f"{i}/", device)
+            elif step["kind"] == SKLEARN_KIND:
+                loaded = load_sklearn_step(step["state"], arrays, f"{i}/")
             else:
                 raise ModelFileError(f"unknown step kind {step['kind']!r}")
             steps.append((step["name"], FrozenEstimator(loaded) if step.get("frozen") else loaded))

@@ -103,7 +103,7 @@ class _Source:
         return X, chunk[self.label_col].to_numpy(), weight
 
 
-def _parts(estimator: object) -> tuple[DINClassifier, Pipeline | None]:
+def _parts(estimator: object, who: str = WHO) -> tuple[DINClassifier, Pipeline | None]:
     """The classifier, and the fitted steps before it when ``estimator`` is a pipeline."""
     if isinstance(estimator, DINClassifier):
         return estimator, None
@@ -116,11 +116,12 @@ def _parts(estimator: object) -> tuple[DINClassifier, Pipeline | None]:
                 check_is_fitted(step)
             except NotFittedError:
                 raise NotFittedError(
-                    f"{WHO}: pipeline step {name!r} is not fitted. Fit it before the stream "
-                    "fit, e.g. SequenceFeatureTransformer.partial_fit on every chunk."
+                    f"{who}: pipeline step {name!r} is not fitted."
+                    + (" Fit it before the stream fit, e.g. SequenceFeatureTransformer."
+                       "partial_fit on every chunk." if who == WHO else "")
                 ) from None
         return estimator.steps[-1][1], head
-    raise TypeError(f"{WHO}: estimator must be a DINClassifier or a Pipeline ending in one, "
+    raise TypeError(f"{who}: the model must be a DINClassifier or a Pipeline ending in one, "
                     f"got {type(estimator).__name__}.")
 
 

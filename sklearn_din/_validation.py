@@ -39,8 +39,8 @@ def check_dataframe(X: object, *, who: str, allow_empty: bool = False) -> pd.Dat
         )
     if not allow_empty and len(X) == 0:
         raise ValueError(f"{who} got an empty DataFrame (0 rows); at least one row is required.")
-    duplicated = X.columns[X.columns.duplicated()].unique().tolist()
-    if duplicated:
+    if not X.columns.is_unique:  # cheap when unique: checked on every serving request
+        duplicated = X.columns[X.columns.duplicated()].unique().tolist()
         raise ValueError(f"{who} got duplicated column names {duplicated}; names must be unique.")
     return X
 

@@ -42,7 +42,8 @@ EXPECTED = {
         rf"uncalibrated pipeline +({AUC}) +0\.\d{{4}}",
         rf"CalibratedClassifierCV\(cv=3 grp\) +({AUC}) +0\.\d{{4}}",
         rf"calibrated on the valid split +({AUC}) +0\.\d{{4}}",
-        r"reloaded: predictions identical: True",
+        r"joblib: .*reloaded: predictions identical: True",
+        r"save_model \(no pickle.*reloaded: predictions identical: True",
     ],
 }
 

@@ -38,7 +38,8 @@ _CRITERIA = {"BCEWithLogitsLoss": torch.nn.BCEWithLogitsLoss}
 _MODULES = {"DeepInterestNetwork": DeepInterestNetwork}
 _FLAT_PARAMS = (
     "embed_dim", "attention_units", "hidden_units", "activation", "attention_normalization",
-    "pooling", "dropout", "batch_norm", "embedding_l2", "user_col", "user_embedding",
+    "pooling", "dropout", "batch_norm", "pooled_product", "embedding_l2", "user_col",
+    "user_embedding",
     "categorical_cols", "lr", "max_epochs", "batch_size", "early_stopping",
     "validation_fraction", "n_iter_no_change", "device", "verbose", "threshold", "warm_start",
 )

@@ -90,8 +90,12 @@ def build(model: str, dataset: str, seed: int) -> Pipeline:
         params = {"pooling": model}
     elif model == "best_valid":
         _, transformer_params, params = chosen_variant(dataset)
-    return make_pipeline(SequenceFeatureTransformer(**transformer_params),
-                         DINClassifier(**params, verbose=0, random_state=seed))
+    steps = [SequenceFeatureTransformer(**transformer_params)]
+    if params.get("user_col", "user_id") is None:  # as accuracy_ablations.py: no user column
+        steps.append(ColumnTransformer([("user", "drop", ["user_id"])], remainder="passthrough",
+                                       verbose_feature_names_out=False)
+                     .set_output(transform="pandas"))
+    return make_pipeline(*steps, DINClassifier(**params, verbose=0, random_state=seed))
 
 
 def evaluate(model: str, split, seed: int) -> dict:
@@ -201,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.combine:
         runs = [json.loads(Path(p).read_text()) for p in args.combine]
-        results = {k: v for run in runs for k, v in run["results"].items()}
+        results: dict = {}
+        for run in runs:  # later runs add models to (or replace them in) earlier ones
+            for name, result in run["results"].items():
+                models = {**results.get(name, {}).get("models", {}), **result["models"]}
+                results[name] = {**results.get(name, {}), **result, "models": models}
         lines = report(results, runs[0]["machine"], " + ".join(r["command"] for r in runs),
                        max(r.get("seconds", 0) for r in runs))
         Path(args.out).write_text("\n".join(lines))

@@ -121,10 +121,20 @@ def onnx_session(model, directory: Path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def _timed(function, *args):
+    """(result, wall seconds, this thread's CPU seconds) of ``function(*args)``."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    result = function(*args)
+    return result, time.perf_counter() - wall, time.thread_time() - cpu
+
+
 def time_requests(model, X, session, users, items, n_candidates, calls, warmup, rng) -> dict:
-    """Per path, the latency of ``calls`` requests (after ``warmup`` untimed ones)."""
+    """Per path, the latency of ``calls`` requests (after ``warmup`` untimed ones): wall
+    clock, and the CPU time of the calling thread (all the work runs on it with one torch
+    and one onnxruntime thread), which the other processes of a shared machine inflate
+    much less than the wall clock."""
     now = X["time"].max() + 1
-    times = {p: [] for p in PATHS}
+    wall, cpu = {p: [] for p in PATHS}, {p: [] for p in PATHS}
     worst = {"score_candidates": 0.0, "onnxruntime": 0.0}
     for call in range(warmup + calls):
         user = users[rng.integers(len(users))]
@@ -133,25 +143,23 @@ def time_requests(model, X, session, users, items, n_candidates, calls, warmup, 
         rows = candidates.assign(user_id=user, time=now)[X.columns]
         features = model[0].transform(rows)
         inputs = onnx_inputs(model, rows)
-        timed = {}
-        start = time.perf_counter()
-        expected = model.predict_proba(rows)[:, 1]
-        timed["pipeline.predict_proba"] = time.perf_counter() - start
-        start = time.perf_counter()
-        model[-1].predict_proba(features)
-        timed["classifier only"] = time.perf_counter() - start
-        start = time.perf_counter()
-        got = score_candidates(model, user, candidates)
-        timed["score_candidates"] = time.perf_counter() - start
-        start = time.perf_counter()
-        probability = session.run(["probability"], inputs)[0]
-        timed["onnxruntime"] = time.perf_counter() - start
-        worst["score_candidates"] = max(worst["score_candidates"], np.abs(got - expected).max())
-        worst["onnxruntime"] = max(worst["onnxruntime"], np.abs(probability - expected).max())
+        runs = {
+            "pipeline.predict_proba": _timed(model.predict_proba, rows),
+            "classifier only": _timed(model[-1].predict_proba, features),
+            "score_candidates": _timed(score_candidates, model, user, candidates),
+            "onnxruntime": _timed(session.run, ["probability"], inputs),
+        }
+        expected = runs["pipeline.predict_proba"][0][:, 1]
+        got = {"score_candidates": runs["score_candidates"][0],
+               "onnxruntime": runs["onnxruntime"][0][0]}
+        for path in worst:
+            worst[path] = max(worst[path], float(np.abs(got[path] - expected).max()))
         if call >= warmup:
-            for path, seconds in timed.items():
-                times[path].append(seconds)
-    return {"paths": {p: percentiles(t) for p, t in times.items()},
+            for path, (_, seconds, cpu_seconds) in runs.items():
+                wall[path].append(seconds)
+                cpu[path].append(cpu_seconds)
+    return {"paths": {p: percentiles(t) for p, t in wall.items()},
+            "cpu": {p: percentiles(t) for p, t in cpu.items()},
             "max_abs_diff_vs_predict_proba": worst}
 
 
@@ -282,6 +290,20 @@ def render(report: dict) -> str:
                 f"| {run['sizes']} | {run['candidates']:,} | {path} | {r['p50_ms']:.2f} | "
                 f"{r['p99_ms']:.2f} | {today['p50_ms'] / r['p50_ms']:.1f}x | "
                 f"{today['p99_ms'] / r['p99_ms']:.1f}x | {gflops:.1f} | {gflops / peak:.0%} |")
+    lines += ["", "The same requests in CPU time of the calling thread (`time.thread_time`: what "
+              "a request costs one core, without the time the scheduler gave the core to the "
+              "other processes of this shared machine):", "",
+              "| sizes | C | path | CPU p50 ms | CPU p99 ms | speed-up p50 | speed-up p99 | "
+              "model GFLOP/s (CPU p50) | of matmul rate |",
+              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for run in report["runs"]:
+        today = run["cpu"]["pipeline.predict_proba"]
+        for path, r in run["cpu"].items():
+            gflops = run["flops"] / (r["p50_ms"] / 1e3) / 1e9
+            lines.append(
+                f"| {run['sizes']} | {run['candidates']:,} | {path} | {r['p50_ms']:.2f} | "
+                f"{r['p99_ms']:.2f} | {today['p50_ms'] / r['p50_ms']:.1f}x | "
+                f"{today['p99_ms'] / r['p99_ms']:.1f}x | {gflops:.1f} | {gflops / peak:.0%} |")
     lines += ["", "Model FLOPs per request (per-row count, see the script's docstring): "
               + ", ".join(f"{r['sizes']} C={r['candidates']:,}: {r['flops'] / 1e6:.0f} MFLOP"
                           for r in report["runs"]) + ".", ""]
@@ -299,15 +321,16 @@ def render(report: dict) -> str:
     for run in report["runs"]:
         if run["candidates"] != 200:
             continue
-        ours, today = run["paths"]["score_candidates"], run["paths"]["pipeline.predict_proba"]
-        p99_ok = ours["p99_ms"] <= TARGET_P99_MS
-        ratio = today["p99_ms"] / ours["p99_ms"]
-        lines.append(f"- {run['sizes']}: score_candidates p99 at 200 candidates "
-                     f"{ours['p99_ms']:.2f} ms (target <= {TARGET_P99_MS} ms): "
-                     f"**{'PASS' if p99_ok else 'MISS'}**; {ratio:.1f}x today's p99 and "
-                     f"{today['p50_ms'] / ours['p50_ms']:.1f}x its p50 (target >= "
-                     f"{TARGET_SPEEDUP:.0f}x): "
-                     f"**{'PASS' if ratio >= TARGET_SPEEDUP else 'MISS'}**.")
+        for clock, key in (("wall clock", "paths"), ("CPU time", "cpu")):
+            ours, today = run[key]["score_candidates"], run[key]["pipeline.predict_proba"]
+            p99_ok = ours["p99_ms"] <= TARGET_P99_MS
+            ratio = today["p99_ms"] / ours["p99_ms"]
+            lines.append(f"- {run['sizes']}, {clock}: score_candidates p99 at 200 candidates "
+                         f"{ours['p99_ms']:.2f} ms (target <= {TARGET_P99_MS} ms): "
+                         f"**{'PASS' if p99_ok else 'MISS'}**; {ratio:.1f}x today's p99 and "
+                         f"{today['p50_ms'] / ours['p50_ms']:.1f}x its p50 (target >= "
+                         f"{TARGET_SPEEDUP:.0f}x): "
+                         f"**{'PASS' if ratio >= TARGET_SPEEDUP else 'MISS'}**.")
     return "\n".join(lines) + "\n"
 
 

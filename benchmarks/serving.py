@@ -213,8 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     users = counts.index[counts >= MAX_LEN + 1].to_numpy()
     items = log[["item_id", "cate_id"]].drop_duplicates("item_id").reset_index(drop=True)
     rng = np.random.default_rng(args.seed)
-    report = {"command": "python3 benchmarks/serving.py " + shlex.join(
-                  sys.argv[1:] if argv is None else argv),
+    report = {"command": ("python3 benchmarks/serving.py " + shlex.join(
+                  sys.argv[1:] if argv is None else argv)).strip(),
               "machine": info, "matmul": matmul, "max_len": MAX_LEN,
               "data": {"clicks": len(log), "users_with_full_history": len(users),
                        "items": len(items)}, "runs": []}

@@ -44,7 +44,7 @@ Usage::
 
     python examples/tabular_workflow.py            # generated log, ~1 minute
     python examples/tabular_workflow.py --small    # a few seconds
-    python examples/tabular_workflow.py --csv /work/shared/data/amazon-beauty/interactions.csv
+    python examples/tabular_workflow.py --csv interactions.csv  # user_id,item_id,time,cate_id
 """
 
 from __future__ import annotations

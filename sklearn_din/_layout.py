@@ -11,7 +11,9 @@ A DataFrame is read by name:
   non-zero ids of the first history feature are counted).
 - the user column (``user_col``): who the row belongs to; an id with its own
   embedding table when the user is embedded, otherwise no input of the network.
-- the columns named in ``categorical_cols``: other ids, each with its own embedding table.
+- the columns named in ``categorical_cols`` and every ``ctx_<name>`` column
+  (SequenceFeatureTransformer's encoding of its ``categorical_cols``): other ids,
+  each with its own embedding table.
 - every other column: a numeric (dense) feature.
 
 Ids are non-negative integers; 0 is padding and 1 unknown.
@@ -27,6 +29,7 @@ import pandas as pd
 
 from ._transformer import (
     _FIRST_KNOWN,
+    CONTEXT_PREFIX,
     HIST_LEN_COL,
     RECENCY_FEATURE,
     RECENCY_OCTAVES,
@@ -109,6 +112,8 @@ class InputLayout:
         if overlap:
             raise ValueError(f"categorical_cols {overlap} are already history or user columns.")
         sparse += [c for c in categorical_cols if c not in sparse]
+        sparse += [n for n in names if n.startswith(CONTEXT_PREFIX)
+                   and n not in roles and n not in sparse and not _HIST_PATTERN.match(n)]
         taken = {*roles, *sparse}
         dense = tuple(n for n in names if n not in taken and not _HIST_PATTERN.match(n))
         return cls(

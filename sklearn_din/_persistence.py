@@ -38,7 +38,8 @@ _CRITERIA = {"BCEWithLogitsLoss": torch.nn.BCEWithLogitsLoss}
 _MODULES = {"DeepInterestNetwork": DeepInterestNetwork}
 _FLAT_PARAMS = (
     "embed_dim", "attention_units", "hidden_units", "activation", "attention_normalization",
-    "pooling", "dropout", "batch_norm", "embedding_l2", "user_col", "user_embedding",
+    "pooling", "dropout", "batch_norm", "pooled_product", "embedding_l2", "user_col",
+    "user_embedding",
     "categorical_cols", "lr", "max_epochs", "batch_size", "early_stopping",
     "validation_fraction", "n_iter_no_change", "device", "verbose", "threshold", "warm_start",
 )
@@ -85,6 +86,7 @@ def _transformer_state(t: SequenceFeatureTransformer, arrays: dict, prefix: str)
 def _load_transformer(state: dict, arrays: dict, prefix: str) -> SequenceFeatureTransformer:
     params = dict(state["params"])
     params["history_cols"] = tuple(params["history_cols"])
+    params["categorical_cols"] = tuple(params.get("categorical_cols", ()))
     t = SequenceFeatureTransformer(**params)
     t.feature_names_in_ = np.asarray(state["feature_names_in"], dtype=object)
     t.n_features_in_ = len(t.feature_names_in_)

@@ -13,8 +13,11 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from skorch import NeuralNetBinaryClassifier
 
+from ._batching import WEIGHT_KEY
 from ._classifier import DINClassifier, _id_frequencies
+from ._messages import logger
 from ._stream_dataset import StreamDataset
+from ._validation import check_sample_weight, is_dataframe, to_pandas
 from .datasets import _read_parquet_file
 
 Chunks = Sequence[pd.DataFrame | str | os.PathLike] | Callable[[], Iterable[pd.DataFrame]]
@@ -22,10 +25,10 @@ WHO = "fit_stream"
 
 
 class _Source:
-    """The user's chunks as a re-readable stream of checked (X, y) DataFrame pairs."""
+    """The user's chunks as a re-readable stream of checked (X, y, weight) triples."""
 
-    def __init__(self, chunks: Chunks, label_col: str) -> None:
-        if isinstance(chunks, pd.DataFrame | str | os.PathLike):
+    def __init__(self, chunks: Chunks, label_col: str, weight_col: str | None = None) -> None:
+        if isinstance(chunks, str | os.PathLike) or is_dataframe(chunks):
             chunks = [chunks]
         if callable(chunks):
             self.items = None
@@ -37,7 +40,7 @@ class _Source:
             )
         elif isinstance(chunks, Sequence):
             bad = [i for i, c in enumerate(chunks)
-                   if not isinstance(c, pd.DataFrame | str | os.PathLike)]
+                   if not (isinstance(c, str | os.PathLike) or is_dataframe(c))]
             if bad:
                 raise TypeError(f"{WHO}: chunks[{bad[0]}] is a {type(chunks[bad[0]]).__name__}; "
                                 "expected a DataFrame or the path of a parquet file.")
@@ -53,10 +56,12 @@ class _Source:
             )
         self.chunks = chunks
         self.label_col = label_col
+        self.weight_col = weight_col
         self.columns: list[str] | None = None  # the first chunk's, which all must share
 
     def __call__(self, rng: np.random.Generator | None = None) -> Iterator[tuple]:
-        """(X, y) of each non-empty chunk; a list's chunks in an order drawn from ``rng``."""
+        """(X, y, weight) of each non-empty chunk (weight None without a ``weight_col``);
+        a list's chunks in an order drawn from ``rng``."""
         if self.items is None:
             chunks = self.chunks()
             if isinstance(chunks, pd.DataFrame) or not isinstance(chunks, Iterable):
@@ -69,17 +74,21 @@ class _Source:
         for i, chunk in numbered:
             if isinstance(chunk, str | os.PathLike):
                 chunk = _read_parquet_file(chunk)
+            chunk = to_pandas(chunk)  # polars or pyarrow chunks too
             if isinstance(chunk, pd.DataFrame) and len(chunk) == 0:
                 continue  # an empty file or batch holds nothing to learn from
             yield self._split(i, chunk)
 
-    def _split(self, i: int, chunk: object) -> tuple[pd.DataFrame, np.ndarray]:
+    def _split(self, i: int, chunk: object) -> tuple[pd.DataFrame, np.ndarray, object]:
         if not isinstance(chunk, pd.DataFrame):
             raise TypeError(f"{WHO}: chunk {i} is a {type(chunk).__name__}, expected a DataFrame.")
         columns = [str(c) for c in chunk.columns]
         if self.label_col not in columns:
             raise ValueError(f"{WHO}: chunk {i} lacks the label column {self.label_col!r}; it "
                              f"has columns {columns[:20]}.")
+        if self.weight_col is not None and self.weight_col not in columns:
+            raise ValueError(f"{WHO}: chunk {i} lacks the weight column {self.weight_col!r}; "
+                             f"it has columns {columns[:20]}.")
         if self.columns is None:
             self.columns = columns
         elif set(columns) != set(self.columns):
@@ -89,8 +98,9 @@ class _Source:
                 f"{sorted(set(columns) - set(self.columns))}."
             )
         # Every chunk in the first chunk's column order, as the model saw it in the scan.
-        X = chunk[[c for c in self.columns if c != self.label_col]]
-        return X, chunk[self.label_col].to_numpy()
+        X = chunk[[c for c in self.columns if c not in (self.label_col, self.weight_col)]]
+        weight = None if self.weight_col is None else chunk[self.weight_col].to_numpy()
+        return X, chunk[self.label_col].to_numpy(), weight
 
 
 def _parts(estimator: object, who: str = WHO) -> tuple[DINClassifier, Pipeline | None]:
@@ -128,15 +138,15 @@ def _grow(counts: list[np.ndarray] | None, new: list[np.ndarray]) -> list[np.nda
     return out
 
 
-def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> int:
+def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> list[int]:
     """One pass before training: check every chunk, learn layout, sizes, classes, counts.
 
     Sets what ``DINClassifier.fit`` learns from its data (``layout_``, ``classes_``,
-    vocabulary sizes and id frequencies of the whole stream) and returns the number
-    of rows, so every epoch can be checked to read the same stream.
+    vocabulary sizes and id frequencies of the whole stream) and returns the rows of
+    each chunk, so every epoch can be checked to read the same stream.
     """
-    layout, labels, sizes, counts, n_rows = None, None, None, None, 0
-    for X, y in source():
+    layout, labels, sizes, counts, chunk_rows, total_weight = None, None, None, None, [], 0.0
+    for X, y, weight in source():
         Xt = X if head is None else head.transform(X)
         frame, named = clf._frame(Xt, WHO, reset=layout is None)
         if layout is None:
@@ -146,6 +156,10 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> int:
         if pd.isna(y).any():
             raise ValueError(f"{WHO}: the label column {source.label_col!r} has missing values.")
         check_classification_targets(y)
+        if weight is not None:
+            weight = check_sample_weight(weight, len(frame), who=f"{WHO}: weight column "
+                                         f"{source.weight_col!r}", allow_all_zero=True)
+            total_weight += float(weight.sum())
         seen = np.unique(y)
         labels = seen if labels is None else np.union1d(labels, seen)
         if len(labels) > 2:
@@ -153,15 +167,18 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> int:
                              f"The stream has labels {labels[:10].tolist()}.")
         history_sizes, sparse_sizes = layout.vocab_sizes(frame)
         inputs = layout.to_arrays(frame, history_sizes, sparse_sizes)
-        counts = _grow(counts, _id_frequencies(inputs, history_sizes, sparse_sizes))
+        counts = _grow(counts, _id_frequencies(inputs, history_sizes, sparse_sizes, weight))
         chunk_sizes = (*history_sizes, *sparse_sizes)
         sizes = chunk_sizes if sizes is None else tuple(map(max, sizes, chunk_sizes))
-        n_rows += len(frame)
+        chunk_rows.append(len(frame))
     if layout is None:
         raise ValueError(f"{WHO}: the stream has no rows (no chunk, or only empty chunks).")
     if len(labels) < 2:
         raise ValueError(f"{WHO}: the stream's labels hold one class only ({labels.tolist()}); "
                          "two are needed.")
+    if source.weight_col is not None and total_weight == 0:
+        raise ValueError(f"{WHO}: every weight in column {source.weight_col!r} is zero: there is "
+                         "nothing to learn from.")
     n_history = len(layout.all_history_features)
     clf.layout_ = layout
     clf.classes_ = labels
@@ -169,11 +186,14 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> int:
     clf.sparse_vocab_sizes_ = tuple(sizes[n_history:])
     clf.id_frequencies_ = [np.pad(c, (0, size - len(c))) for c, size in zip(counts, sizes,
                                                                              strict=True)]
-    return n_rows
+    logger.info("%s: scanned %s rows in %d chunk(s)", WHO, f"{sum(chunk_rows):,}",
+                len(chunk_rows))
+    return chunk_rows
 
 
 def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
-               label_col: str = "label") -> DINClassifier | Pipeline:
+               label_col: str = "label",
+               weight_col: str | None = None) -> DINClassifier | Pipeline:
     """Fit a DINClassifier on chunks of a log, holding one chunk in memory at a time.
 
     Each of the classifier's ``max_epochs`` epochs is one pass over all chunks, so
@@ -194,13 +214,16 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
         every chunk): each chunk goes through them before reaching the classifier.
         The classifier needs ``train_split=None`` and ``warm_start=False``.
     chunks : list or callable
-        A list of DataFrames or of parquet file paths (one chunk each; needs
+        A list of DataFrames (pandas, polars, ...) or of parquet file paths (one chunk each; needs
         pyarrow), or a function that returns a new iterable of DataFrames each time
         it is called, such as ``lambda: iter_parquet(paths, batch_rows=500_000)`` or
         ``lambda: pd.read_csv(path, chunksize=500_000)``. It is read
         ``max_epochs + 1`` times and must give the same rows each time.
     label_col : str, default="label"
         Column of each chunk holding the labels; the other columns are the input.
+    weight_col : str or None, default=None
+        Column of each chunk holding each row's sample weight (as ``sample_weight``
+        in :meth:`DINClassifier.fit`); it is not an input column.
 
     Returns
     -------
@@ -236,19 +259,27 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
         raise ValueError(f"{WHO} does not support distributed=True; it trains in one process.")
     if not isinstance(label_col, str):
         raise TypeError(f"{WHO}: label_col must be a column name, got {label_col!r}.")
-    source = _Source(chunks, label_col)
+    if weight_col is not None:
+        if not isinstance(weight_col, str) or weight_col == label_col:
+            raise TypeError(f"{WHO}: weight_col must be a column name other than label_col, "
+                            f"got {weight_col!r}.")
+        clf._check_weighted_criterion(WHO)
+    source = _Source(chunks, label_col, weight_col)
     clf.initialized_ = False  # a fresh fit, as DINClassifier.fit without warm_start
-    n_rows = _scan(clf, head, source)
+    chunk_rows = _scan(clf, head, source)
+    n_rows = sum(chunk_rows)
 
     def epoch(rng: np.random.Generator | None) -> Iterator[tuple[dict, np.ndarray]]:
         read = 0
-        for X, y in source(rng):
+        for X, y, weight in source(rng):
             frame, _ = clf._frame(X if head is None else head.transform(X), WHO, reset=False)
             read += len(frame)
             if read > n_rows:
                 break
             inputs = clf.layout_.to_arrays(frame, clf.history_vocab_sizes_,
                                            clf.sparse_vocab_sizes_)
+            if weight is not None:
+                inputs[WEIGHT_KEY] = np.asarray(weight, dtype=np.float32)
             yield inputs, (y == clf.classes_[1]).astype(np.float32)
         if read != n_rows:
             raise RuntimeError(f"{WHO}: the chunks gave {n_rows:,} rows in the scan but "
@@ -257,5 +288,5 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
     with clf._seeded():
         clf.initialize()
         # skorch's own loop (callbacks, history), on a dataset whose iterator streams.
-        NeuralNetBinaryClassifier.partial_fit(clf, StreamDataset(epoch), None)
+        NeuralNetBinaryClassifier.partial_fit(clf, StreamDataset(epoch, chunk_rows), None)
     return estimator

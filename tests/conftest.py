@@ -48,3 +48,11 @@ def ctr_data() -> CTRData:
         X_test=X_test,
         y_test=test["label"].to_numpy(),
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_log() -> tuple[pd.DataFrame, np.ndarray]:
+    """Raw rows (X without the label, y) of 40 users: about 1,600 rows, for plumbing tests."""
+    rows = sample_negatives(make_interactions(n_users=40, n_items=60, random_state=0),
+                            random_state=0)
+    return rows.drop(columns="label"), rows["label"].to_numpy()

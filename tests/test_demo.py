@@ -58,4 +58,5 @@ def test_demo_baselines_are_built_as_strongly_as_din():
     item_only.fit(train.drop(columns="label"), train["label"])
     layout = item_only.named_steps["din"].layout_
     assert layout.dense_cols == () and layout.history_features == ()
-    assert set(layout.sparse_cols) == {"user_id", "item_id", "cate_id"}
+    assert set(layout.sparse_cols) == {"item_id", "cate_id"}
+    assert layout.user_col == "user_id"  # the user: found, not embedded, as in DIN's defaults

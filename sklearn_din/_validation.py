@@ -73,3 +73,39 @@ def binary_positive_mask(y: object, n_rows: int, *, who: str) -> np.ndarray:
             "which rows are clicks."
         )
     return y_arr == labels[1]
+
+
+# What pandas' infer_dtype says of an object column -> the family its values belong to.
+_INFERRED_KINDS = {
+    "string": "strings", "bytes": "bytes", "boolean": "booleans",
+    "integer": "numbers", "floating": "numbers", "mixed-integer-float": "numbers",
+    "decimal": "numbers", "integer-na": "numbers",
+    "datetime64": "datetimes", "datetime": "datetimes", "date": "datetimes",
+    "timedelta64": "durations", "timedelta": "durations", "period": "periods",
+}
+
+
+def value_kind(values: object) -> str | None:
+    """The family of ``values``: "numbers", "strings", "booleans", "datetimes", ...
+
+    None when the values mix families (or there are none). Values of different
+    families never compare equal as ids or labels (``5 != "5"``), so a column whose
+    family changed since fit would match nothing that was seen.
+    """
+    dtype = getattr(values, "dtype", None)
+    if isinstance(dtype, pd.CategoricalDtype):
+        return value_kind(dtype.categories)
+    if dtype is not None and dtype != np.dtype(object):
+        if pd.api.types.is_bool_dtype(dtype):
+            return "booleans"
+        if pd.api.types.is_numeric_dtype(dtype):
+            return "numbers"
+        if pd.api.types.is_datetime64_any_dtype(dtype):
+            return "datetimes"
+        if pd.api.types.is_timedelta64_dtype(dtype):
+            return "durations"
+        if pd.api.types.is_string_dtype(dtype):
+            return "strings"
+    if len(values) == 0:
+        return None
+    return _INFERRED_KINDS.get(pd.api.types.infer_dtype(values, skipna=True))

@@ -283,9 +283,8 @@ def test_medium_random_log_matches_reference_across_chunks(monkeypatch, chunk_ro
     if chunk_rows is not None:
         import sklearn_din._behaviour_store as store_module
 
-        if not hasattr(store_module, "_CHUNK_ROWS"):
-            pytest.skip("the behaviour store no longer gathers in chunks of _CHUNK_ROWS")
-        monkeypatch.setattr(store_module, "_CHUNK_ROWS", chunk_rows)
+        # chunks are sized in cells (rows x max_len); max_len is 5 here
+        monkeypatch.setattr(store_module, "_CHUNK_CELLS", chunk_rows * 5)
     rng = np.random.default_rng(0)
     n = 400
     fit_X = pd.DataFrame(
@@ -622,12 +621,13 @@ def test_tz_aware_column_across_dst_and_zones_compares_instants():
     out = t.fit_transform(log)
     assert out["hist_len"].tolist() == [0, 1]
     assert out["hist_item_id_0"].tolist() == [0, 2]
-    # the same instants in another zone (or naive UTC) give the same output
+    # the same instants in another zone give the same output
     pd.testing.assert_frame_equal(
         t.transform(log.assign(time=log["time"].dt.tz_convert("America/New_York"))), out
     )
-    pd.testing.assert_frame_equal(t.transform(log.assign(time=pd.Series(utc.tz_localize(None)))),
-                                  out)
+    # naive times are not instants: compared with aware ones they are refused, as by pandas
+    with pytest.raises(TypeError, match="tz-naive datetimes but tz-aware"):
+        t.transform(log.assign(time=pd.Series(utc.tz_localize(None))))
 
 
 def test_int_fit_then_float_transform_is_allowed():

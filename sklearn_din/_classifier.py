@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import re
 import threading
 import warnings
@@ -37,14 +38,20 @@ from skorch.utils import is_dataset
 from ._batching import TensorBatchIterator, dataset_arrays
 from ._callbacks import StopOnNonFiniteLoss
 from ._distributed import DataParallelMixin, RankZeroPrintLog, check_process_group
-from ._layout import InputLayout
+from ._layout import InputLayout, check_numeric_scale
 from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
 from ._stream_dataset import StreamDataset
-from ._validation import check_dataframe
+from ._validation import check_dataframe, value_kind
 
 # Rows converted to tensors at a time when predicting: bounds memory to tens of MB.
 PREDICT_CHUNK_ROWS = 1 << 16
-FREQUENCY_CHUNK_ROWS = 1 << 16
+FREQUENCY_CHUNK_ROWS = 1 << 16  # at max_len=50; fewer rows for longer histories
+# The flat parameters that build the network: a ``module__<name>`` value overrides one.
+_NETWORK_PARAMS = ("embed_dim", "attention_units", "hidden_units", "activation",
+                   "attention_normalization", "pooling", "dropout", "batch_norm")
+# Network arguments DINClassifier infers from the data (explicit module__* values win).
+_INFERRED_NETWORK_ARGS = ("history_vocab_sizes", "sparse_vocab_sizes", "n_dense",
+                          "id_frequencies", "sparse_gradients")
 # Held by a fit with a random_state while it draws from torch's process-wide generator.
 _SEEDED_FITS = threading.RLock()
 
@@ -227,6 +234,13 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "lr": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        # skorch's own parameters that a value of the wrong type would silently misuse.
+        "threshold": [Interval(Real, 0, 1, closed="both")],
+        "warm_start": ["boolean"],
+        "compile": ["boolean"],
+        "use_caching": ["boolean", StrOptions({"auto"})],
+        "predict_nonlinearity": [None, callable, StrOptions({"auto"})],
+        "torch_load_kwargs": [None, dict],
         "device": [str, torch.device, None],
         "verbose": ["verbose"],
         "distributed": ["boolean"],
@@ -325,9 +339,31 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         }
         if self.sparse_embeddings:
             kwargs["sparse_gradients"] = True
-        kwargs.update(self.get_params_for("module"))
+        explicit = self.get_params_for("module")
+        self._check_inferred_network_args(explicit)
+        kwargs.update(explicit)
         self.module_ = self.initialized_instance(self.module, kwargs)
         return self
+
+    def _check_inferred_network_args(self, explicit: dict) -> None:
+        """Explicit ``module__*`` values of what fit infers must fit the data."""
+        who = type(self).__name__
+        for name, inferred in (("history_vocab_sizes", self.history_vocab_sizes_),
+                               ("sparse_vocab_sizes", self.sparse_vocab_sizes_)):
+            if name not in explicit:
+                continue
+            sizes = explicit[name]
+            if (not isinstance(sizes, tuple | list) or len(sizes) != len(inferred)
+                    or not all(isinstance(n, Integral) and not isinstance(n, bool)
+                               and n >= m for n, m in zip(sizes, inferred, strict=True))):
+                raise ValueError(
+                    f"{who}: module__{name}={sizes!r} must hold {len(inferred)} table sizes "
+                    f"at least as large as the data's {inferred}."
+                )
+        n_dense = explicit.get("n_dense", len(self.layout_.dense_cols))
+        if n_dense != len(self.layout_.dense_cols):
+            raise ValueError(f"{who}: module__n_dense={n_dense!r} but X has "
+                             f"{len(self.layout_.dense_cols)} numeric column(s).")
 
     def initialize_optimizer(self, *args: object, **kwargs: object) -> DINClassifier:
         """``optimizer`` for all weights; with ``sparse_embeddings`` a second optimizer,
@@ -405,22 +441,64 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
 
     # ---------------------------------------------------------------- checks
     def _check_params(self) -> None:
+        self._check_param_values()
+        _check_device(self.device)
+        if self.distributed:
+            check_process_group(self.device)
+
+    def _check_param_values(self) -> None:
+        """The checks that do not depend on this machine (its devices, its process group)."""
         validate_parameter_constraints(
             self._parameter_constraints, self.get_params(deep=False), type(self).__name__
         )
         _check_units("attention_units", self.attention_units, allow_empty=False)
         _check_units("hidden_units", self.hidden_units, allow_empty=True)
+        self._check_prefixed_params()
         bad = [c for c in self.categorical_cols if not isinstance(c, str)]
         if bad:
             raise ValueError(f"categorical_cols must be column names, got {bad}.")
-        _check_device(self.device)
-        if self.distributed:
-            if self.sparse_embeddings:
+        if self.distributed and self.sparse_embeddings:
+            raise ValueError(
+                "sparse_embeddings=True is not supported with distributed=True: "
+                "DistributedDataParallel averages dense gradients."
+            )
+
+    def _check_prefixed_params(self) -> None:
+        """``module__*`` values get the checks of the flat parameters they override."""
+        who = type(self).__name__
+        explicit = self.get_params_for("module")
+        overrides = {f"module__{k}": v for k, v in explicit.items() if k in _NETWORK_PARAMS}
+        validate_parameter_constraints(
+            {f"module__{k}": self._parameter_constraints[k] for k in _NETWORK_PARAMS},
+            overrides, who,
+        )
+        if "module__attention_units" in overrides:
+            _check_units("module__attention_units", overrides["module__attention_units"],
+                         allow_empty=False)
+        if "module__hidden_units" in overrides:
+            _check_units("module__hidden_units", overrides["module__hidden_units"],
+                         allow_empty=True)
+        if isinstance(self.module, type):
+            signature = inspect.signature(self.module)
+            takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD
+                            for p in signature.parameters.values())
+            unknown = sorted(set(explicit) - set(signature.parameters))
+            if unknown and not takes_any:
                 raise ValueError(
-                    "sparse_embeddings=True is not supported with distributed=True: "
-                    "DistributedDataParallel averages dense gradients."
+                    f"{who}: {[f'module__{k}' for k in unknown]} are not parameters of "
+                    f"{self.module.__name__}; it takes {list(signature.parameters)}."
                 )
-            check_process_group(self.device)
+        if "sparse_gradients" in explicit and explicit["sparse_gradients"] != bool(
+                self.sparse_embeddings):
+            raise ValueError(f"{who}: set sparse_embeddings=True (not module__sparse_gradients) "
+                             "to train the embeddings with sparse gradients.")
+        ignored = sorted(k for k in self.get_params(deep=False)
+                         if k.startswith(("iterator_train__", "iterator_valid__")))
+        if ignored:
+            raise ValueError(
+                f"{who}: {ignored} would have no effect: DINClassifier batches its own tensors "
+                "(set batch_size; training batches are shuffled)."
+            )
 
     def _frame(self, X: object, method: str, reset: bool) -> tuple[pd.DataFrame, bool]:
         """X as a DataFrame, and whether it came with column names.
@@ -429,7 +507,9 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         ``feature_names_in_`` the scikit-learn way.
         """
         who = f"{type(self).__name__}.{method}"
-        if isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns):
+        named_fit = reset or hasattr(self, "feature_names_in_")
+        if (isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns)
+                and named_fit):
             check_dataframe(X, who=who)
             validate_data(self, X, skip_check_array=True, reset=reset)
             if not reset and hasattr(self, "feature_names_in_"):
@@ -437,7 +517,11 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                 if missing:
                     raise ValueError(f"{who}: X lacks column(s) {missing[:10]} seen in fit.")
             return X, True
+        # Without names where fit had them (or the reverse), columns are read by position,
+        # as scikit-learn does (validate_data warns about the names).
         array = validate_data(self, X, reset=reset, dtype="numeric", accept_sparse=False)
+        if not reset and hasattr(self, "feature_names_in_"):
+            return pd.DataFrame(array, columns=list(self.feature_names_in_)), True
         return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])]), False
 
     def _network_inputs(self, X: object, method: str) -> dict[str, np.ndarray]:
@@ -494,8 +578,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         check_consistent_length(frame, y)
         if pd.isna(y).any():
             raise ValueError(f"{who}: y has missing values (NaN/None).")
-        check_classification_targets(y)
-        labels = np.unique(y)
+        labels = _labels(y, who)
         if fresh:
             if len(labels) > 2:
                 raise ValueError(
@@ -508,14 +591,22 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                 )
             layout = self._layout_for(frame, named)
             layout.check(frame, who)
+            history_sizes, sparse_sizes = layout.vocab_sizes(frame)
+            layout.check_table_sizes(history_sizes, sparse_sizes, len(frame), who)
+            inputs = layout.to_arrays(frame, history_sizes, sparse_sizes)
+            check_numeric_scale(np.abs(inputs["dense"]).max(axis=0, initial=0.0),
+                                layout.dense_cols, who)
             self.classes_ = labels
             self.layout_ = layout
-            self.history_vocab_sizes_, self.sparse_vocab_sizes_ = layout.vocab_sizes(frame)
-            inputs = layout.to_arrays(frame, self.history_vocab_sizes_, self.sparse_vocab_sizes_)
+            self.history_vocab_sizes_, self.sparse_vocab_sizes_ = history_sizes, sparse_sizes
             self.id_frequencies_ = _id_frequencies(
                 inputs, self.history_vocab_sizes_, self.sparse_vocab_sizes_
             )
         else:
+            if value_kind(labels) != value_kind(self.classes_):
+                raise ValueError(f"{who}: y holds {value_kind(labels)} but the first fit's "
+                                 f"labels were {value_kind(self.classes_)} "
+                                 f"(classes_ = {self.classes_.tolist()}).")
             unknown = np.setdiff1d(labels, self.classes_)
             if len(unknown):
                 raise ValueError(f"{who}: y has labels {unknown.tolist()} not seen in the first "
@@ -706,30 +797,48 @@ def _id_frequencies(
     # In row chunks: the mask and the gathered ids of a whole million-row history would
     # be a transient of ~0.6x the training arrays, more than fit otherwise adds.
     positions = np.arange(history.shape[2])
-    for start in range(0, len(length), FREQUENCY_CHUNK_ROWS):
-        rows = slice(start, start + FREQUENCY_CHUNK_ROWS)
+    chunk_rows = max(1, FREQUENCY_CHUNK_ROWS * 50 // max(history.shape[2], 1))
+    for start in range(0, len(length), chunk_rows):
+        rows = slice(start, start + chunk_rows)
         valid = positions[None, :] < length[rows, None]
         for f, size in enumerate(history_sizes):
             counts[f] += np.bincount(history[rows, f, :][valid], minlength=size)
     return counts
 
 
+def _labels(y: np.ndarray, who: str) -> np.ndarray:
+    """The distinct labels of y, sorted; labels of mixed types (1 and "1") are refused."""
+    if value_kind(y) is None and len(y):
+        types = sorted({type(v).__name__ for v in y.tolist()})
+        raise ValueError(f"{who}: y mixes labels of different types {types}; give every label "
+                         "the same type.")
+    check_classification_targets(y)
+    return np.unique(y)
+
+
 def _is_cuda(device: object) -> bool:
     return device is not None and torch.device(device).type == "cuda"
 
 
+def _parse_device(device: object) -> tuple[str, int | None] | None:
+    """(kind, index) of a device, None for None; a ValueError for what is not a device."""
+    if device is None:
+        return None
+    if isinstance(device, torch.device):
+        return device.type, device.index
+    # Parsed by hand: torch.device keeps the index in 8 bits ("cuda:256" -> cuda:0).
+    match = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", str(device))
+    if match is None:
+        raise ValueError(f"device={device!r}: expected 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    return match[1], None if match[2] is None else int(match[2])
+
+
 def _check_device(device: object) -> None:
     """Refuse a device this machine does not have, before any training starts."""
-    if device is None:
+    parsed = _parse_device(device)
+    if parsed is None:
         return
-    if isinstance(device, torch.device):
-        kind, index = device.type, device.index
-    else:
-        # Parsed by hand: torch.device keeps the index in 8 bits ("cuda:256" -> cuda:0).
-        match = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", str(device))
-        if match is None:
-            raise ValueError(f"device={device!r}: expected 'cpu', 'cuda', 'cuda:N' or 'mps'.")
-        kind, index = match[1], None if match[2] is None else int(match[2])
+    kind, index = parsed
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but CUDA is not available on this machine.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -14,7 +15,9 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 from skorch import NeuralNetBinaryClassifier
 
 from ._classifier import DINClassifier, _id_frequencies
+from ._layout import check_numeric_scale
 from ._stream_dataset import StreamDataset
+from ._validation import value_kind
 from .datasets import _read_parquet_file
 
 Chunks = Sequence[pd.DataFrame | str | os.PathLike] | Callable[[], Iterable[pd.DataFrame]]
@@ -56,7 +59,7 @@ class _Source:
         self.columns: list[str] | None = None  # the first chunk's, which all must share
 
     def __call__(self, rng: np.random.Generator | None = None) -> Iterator[tuple]:
-        """(X, y) of each non-empty chunk; a list's chunks in an order drawn from ``rng``."""
+        """(number, X, y) of each non-empty chunk; a list's in an order drawn from ``rng``."""
         if self.items is None:
             chunks = self.chunks()
             if isinstance(chunks, pd.DataFrame) or not isinstance(chunks, Iterable):
@@ -71,7 +74,7 @@ class _Source:
                 chunk = _read_parquet_file(chunk)
             if isinstance(chunk, pd.DataFrame) and len(chunk) == 0:
                 continue  # an empty file or batch holds nothing to learn from
-            yield self._split(i, chunk)
+            yield (i, *self._split(i, chunk))
 
     def _split(self, i: int, chunk: object) -> tuple[pd.DataFrame, np.ndarray]:
         if not isinstance(chunk, pd.DataFrame):
@@ -127,6 +130,20 @@ def _grow(counts: list[np.ndarray] | None, new: list[np.ndarray]) -> list[np.nda
     return out
 
 
+@contextlib.contextmanager
+def _in_chunk(i: int) -> Iterator[None]:
+    """Name the chunk in the errors its checks raise."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        message = f"{WHO}: chunk {i}: {exc}"
+        try:
+            renamed = type(exc)(message)
+        except Exception:  # an exception type that takes other arguments
+            renamed = (ValueError if isinstance(exc, ValueError) else TypeError)(message)
+        raise renamed from exc
+
+
 def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> int:
     """One pass before training: check every chunk, learn layout, sizes, classes, counts.
 
@@ -134,27 +151,22 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> int:
     vocabulary sizes and id frequencies of the whole stream) and returns the number
     of rows, so every epoch can be checked to read the same stream.
     """
-    layout, labels, sizes, counts, n_rows = None, None, None, None, 0
-    for X, y in source():
-        Xt = X if head is None else head.transform(X)
-        frame, named = clf._frame(Xt, WHO, reset=layout is None)
-        if layout is None:
-            layout = clf._layout_for(frame, named)
-        layout.check(frame, WHO)
-        y = column_or_1d(y, warn=True)
-        if pd.isna(y).any():
-            raise ValueError(f"{WHO}: the label column {source.label_col!r} has missing values.")
-        check_classification_targets(y)
-        seen = np.unique(y)
-        labels = seen if labels is None else np.union1d(labels, seen)
-        if len(labels) > 2:
-            raise ValueError("Only binary classification is supported. "
-                             f"The stream has labels {labels[:10].tolist()}.")
-        history_sizes, sparse_sizes = layout.vocab_sizes(frame)
-        inputs = layout.to_arrays(frame, history_sizes, sparse_sizes)
+    layout, labels, sizes, counts, largest, n_rows = None, None, None, None, None, 0
+    for i, X, y in source():
+        with _in_chunk(i):
+            Xt = X if head is None else head.transform(X)
+            frame, named = clf._frame(Xt, WHO, reset=layout is None)
+            if layout is None:
+                layout = clf._layout_for(frame, named)
+            layout.check(frame, WHO)
+            labels = _stream_labels(labels, column_or_1d(y, warn=True), source.label_col)
+            history_sizes, sparse_sizes = layout.vocab_sizes(frame)
+            inputs = layout.to_arrays(frame, history_sizes, sparse_sizes)
         counts = _grow(counts, _id_frequencies(inputs, history_sizes, sparse_sizes))
         chunk_sizes = (*history_sizes, *sparse_sizes)
         sizes = chunk_sizes if sizes is None else tuple(map(max, sizes, chunk_sizes))
+        chunk_largest = np.abs(inputs["dense"]).max(axis=0, initial=0.0)
+        largest = chunk_largest if largest is None else np.maximum(largest, chunk_largest)
         n_rows += len(frame)
     if layout is None:
         raise ValueError(f"{WHO}: the stream has no rows (no chunk, or only empty chunks).")
@@ -162,6 +174,8 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> int:
         raise ValueError(f"{WHO}: the stream's labels hold one class only ({labels.tolist()}); "
                          "two are needed.")
     n_history = len(layout.history_features)
+    layout.check_table_sizes(sizes[:n_history], sizes[n_history:], n_rows, WHO)
+    check_numeric_scale(largest, layout.dense_cols, WHO)
     clf.layout_ = layout
     clf.classes_ = labels
     clf.history_vocab_sizes_ = tuple(sizes[:n_history])
@@ -169,6 +183,27 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> int:
     clf.id_frequencies_ = [np.pad(c, (0, size - len(c))) for c, size in zip(counts, sizes,
                                                                              strict=True)]
     return n_rows
+
+
+def _stream_labels(labels: np.ndarray | None, y: np.ndarray, label_col: str) -> np.ndarray:
+    """The labels seen so far, with this chunk's: two at most, all of one type."""
+    if pd.isna(y).any():
+        raise ValueError(f"the label column {label_col!r} has missing values.")
+    kind = value_kind(y)
+    if kind is None and len(y):
+        types = sorted({type(v).__name__ for v in y.tolist()})
+        raise ValueError(f"the label column {label_col!r} mixes labels of types {types}.")
+    if labels is not None and kind != value_kind(labels):
+        raise ValueError(f"the label column {label_col!r} holds {kind} but earlier chunks held "
+                         f"{value_kind(labels)} ({labels.tolist()}); give every chunk's labels "
+                         "the same type.")
+    check_classification_targets(y)
+    seen = np.unique(y)
+    labels = seen if labels is None else np.union1d(labels, seen)
+    if len(labels) > 2:
+        raise ValueError("Only binary classification is supported. "
+                         f"The stream has labels {labels[:10].tolist()}.")
+    return labels
 
 
 def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
@@ -241,8 +276,10 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
 
     def epoch(rng: np.random.Generator | None) -> Iterator[tuple[dict, np.ndarray]]:
         read = 0
-        for X, y in source(rng):
-            frame, _ = clf._frame(X if head is None else head.transform(X), WHO, reset=False)
+        for i, X, y in source(rng):
+            with _in_chunk(i):
+                frame, _ = clf._frame(X if head is None else head.transform(X), WHO,
+                                      reset=False)
             read += len(frame)
             if read > n_rows:
                 break

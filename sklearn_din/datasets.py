@@ -242,8 +242,6 @@ def make_interactions(
         raise ValueError(
             "n_users, n_items and n_categories must be positive with n_categories <= n_items."
         )
-    if not np.isfinite(mean_events):
-        raise ValueError(f"mean_events must be finite, got {mean_events}.")
     if recency_weight < 0 or interest_weight < 0 or recency_weight + interest_weight > 1:
         raise ValueError("recency_weight and interest_weight must be >= 0 and sum to <= 1.")
     rng = check_random_state(random_state)

@@ -10,14 +10,15 @@ from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import issparse
 
 
 def check_dataframe(X: object, *, who: str, allow_empty: bool = False) -> pd.DataFrame:
     """Return ``X`` if it is a non-empty DataFrame with unique string column names."""
     if not isinstance(X, pd.DataFrame):
-        raise TypeError(
-            f"{who} expects a pandas DataFrame with named columns, got {type(X).__name__}."
-        )
+        sparse = " (sparse input is not supported)" if issparse(X) else ""
+        raise TypeError(f"{who} expects a pandas DataFrame with named columns, got "
+                        f"{type(X).__name__}{sparse}.")
     if not allow_empty and len(X) == 0:
         raise ValueError(f"{who} got an empty DataFrame (0 rows); at least one row is required.")
     duplicated = X.columns[X.columns.duplicated()].unique().tolist()

@@ -21,21 +21,6 @@ from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
-from sklearn.utils.estimator_checks import (
-    check_do_not_raise_errors_in_init_or_set_params,
-    check_estimator_cloneable,
-    check_estimator_repr,
-    check_estimators_unfitted,
-    check_get_feature_names_out_error,
-    check_get_params_invariance,
-    check_mixin_order,
-    check_no_attributes_set_in_init,
-    check_param_validation,
-    check_parameters_default_constructible,
-    check_set_params,
-    check_transformers_unfitted,
-    check_valid_tag_types,
-)
 
 from sklearn_din import SequenceFeatureTransformer
 
@@ -871,29 +856,6 @@ def test_pickle_round_trip_gives_identical_output(kind):
     pd.testing.assert_frame_equal(
         restored.partial_fit(more).transform(query), t.partial_fit(more).transform(query)
     )
-
-
-@pytest.mark.parametrize(
-    "check",
-    [
-        check_get_params_invariance,
-        check_set_params,
-        check_no_attributes_set_in_init,
-        check_parameters_default_constructible,
-        check_estimator_cloneable,
-        check_estimator_repr,
-        check_valid_tag_types,
-        check_mixin_order,
-        check_do_not_raise_errors_in_init_or_set_params,
-        check_param_validation,
-        check_transformers_unfitted,
-        check_estimators_unfitted,
-        check_get_feature_names_out_error,
-    ],
-    ids=lambda c: c.__name__,
-)
-def test_data_free_sklearn_checks(check):
-    check("SequenceFeatureTransformer", SequenceFeatureTransformer())
 
 
 def test_unfitted_methods_raise_not_fitted():

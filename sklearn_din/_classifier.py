@@ -41,7 +41,7 @@ from ._distributed import DataParallelMixin, RankZeroPrintLog, check_process_gro
 from ._layout import InputLayout, check_numeric_scale
 from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
 from ._stream_dataset import StreamDataset
-from ._validation import check_dataframe, value_kind
+from ._validation import check_dataframe, label_kind
 
 # Rows converted to tensors at a time when predicting: bounds memory to tens of MB.
 PREDICT_CHUNK_ROWS = 1 << 16
@@ -488,6 +488,17 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                     f"{who}: {[f'module__{k}' for k in unknown]} are not parameters of "
                     f"{self.module.__name__}; it takes {list(signature.parameters)}."
                 )
+        if "optimizer__lr" in self.get_params(deep=False):  # overrides lr
+            validate_parameter_constraints({"optimizer__lr": self._parameter_constraints["lr"]},
+                                           {"optimizer__lr": self.optimizer__lr}, who)
+        unknown_callbacks = sorted(
+            name for name in {k.split("__")[1] for k in self.get_params(deep=False)
+                              if k.startswith("callbacks__") and k.count("__") >= 2}
+            if name not in self._callback_names()
+        )
+        if unknown_callbacks:
+            raise ValueError(f"{who}: callbacks__{unknown_callbacks[0]}__* names no callback; "
+                             f"the callbacks are {sorted(self._callback_names())}.")
         if "sparse_gradients" in explicit and explicit["sparse_gradients"] != bool(
                 self.sparse_embeddings):
             raise ValueError(f"{who}: set sparse_embeddings=True (not module__sparse_gradients) "
@@ -499,6 +510,18 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                 f"{who}: {ignored} would have no effect: DINClassifier batches its own tensors "
                 "(set batch_size; training batches are shuffled)."
             )
+
+    def _callback_names(self) -> set[str]:
+        """Names the callbacks will have: the defaults', the given ones (as skorch names them)."""
+        names = {name for name, _ in self._default_callbacks}
+        given = self.callbacks if isinstance(self.callbacks, list | tuple) else []
+        for callback in given:
+            if isinstance(callback, tuple):
+                names.add(callback[0])
+            else:  # unnamed: skorch uses the class name (with _1, _2, ... for repeats)
+                cls = callback if isinstance(callback, type) else type(callback)
+                names.update({cls.__name__, *(f"{cls.__name__}_{i}" for i in range(1, 10))})
+        return names
 
     def _frame(self, X: object, method: str, reset: bool) -> tuple[pd.DataFrame, bool]:
         """X as a DataFrame, and whether it came with column names.
@@ -603,9 +626,9 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                 inputs, self.history_vocab_sizes_, self.sparse_vocab_sizes_
             )
         else:
-            if value_kind(labels) != value_kind(self.classes_):
-                raise ValueError(f"{who}: y holds {value_kind(labels)} but the first fit's "
-                                 f"labels were {value_kind(self.classes_)} "
+            if label_kind(labels) != label_kind(self.classes_):
+                raise ValueError(f"{who}: y holds {label_kind(labels)} but the first fit's "
+                                 f"labels were {label_kind(self.classes_)} "
                                  f"(classes_ = {self.classes_.tolist()}).")
             unknown = np.setdiff1d(labels, self.classes_)
             if len(unknown):
@@ -697,9 +720,26 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         inputs, target = self._training_inputs(X, y, method)
         with self._seeded():
             if not self.initialized_:
-                self.initialize()
+                self._initialize_checked()
             super().partial_fit(inputs, target, **fit_params)
         return self
+
+    def _initialize_checked(self) -> None:
+        """initialize(), naming the parameters at fault when torch refuses them."""
+        try:
+            self.initialize()
+            # torch checks some criterion__* values (reduction, pos_weight) only on a first
+            # loss: compute one on a dummy pair so that they fail before training, too.
+            self.criterion_(torch.zeros(2, device=self.device or "cpu"),
+                            torch.zeros(2, device=self.device or "cpu"))
+        except (TypeError, ValueError, RuntimeError) as exc:
+            self.initialized_ = False  # nothing half-built is taken for a model
+            if str(exc).startswith(type(self).__name__):
+                raise  # one of our own checks: it names the parameter already
+            raise type(exc)(
+                f"{type(self).__name__}: {exc} (raised building the module, criterion or "
+                "optimizer: check the module__*, criterion__* and optimizer__* parameters)."
+            ) from exc
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Logit of ``classes_[1]`` for each row, float64 of shape (n_rows,).
@@ -721,6 +761,13 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             chunk = X.iloc[rows] if isinstance(X, pd.DataFrame) else X[rows]
             inputs = Dataset(self._network_inputs(chunk, "predict"), None)
             logits[rows] = self.forward(inputs, training=False).double().numpy()
+        nan = np.isnan(logits)
+        if nan.any():  # a finite input so large that the network overflowed
+            raise ValueError(
+                f"{type(self).__name__}.predict: the network's output is NaN for "
+                f"{int(nan.sum()):,} row(s) (the first: row {int(np.argmax(nan))}): their "
+                "numeric inputs are far outside the training data's range. Scale them as in fit."
+            )
         return logits
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -808,7 +855,7 @@ def _id_frequencies(
 
 def _labels(y: np.ndarray, who: str) -> np.ndarray:
     """The distinct labels of y, sorted; labels of mixed types (1 and "1") are refused."""
-    if value_kind(y) is None and len(y):
+    if label_kind(y) is None and len(y):
         types = sorted({type(v).__name__ for v in y.tolist()})
         raise ValueError(f"{who}: y mixes labels of different types {types}; give every label "
                          "the same type.")

@@ -17,7 +17,7 @@ from skorch import NeuralNetBinaryClassifier
 from ._classifier import DINClassifier, _id_frequencies
 from ._layout import check_numeric_scale
 from ._stream_dataset import StreamDataset
-from ._validation import value_kind
+from ._validation import label_kind
 from .datasets import _read_parquet_file
 
 Chunks = Sequence[pd.DataFrame | str | os.PathLike] | Callable[[], Iterable[pd.DataFrame]]
@@ -189,13 +189,13 @@ def _stream_labels(labels: np.ndarray | None, y: np.ndarray, label_col: str) -> 
     """The labels seen so far, with this chunk's: two at most, all of one type."""
     if pd.isna(y).any():
         raise ValueError(f"the label column {label_col!r} has missing values.")
-    kind = value_kind(y)
+    kind = label_kind(y)
     if kind is None and len(y):
         types = sorted({type(v).__name__ for v in y.tolist()})
         raise ValueError(f"the label column {label_col!r} mixes labels of types {types}.")
-    if labels is not None and kind != value_kind(labels):
+    if labels is not None and kind != label_kind(labels):
         raise ValueError(f"the label column {label_col!r} holds {kind} but earlier chunks held "
-                         f"{value_kind(labels)} ({labels.tolist()}); give every chunk's labels "
+                         f"{label_kind(labels)} ({labels.tolist()}); give every chunk's labels "
                          "the same type.")
     check_classification_targets(y)
     seen = np.unique(y)
@@ -291,7 +291,7 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
                                f"{read:,} or more in an epoch; every read must give the same rows.")
 
     with clf._seeded():
-        clf.initialize()
+        clf._initialize_checked()
         # skorch's own loop (callbacks, history), on a dataset whose iterator streams.
         NeuralNetBinaryClassifier.partial_fit(clf, StreamDataset(epoch), None)
     return estimator

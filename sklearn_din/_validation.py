@@ -110,3 +110,9 @@ def value_kind(values: object) -> str | None:
     if len(values) == 0:
         return None
     return _INFERRED_KINDS.get(pd.api.types.infer_dtype(values, skipna=True))
+
+
+def label_kind(y: object) -> str | None:
+    """:func:`value_kind` of labels, where booleans are numbers (True == 1, False == 0)."""
+    kind = value_kind(y)
+    return "numbers" if kind == "booleans" else kind

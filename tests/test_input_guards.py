@@ -44,6 +44,15 @@ def test_numeric_values_beyond_float32_are_refused_at_predict_as_at_fit(frame):
         DINClassifier(**SMALL).fit(X.assign(price=-1e39), y)
 
 
+def test_a_finite_input_that_overflows_the_network_is_refused_not_nan(frame):
+    X, y = frame
+    model = DINClassifier(**{**SMALL, "activation": "relu"}).fit(X.assign(price=1.0), y)
+    with torch.no_grad():  # a network whose output overflows to NaN for huge inputs
+        model.module_.mlp[0].weight.fill_(1e30)
+    with pytest.raises(ValueError, match="output is NaN for .* row"):
+        model.predict_proba(X.assign(price=3e38))
+
+
 # ------------------------------------------------------- 7: unscaled numeric inputs
 def test_a_raw_unix_time_as_a_feature_is_refused_before_training(frame):
     X, y = frame
@@ -106,6 +115,11 @@ def test_gauc_of_no_rows_and_rela_impr_of_nonsense_are_refused():
     ({"module__history_vocab_sizes": (3, 3)}, ValueError, "module__history_vocab_sizes"),
     ({"module__sparse_vocab_sizes": (2,)}, ValueError, "module__sparse_vocab_sizes"),
     ({"iterator_train__batch_size": 8}, ValueError, "iterator_train__batch_size.*no effect"),
+    ({"optimizer__lr": -1.0}, InvalidParameterError, "'optimizer__lr'"),
+    ({"optimizer__typo": 1}, TypeError, "typo.*check the .*optimizer__\\* parameters"),
+    ({"optimizer__betas": (2.0, 0.9)}, ValueError, "beta.*optimizer__\\* parameters"),
+    ({"callbacks__nosuch__x": 1}, ValueError, "callbacks__nosuch__\\* names no callback"),
+    ({"criterion__reduction": "bogus"}, ValueError, "reduction .*criterion__"),
     ({"threshold": 2.0}, InvalidParameterError, "'threshold'"),
     ({"warm_start": "yes"}, InvalidParameterError, "'warm_start'"),
 ], ids=lambda v: v if isinstance(v, str) else None)
@@ -202,6 +216,15 @@ def test_fit_stream_names_the_chunk_whose_labels_changed_type(frame):
     with pytest.raises(ValueError, match="chunk 1: the label column 'label' holds strings but "
                                          "earlier chunks held numbers"):
         fit_stream(DINClassifier(**SMALL), chunks)
+
+
+def test_fit_stream_takes_booleans_for_0_1_labels(frame):
+    X, y = frame
+    rows = X.assign(label=y)
+    half = len(rows) // 2
+    chunks = [rows.iloc[:half], rows.iloc[half:].assign(label=lambda d: d["label"] == 1)]
+    model = fit_stream(DINClassifier(**SMALL), chunks)
+    assert model.classes_.tolist() == [0, 1]
 
 
 def test_labels_of_mixed_types_are_refused_by_fit(frame):

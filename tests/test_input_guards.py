@@ -26,12 +26,8 @@ LOG = pd.DataFrame({"user_id": [1, 1, 2, 2], "item_id": [5, 6, 5, 7], "cate_id":
 
 
 @pytest.fixture(scope="module")
-def frame():
-    rows = sample_negatives(make_interactions(n_users=60, n_items=50, random_state=5),
-                            random_state=5)
-    X = SequenceFeatureTransformer(max_len=5).fit_transform(rows.drop(columns="label"),
-                                                            rows["label"])
-    return X, rows["label"].to_numpy()
+def frame(small_frame):
+    return small_frame
 
 
 # ------------------------------------------------- 6: values beyond float32's range

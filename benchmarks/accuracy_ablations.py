@@ -1,25 +1,16 @@
-"""What was tried for issue 5's "DIN >= pooled history + 0.5 AUC points" target, reproducibly.
+"""Which defaults make DIN win? Levers measured on VALIDATION rows only, across data sets.
 
-``benchmarks/accuracy.py`` misses that target with raw-score DIN on Amazon Beauty. This
-script asks, on the VALIDATION rows only (the test rows are never read), whether the miss
-is a matter of settings: it trains pooled history (the base model) and raw-score DIN with
-PReLU side by side under each variant below, three seeds each, and reports every seed's
-best validation AUC over up to ``--epochs`` epochs (a curve stops at the first epoch
-without improvement, as in accuracy.py) and the DIN - pooled difference of the means.
-
-Variants (each applied to both models, everything else as in accuracy.py):
-
-* ``baseline``: accuracy.py's models at the lr each chose there (pooled 4e-3, DIN 1e-2);
-* ``lr swapped``: each model at the other's lr;
-* ``batch_norm``: ``batch_norm=True`` (BatchNorm before each activation of the output MLP);
-* ``embed_dim=16``: twice the embedding width;
-* ``MBA l2=0.1``: mini-batch aware regularisation (``embedding_l2=0.1``) for both;
-* ``softmax``: DIN with ``attention_normalization="softmax"`` (pooled unchanged): the
-  variant that does clear the target, for reference.
+The package's defaults are chosen here, never by looking at test rows: each variant is a set of
+parameters applied to DIN and to its base models alike (pooled history with ``pooling="sum"``
+and ``pooling="mean"``), trained on each data set's training rows with several seeds and scored
+on its validation rows (``protocol.py``: the DIN protocol, the last event per user held out).
+The report gives, per variant and data set, DIN's validation AUC, the better pooled model's,
+DIN's margin over it, the seed spread and the fit time.
 
 Usage::
 
-    benchmarks/.venv/bin/python benchmarks/accuracy_ablations.py      # ~15 min, 1 thread
+    python benchmarks/accuracy_ablations.py                       # every variant, ~1-2 h
+    python benchmarks/accuracy_ablations.py --variants shipped_0.1 --datasets beauty --seeds 0
 """
 
 from __future__ import annotations
@@ -29,116 +20,231 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from sklearn.metrics import roc_auc_score  # noqa: E402
+from skorch.callbacks import Callback  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import accuracy as A  # noqa: E402
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
-POOLED = dict(activation="prelu", pooling="sum")
-DIN = dict(activation="prelu")
-LR = {"pooled": 4e-3, "din": 1e-2}  # what accuracy.py's validation search chose
-VARIANTS = {
-    "baseline": {},
-    "lr swapped": {"lr_swap": True},
-    "batch_norm": {"batch_norm": True},
-    "embed_dim=16": {"embed_dim": 16},
-    "MBA l2=0.1": {"embedding_l2": 0.1},
-    "softmax": {"din_only": {"attention_normalization": "softmax"}},
+from _din_plus import DINPlus  # noqa: E402
+from harness import machine_info, machine_line, markdown_table  # noqa: E402
+from protocol import DATASETS, load_split, xy  # noqa: E402
+
+from sklearn_din import DINClassifier, SequenceFeatureTransformer  # noqa: E402
+from sklearn_din.metrics import gauc_score  # noqa: E402
+
+torch.set_num_threads(1)
+warnings.filterwarnings("ignore", category=UserWarning)
+
+# Version 0.1's defaults, spelled out so that later default changes don't move this row.
+SHIPPED_0_1 = dict(
+    embed_dim=8, attention_normalization=None, activation="dice", embedding_l2=0.0,
+    lr=1e-3, max_epochs=5, user_col="user_id", user_embedding=True, early_stopping=False,
+)
+# name -> (transformer parameters, classifier parameters); both apply to DIN and pooled.
+VARIANTS: dict[str, tuple[dict, dict]] = {
+    "shipped_0.1": ({}, SHIPPED_0_1),
 }
+_SCREEN = dict(SHIPPED_0_1, max_epochs=8)
+VARIANTS.update({
+    "s8": ({}, _SCREEN),
+    "s8_l2.1": ({}, dict(_SCREEN, embedding_l2=0.1)),
+    "s8_l2.1_sm": ({}, dict(_SCREEN, embedding_l2=0.1, attention_normalization="softmax")),
+    "s8_l2.1_sm_e16": ({}, dict(_SCREEN, embedding_l2=0.1, attention_normalization="softmax",
+                               embed_dim=16)),
+    "s8_l2.1_sm_e16_nouser": ({}, dict(_SCREEN, embedding_l2=0.1,
+                                      attention_normalization="softmax", embed_dim=16,
+                                      user_col=None)),
+    "s8_l2.5_sm_e16": ({}, dict(_SCREEN, embedding_l2=0.5, attention_normalization="softmax",
+                               embed_dim=16)),
+    "s8_l2.1_sm_prelu": ({}, dict(_SCREEN, embedding_l2=0.1,
+                                 attention_normalization="softmax", activation="prelu")),
+    "s8_sm": ({}, dict(_SCREEN, attention_normalization="softmax")),
+})
+# From here on: early stopping (the default since 0.2) and no user embedding.
+_NU = dict(_SCREEN, early_stopping="auto", user_col=None, user_embedding=False, embed_dim=16,
+           embedding_l2=0.1)
+VARIANTS.update({
+    "nu_sm_rec": ({"recency": True}, dict(_NU, attention_normalization="softmax")),
+    "nu_sm": ({}, dict(_NU, attention_normalization="softmax")),
+    "nu_raw_rec": ({"recency": True}, dict(_NU)),
+    "nu_sm_rec_l2.5": ({"recency": True}, dict(_NU, attention_normalization="softmax",
+                                               embedding_l2=0.5)),
+    "nu_mean": ({}, dict(_NU, attention_normalization="mean")),
+    "nu_mean_rec": ({"recency": True}, dict(_NU, attention_normalization="mean")),
+    "u_mean_l2.5": ({}, dict(_NU, attention_normalization="mean", user_col="user_id",
+                             embedding_l2=0.5)),
+    "nu_sm_l2.5": ({}, dict(_NU, attention_normalization="softmax", embedding_l2=0.5)),
+    "nu_sm_rec_l2_1": ({"recency": True}, dict(_NU, attention_normalization="softmax",
+                                               embedding_l2=1.0)),
+    "nu_sm_rec_l2_1_e32": ({"recency": True}, dict(_NU, attention_normalization="softmax",
+                                                   embedding_l2=1.0, embed_dim=32)),
+    "nu_mean_rec_l2.5": ({"recency": True}, dict(_NU, attention_normalization="mean",
+                                                 embedding_l2=0.5)),
+})
+# Candidate defaults: the user column kept for early stopping's split but not embedded.
+_CANDIDATE = dict(SHIPPED_0_1, early_stopping="auto", user_embedding=False, max_epochs=30,
+                  embed_dim=16, embedding_l2=0.5, attention_normalization="softmax")
+VARIANTS.update({
+    "cand_sm": ({"recency": True}, _CANDIDATE),
+    "cand_mean": ({"recency": True}, dict(_CANDIDATE, attention_normalization="mean")),
+    "cand_prelu": ({"recency": True}, dict(_CANDIDATE, activation="prelu")),
+    "cand_plus_mean": ({"recency": True}, dict(_CANDIDATE, module=DINPlus,
+                                               module__plus_mean=True)),
+    "cand_product": ({"recency": True}, dict(_CANDIDATE, module=DINPlus,
+                                             module__product=True)),
+})
+MODELS = {"din": {}, "sum": {"pooling": "sum"}, "mean": {"pooling": "mean"}}
 
 
-def model_params(model: str, variant: dict) -> dict:
-    params = dict(POOLED if model == "pooled" else DIN)
-    lr = LR[model]
-    if variant.get("lr_swap"):
-        lr = LR["din" if model == "pooled" else "pooled"]
-    params["lr"] = lr
-    params.update({k: v for k, v in variant.items() if k not in ("lr_swap", "din_only")})
-    if model == "din":
-        params.update(variant.get("din_only", {}))
-    return params
+class ValidationScores(Callback):
+    """Scores the external validation rows after every epoch (into the epoch's history)."""
+
+    def __init__(self, X, y, users) -> None:
+        self.X, self.y, self.users = X, y, users
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        p = net.predict_proba(self.X)[:, 1]
+        net.history.record("ext_valid_auc", float(roc_auc_score(self.y, p)))
+
+
+def run_one(split, transformer_params: dict, params: dict, seed: int) -> dict:
+    Xtr, ytr = xy(split.train)
+    Xva, yva = xy(split.valid)
+    t0 = time.perf_counter()
+    transformer = SequenceFeatureTransformer(**transformer_params).fit(Xtr, ytr)
+    Ftr, Fva = transformer.transform(Xtr), transformer.transform(Xva)
+    if params.get("user_col", "user_id") is None:  # no user embedding: the column goes
+        Ftr, Fva = Ftr.drop(columns="user_id"), Fva.drop(columns="user_id")
+    clf = DINClassifier(verbose=0, random_state=seed, **params)
+    clf.set_params(callbacks=[("ext_valid", ValidationScores(Fva, yva, Xva["user_id"]))])
+    clf.fit(Ftr, ytr)
+    seconds = time.perf_counter() - t0
+    p = clf.predict_proba(Fva)[:, 1]
+    return {
+        "valid_auc": float(roc_auc_score(yva, p)),
+        "valid_gauc": float(gauc_score(yva, p, groups=Xva["user_id"])),
+        "curve": [float(a) for a in clf.history[:, "ext_valid_auc"]],
+        "epochs": len(clf.history),
+        "fit_s": round(seconds, 1),
+    }
+
+
+def effective(transformer_params: dict, params: dict) -> str:
+    """What a run depends on: pooling models ignore the attention's settings."""
+    if params.get("pooling", "attention") != "attention":
+        params = {k: v for k, v in params.items() if k != "attention_normalization"}
+    return json.dumps([transformer_params, params], sort_keys=True, default=str)
+
+
+def summary(records: list[dict]) -> dict:
+    """dataset -> variant -> model -> mean validation AUC / GAUC / fit s, and seed lists."""
+    out: dict = {}
+    for r in records:
+        cell = out.setdefault(r["dataset"], {}).setdefault(r["variant"], {}).setdefault(
+            r["model"], {"valid_auc_runs": [], "valid_gauc_runs": [], "fit_s_runs": [],
+                         "epochs_runs": []})
+        cell["valid_auc_runs"].append(r["valid_auc"])
+        cell["valid_gauc_runs"].append(r["valid_gauc"])
+        cell["fit_s_runs"].append(r["fit_s"])
+        cell["epochs_runs"].append(r["epochs"])
+    for variants in out.values():
+        for models in variants.values():
+            for cell in models.values():
+                for key in ("valid_auc", "valid_gauc", "fit_s"):
+                    cell[key] = float(np.mean(cell[key + "_runs"]))
+    return out
+
+
+def write_report(records: list[dict], path: Path, info: dict, command: str) -> None:
+    table = summary(records)
+    lines = ["# Which defaults make DIN win: levers on validation rows (issue 13)", "",
+             f"Command: `{command}`", "", machine_line(info), "",
+             "Each variant's parameters apply to DIN and to pooled history alike. Fit on the "
+             "training rows of `protocol.py`'s split, scored on its validation rows (test rows "
+             "are never read); mean over the seeds listed. Pooled = the better of "
+             "`pooling=\"sum\"` and `\"mean\"`. Margin = DIN - pooled, in AUC points.", ""]
+    for dataset, variants in table.items():
+        rows = []
+        for variant, models in variants.items():
+            if "din" not in models:
+                continue
+            din = models["din"]
+            pooled = max((models[m] for m in ("sum", "mean") if m in models),
+                         key=lambda c: c["valid_auc"], default=None)
+            rows.append([
+                f"`{variant}`", f"{din['valid_auc']:.4f}",
+                f"{pooled['valid_auc']:.4f}" if pooled else "",
+                f"{100 * (din['valid_auc'] - pooled['valid_auc']):+.2f}" if pooled else "",
+                f"{din['valid_gauc']:.4f}", len(din["valid_auc_runs"]),
+                ", ".join(str(e) for e in din["epochs_runs"]), f"{din['fit_s']:.0f}",
+            ])
+        lines += [f"## {DATASETS[dataset][2]}", ""]
+        lines += markdown_table(["variant", "DIN valid AUC", "pooled valid AUC", "margin",
+                                 "DIN valid GAUC", "seeds", "DIN epochs", "DIN fit s"], rows)
+        lines.append("")
+    lines += ["## Variants", ""]
+    for name, (transformer_params, params) in VARIANTS.items():
+        if any(name in v for v in table.values()):
+            lines.append(f"- `{name}`: transformer {transformer_params or '{}'}, "
+                         f"classifier {params}")
+    path.write_text("\n".join(lines) + "\n")
+    path.with_suffix(".json").write_text(json.dumps(
+        {"command": command, "machine": info, "summary": table,
+         "variants": {k: list(v) for k, v in VARIANTS.items()}}, indent=1, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--out", type=Path, default=A.HERE / "results" / "accuracy_ablations.md")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--datasets", nargs="*", default=["beauty", "video_games", "movielens"])
+    parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1])
+    parser.add_argument("--out", default=str(HERE / "results" / "accuracy_ablations.jsonl"),
+                        help="runs are appended here; a run already there is not repeated")
+    parser.add_argument("--report", action="store_true",
+                        help="only write results/accuracy_ablations.md/.json from --out")
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-    info = A.machine_info()
-
-    train, valid, _test = A.amazon_split(A.load_beauty())
-    transformer = A.fit_transformer(train)
-    Xtr, ytr = A.features(transformer, train), train["label"].to_numpy()
-    Xva, yva = A.features(transformer, valid), valid["label"].to_numpy()
-    users_va = valid["user_id"].to_numpy()
-    A.log(f"Amazon Beauty: {len(Xtr):,} training rows, {len(Xva):,} validation rows")
-
-    results = {}
-    for name in args.variants:
-        results[name] = {}
-        for model in ("pooled", "din"):
-            params = model_params(model, VARIANTS[name])
-            best = []
-            for seed in args.seeds:
-                curve, seconds = A.valid_curve(params, Xtr, ytr, Xva, yva, users_va,
-                                               args.epochs, seed=seed)
-                top = max(curve, key=lambda m: m["auc"])
-                best.append({"seed": seed, "auc": top["auc"], "epoch": top["epoch"],
-                             "seconds": seconds})
-                A.log(f"  {name:<13} {model:<6} seed {seed}: best valid AUC {top['auc']:.4f} "
-                      f"at epoch {top['epoch']} ({seconds:.0f}s)")
-            results[name][model] = {"params": params, "runs": best}
-
-    write(results, args, info, time.perf_counter() - started)
+    if args.report:
+        records = [json.loads(line) for line in Path(args.out).read_text().splitlines()]
+        write_report(records, HERE / "results" / "accuracy_ablations.md", machine_info(),
+                     "python benchmarks/accuracy_ablations.py  (then --report)")
+        return 0
+    done = {}
+    if Path(args.out).exists():
+        for line in Path(args.out).read_text().splitlines():
+            record = json.loads(line)
+            if "config" in record:
+                done[(record["dataset"], record["config"], record["seed"])] = record
+    for name in args.datasets:
+        split = load_split(name)
+        for variant in args.variants:
+            transformer_params, params = VARIANTS[variant]
+            for model in args.models:
+                for seed in args.seeds:
+                    config = effective(transformer_params, {**params, **MODELS[model]})
+                    if (name, config, seed) in done:  # the same run under another name
+                        result = {k: v for k, v in done[name, config, seed].items()
+                                  if k not in ("dataset", "variant", "model", "seed", "config")}
+                    else:
+                        result = run_one(split, transformer_params, {**params, **MODELS[model]},
+                                         seed)
+                    record = {"dataset": name, "variant": variant, "model": model,
+                              "seed": seed, "config": config, **result}
+                    done[(name, config, seed)] = record
+                    print(json.dumps(record), flush=True)
+                    with open(args.out, "a") as f:
+                        f.write(json.dumps(record) + "\n")
     return 0
 
 
-def write(results: dict, args, info: dict, seconds: float) -> None:
-    lines = [
-        "# Issue 5: raw-score DIN vs pooled history on Amazon Beauty, validation rows only",
-        "",
-        "Command: `benchmarks/.venv/bin/python benchmarks/accuracy_ablations.py`",
-        "",
-        f"Date {info['date']}; torch {info['torch']}, 1 thread; {info['cpu']}, "
-        f"{info['cpu_count']} cores shared with other work (load average at start "
-        f"{info['loadavg_start'][0]:.1f}, at end {os.getloadavg()[0]:.1f}); sklearn-din at git "
-        f"commit {info['git_commit']}. Runtime {seconds / 60:.1f} min.",
-        "",
-        "Split, features and models as in `accuracy.py` (embed_dim 8, attention (80, 40), "
-        "MLP (200, 80), batch 1024, Adam, history 50). Per seed: the best validation AUC over "
-        f"up to {args.epochs} epochs (stopping at the first epoch without improvement). "
-        "The test rows are never read.",
-        "",
-        "| variant | pooled history: valid AUC per seed | mean | DIN: valid AUC per seed | mean "
-        "| DIN - pooled (AUC points) |",
-        "|---|---|---:|---|---:|---:|",
-    ]
-    for name, r in results.items():
-        pooled = [x["auc"] for x in r["pooled"]["runs"]]
-        din = [x["auc"] for x in r["din"]["runs"]]
-        label = name + (" (DIN with softmax)" if name == "softmax" else "")
-        lines.append(
-            f"| {label} | {', '.join(f'{a:.4f}' for a in pooled)} | {np.mean(pooled):.4f} | "
-            f"{', '.join(f'{a:.4f}' for a in din)} | {np.mean(din):.4f} | "
-            f"{100 * (np.mean(din) - np.mean(pooled)):+.2f} |")
-    lines += ["", "Parameters of each run:", ""]
-    for name, r in results.items():
-        lines.append(f"- {name}: pooled `{r['pooled']['params']}`, DIN `{r['din']['params']}`")
-    args.out.write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"info": info, "results": results, "seconds": seconds,
-         "written": dt.datetime.now().isoformat(timespec="seconds")}, indent=1))
-    print("\n".join(lines))
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -34,7 +34,7 @@ Usage::
 
     python examples/grid_search.py            # generated log, ~2 minutes on 2 cores
     python examples/grid_search.py --small    # a few seconds
-    python examples/grid_search.py --csv /work/shared/data/amazon-beauty/interactions.csv
+    python examples/grid_search.py --csv interactions.csv  # user_id,item_id,time,cate_id
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 from ._callbacks import NonFiniteLossError, StopOnNonFiniteLoss
 from ._classifier import DINClassifier, NoHistoryWarning
 from ._explain import explain_attention
+from ._export import export_onnx, export_program, export_tables, onnx_inputs
 from ._network import DeepInterestNetwork, Dice
 from ._persistence import ModelFileError, load_model, save_model
+from ._scoring import score_candidates
 from ._streaming import fit_stream
 from ._transformer import SequenceFeatureTransformer, UnknownUsersWarning
 from ._version import __version__
@@ -21,7 +23,12 @@ __all__ = [
     "SequenceFeatureTransformer",
     "__version__",
     "explain_attention",
+    "export_onnx",
+    "export_program",
+    "export_tables",
     "fit_stream",
     "load_model",
+    "onnx_inputs",
     "save_model",
+    "score_candidates",
 ]

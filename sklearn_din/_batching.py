@@ -17,6 +17,9 @@ from skorch.dataset import Dataset
 from torch.utils.data import Subset
 
 INPUT_KEYS = frozenset({"candidate", "history", "history_length", "sparse", "dense"})
+# Optional: each row's weight in the loss, batched with the inputs so that every split
+# (skorch's ValidSplit, a distributed shard) keeps it aligned with its rows.
+WEIGHT_KEY = "sample_weight"
 
 
 def dataset_arrays(dataset: object) -> tuple[dict, object] | None:
@@ -35,9 +38,17 @@ def dataset_arrays(dataset: object) -> tuple[dict, object] | None:
             None if target is None else target[index],
         )
     ours = isinstance(dataset, Dataset) and isinstance(dataset.X, dict)
-    if ours and set(dataset.X) == INPUT_KEYS:
+    if ours and set(dataset.X) - {WEIGHT_KEY} == INPUT_KEYS:
         return dataset.X, dataset.y
     return None
+
+
+def batch_count(n_rows: int, batch_size: int, shuffle: bool) -> int:
+    """Batches a :class:`TensorBatchIterator` of ``n_rows`` rows yields in one pass."""
+    size = n_rows if batch_size == -1 else batch_size
+    count = -(-n_rows // size) if n_rows else 0
+    # A last training batch of one row is merged into the one before it (see _bounds).
+    return count - 1 if shuffle and count > 1 and n_rows - (count - 1) * size == 1 else count
 
 
 def _as_tensor(values: object, device: torch.device) -> torch.Tensor:
@@ -103,7 +114,7 @@ class TensorBatchIterator:
         return bounds
 
     def __len__(self) -> int:
-        return len(self._bounds())
+        return batch_count(self.n_rows, self.batch_size, self.shuffle)
 
     def _order(self) -> torch.Tensor | None:
         """This pass's row order: a fresh permutation when shuffling, else None (as stored)."""

@@ -16,6 +16,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 # Cells (rows x max_len) per window copy in ``_gather``: bounds its temporaries to ~100 MB
 # whatever max_len is (262,144 rows at max_len=50).
 _CHUNK_CELLS = 50 << 18
+# Behaviours appended after the sorted part that a one-user look-up scans (tens of
+# microseconds) before it sorts everything once instead.
+_RECENT_SCAN_ROWS = 1 << 16
 
 
 def _distinct_sorted(values: np.ndarray) -> np.ndarray:
@@ -28,9 +31,12 @@ class BehaviourStore:
     """Behaviours sorted by user code, then time, then order of arrival.
 
     Behaviours arrive in parts (one from ``fit``, one per ``partial_fit``) and are kept
-    as they came; the parts are merged and sorted once, on the first look-up after
-    they arrived. Adding ``k`` chunks therefore costs one sort of everything at the
-    end instead of ``k`` re-sorts of a growing store.
+    as they came; the parts are merged and sorted once, on the first batch look-up
+    after they arrived. Adding ``k`` chunks therefore costs one sort of everything at
+    the end instead of ``k`` re-sorts of a growing store. A one-user look-up
+    (:meth:`user_history`, used at serving time) does not sort: it reads the sorted
+    behaviours and scans the few appended since, so clicks appended one at a time
+    while serving cost no re-sort until ``_RECENT_SCAN_ROWS`` of them have piled up.
 
     Once sorted, a behaviour costs 8 bytes of key plus 4 bytes per feature: user and
     time are not stored apart, they are read back from the key and the time grid.
@@ -50,12 +56,19 @@ class BehaviourStore:
         from ``keys`` on access.
     """
 
-    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
-        # parts: (users, times, codes of shape (n, n_features)) in arrival order. After
-        # sorting, the only part is the sorted (keys, time_grid, codes) triple.
+    def __init__(
+        self,
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        sorted_part: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        # parts: (users, times, codes of shape (n, n_features)) in arrival order, all
+        # arriving after the behaviours of sorted_part, the sorted (keys, time_grid,
+        # codes) triple (shared, read-only, with the store this one extends).
         self._parts = list(parts)
-        self._sorted: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._sorted = sorted_part
         self._n = sum(len(users) for users, _, _ in self._parts)
+        self._n += 0 if sorted_part is None else len(sorted_part[0])
+        self._recent: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._lock = threading.Lock()  # transforms in threads must not sort twice
 
     @classmethod
@@ -69,14 +82,12 @@ class BehaviourStore:
     def extend(self, users: np.ndarray, times: np.ndarray, codes: np.ndarray) -> BehaviourStore:
         """A new store holding these behaviours and the new ones (arriving after them).
 
-        Costs only the new part: sorting waits for the first look-up.
+        Costs only the new part: sorting waits for the first batch look-up. This store
+        is left as it is, so threads still reading it are not disturbed.
         """
-        if self._sorted is not None:
-            keys, grid, by_feature = self._sorted
-            base = [(*self._split_keys(keys, grid), by_feature.T)]
-        else:
-            base = self._parts
-        return BehaviourStore([*base, (users, times, codes)])
+        with self._lock:  # a consistent (sorted, appended) pair, even while it sorts
+            recent = [self._recent] if self._recent is not None else self._parts
+            return BehaviourStore([*recent, (users, times, codes)], self._sorted)
 
     def __getstate__(self) -> dict:
         # Pickle the sorted form: smaller, and the copy need not sort again.
@@ -87,15 +98,22 @@ class BehaviourStore:
             state = {"_parts": [], "_n": len(state["keys"]),
                      "_sorted": (state["keys"], state["time_grid"], state["codes"])}
         self.__dict__.update(state)
+        self._recent = None
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------- sorted form
     def _consolidate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._lock:
-            if self._sorted is None:
-                self._sorted = self._sort(self._parts)
-                self._parts = []  # drop the unsorted copies: the sorted form is all there is
-            return self._sorted
+            return self._consolidate_locked()
+
+    def _consolidate_locked(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._parts or self._sorted is None:
+            base = [] if self._sorted is None else [
+                (*self._split_keys(self._sorted[0], self._sorted[1]), self._sorted[2].T)]
+            self._sorted = self._sort([*base, *self._parts])
+            self._parts = []  # drop the unsorted copies: the sorted form is all there is
+            self._recent = None
+        return self._sorted
 
     @staticmethod
     def _sort(parts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -147,7 +165,7 @@ class BehaviourStore:
     @property
     def nbytes(self) -> int:
         """Bytes held by the store's arrays (sorted or not)."""
-        arrays = self._sorted if self._sorted is not None else [a for p in self._parts for a in p]
+        arrays = [*(self._sorted or ()), *(a for p in self._parts for a in p)]
         return int(sum(a.nbytes for a in arrays))
 
     def behaviour_codes(self) -> np.ndarray:
@@ -183,6 +201,68 @@ class BehaviourStore:
         for f in range(n_features):
             self._gather(self.codes[f], end, length, max_len, out[:, f, :])
         return out, length.astype(np.int32)
+
+    def user_history(
+        self, user: int, time: float | None, max_len: int, *, with_times: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """One user's behaviours strictly before ``time``, most recent first.
+
+        The same codes as ``histories([user], [time], max_len)`` (trimmed to the real
+        positions), without sorting the store: the sorted behaviours are read with two
+        binary searches and the ones appended since the last sort are scanned.
+
+        Parameters
+        ----------
+        user : int
+            Encoded user.
+        time : number or None
+            The query time, in the store's time unit; None means after every stored
+            behaviour (the user's latest ``max_len`` behaviours).
+        max_len : int
+            Positions kept.
+        with_times : bool, default=False
+            Also return the behaviours' times.
+
+        Returns
+        -------
+        codes : ndarray of shape (n_features, length), int32
+            ``codes[f, 0]`` is feature ``f`` of the most recent behaviour; ``length`` is
+            at most ``max_len``.
+        times : ndarray of shape (length,)
+            Only with ``with_times``: the time of each of these behaviours.
+        """
+        with self._lock:
+            if self._sorted is None or sum(len(u) for u, _, _ in self._parts) > _RECENT_SCAN_ROWS:
+                self._consolidate_locked()
+            if self._parts and self._recent is None:
+                self._recent = tuple(np.concatenate(a) for a in zip(*self._parts, strict=True))
+                self._parts = [self._recent]
+            stored, recent = self._sorted, self._recent if self._parts else None
+        times, codes = [], []
+        if stored is not None:
+            keys, grid, by_feature = stored
+            stride = np.int64(len(grid) + 1)
+            rank = len(grid) if time is None else np.searchsorted(grid, time, side="left")
+            start = np.int64(user) * stride
+            lo, hi = np.searchsorted(keys, [start, start + rank], side="left")
+            lo = max(lo, hi - max_len)  # older stored behaviours are never among the kept
+            times.append(grid[keys[lo:hi] - start])
+            codes.append(by_feature[:, lo:hi])
+        if recent is not None:
+            users, recent_times, recent_codes = recent
+            mine = users == user
+            if time is not None:
+                mine &= recent_times < time
+            times.append(recent_times[mine])
+            codes.append(recent_codes[mine].T)
+        if recent is None:  # the stored behaviours alone are in time order already
+            kept = np.ascontiguousarray(codes[0][:, ::-1][:, :max_len], dtype=np.int32)
+            return (kept, times[0][::-1][:max_len]) if with_times else kept
+        # Stable: behaviours at the same time keep their arrival order (stored ones first).
+        all_times = np.concatenate(times)
+        order = np.argsort(all_times, kind="stable")[::-1][:max_len]
+        kept = np.concatenate(codes, axis=1)[:, order].astype(np.int32)
+        return (kept, all_times[order]) if with_times else kept
 
     def history_times(self, users: np.ndarray, times: np.ndarray, max_len: int) -> np.ndarray:
         """Times of the behaviours :meth:`histories` returns, shape (n_queries, max_len).

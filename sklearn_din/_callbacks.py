@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import math
+import re
+import sys
 
 import torch
-from skorch.callbacks import Callback
+from skorch.callbacks import Callback, EarlyStopping
+
+from ._batching import batch_count, dataset_arrays
+from ._distributed import RankZeroPrintLog, is_secondary_process
+from ._progress import Progress, is_terminal
+from ._stream_dataset import StreamDataset
+
+_ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -71,3 +80,103 @@ class StopOnNonFiniteLoss(Callback):
                     f"parameter {name!r} became NaN or infinite in epoch {len(net.history)}: "
                     "the model diverged. Lower lr or scale the numeric columns."
                 )
+
+
+class EpochTable(RankZeroPrintLog):
+    """skorch's epoch table, coloured only when it is printed to a terminal.
+
+    skorch's ``PrintLog`` colours the best value of each column with ANSI codes
+    whatever its sink; in a file, a CI log or a logger those codes are noise. Written
+    to ``print`` while standard output is a terminal the colours stay; otherwise
+    (a redirected stdout, any other ``sink``) they are removed.
+    """
+
+    def table(self, row: dict) -> str:
+        text = super().table(row)
+        if self.sink is print and is_terminal(sys.stdout):
+            return text
+        return _ANSI_CODE.sub("", text)
+
+
+def _n_batches(net: object, dataset: object, training: bool) -> int | None:
+    """Batches ``net.get_iterator`` yields for ``dataset``; None when it cannot be known."""
+    if dataset is None:
+        return 0
+    if isinstance(dataset, StreamDataset):
+        return dataset.n_batches(net.batch_size, shuffle=training)
+    arrays = dataset_arrays(dataset)
+    if arrays is not None:
+        return batch_count(len(arrays[0]["history_length"]), net.batch_size, shuffle=training)
+    try:  # another dataset, served by skorch's DataLoader
+        return -(-len(dataset) // net.batch_size)
+    except TypeError:
+        return None
+
+
+class BatchProgress(Callback):
+    """Per-batch progress of each epoch, with ``verbose=2`` (or more).
+
+    In a terminal a tqdm bar (erased at the epoch's end, leaving the epoch table);
+    elsewhere (a file, a CI log) a plain line at every tenth of the epoch's batches,
+    on standard error. Counts training and validation batches, and shows the last
+    training batch's loss. Prints nothing in the secondary processes of a
+    distributed fit.
+    """
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs) -> None:
+        self.progress_ = None
+        if net.verbose < 2 or is_secondary_process(net):
+            return
+        counts = [_n_batches(net, dataset_train, True), _n_batches(net, dataset_valid, False)]
+        total = None if None in counts else sum(counts)
+        self.progress_ = Progress(total, f"epoch {len(net.history)}", unit="batch")
+
+    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs) -> None:
+        if getattr(self, "progress_", None) is None:
+            return
+        if training and loss is not None:
+            self.progress_.update(1, train_loss=float(loss.detach()))
+        else:
+            self.progress_.update(1)
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        if getattr(self, "progress_", None) is not None:
+            self.progress_.close()
+            self.progress_ = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("progress_", None)  # a live tqdm bar does not pickle; it is per epoch
+        return state
+
+
+class EarlyStoppingOnValidation(EarlyStopping):
+    """skorch's ``EarlyStopping`` on the validation AUC, driven by the classifier's settings.
+
+    Active when the classifier stops early in this fit (its ``early_stopping`` and the
+    number of rows decide, see :class:`DINClassifier`): it then watches ``valid_auc``,
+    stops after ``n_iter_no_change`` epochs without improvement and restores the best
+    epoch's weights. The classifier's parameters are the one source of these settings.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(monitor="valid_auc", lower_is_better=False, threshold=0.0,
+                         threshold_mode="abs", load_best=True)
+
+    def on_train_begin(self, net, **kwargs) -> None:
+        self.active_ = bool(net.__dict__.get("do_early_stopping_"))
+        self.patience = net.n_iter_no_change
+        self.sink = print if net.verbose else _silent
+        super().on_train_begin(net, **kwargs)
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        if self.active_:
+            super().on_epoch_end(net, **kwargs)
+
+    def on_train_end(self, net, **kwargs) -> None:
+        if self.active_:
+            super().on_train_end(net, **kwargs)
+
+
+def _silent(text: str) -> None:
+    """A sink that drops skorch's messages (``verbose=0``)."""

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import re
 import threading
-import warnings
 from collections.abc import Iterator
 from numbers import Integral, Real
 
@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from scipy.sparse import issparse
 from scipy.special import expit
+from sklearn.base import BaseEstimator
 from sklearn.metrics import roc_auc_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import (
@@ -33,25 +34,28 @@ from sklearn.utils.validation import (
 from skorch import NeuralNetBinaryClassifier
 from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring
 from skorch.dataset import Dataset
-from skorch.utils import is_dataset
+from skorch.utils import is_dataset, to_tensor
+from torch.utils.data import DataLoader, Subset
 
-from ._batching import TensorBatchIterator, dataset_arrays
-from ._callbacks import StopOnNonFiniteLoss
-from ._distributed import DataParallelMixin, RankZeroPrintLog, check_process_group
+from ._batching import WEIGHT_KEY, TensorBatchIterator, dataset_arrays
+from ._callbacks import BatchProgress, EarlyStoppingOnValidation, EpochTable, StopOnNonFiniteLoss
+from ._distributed import DataParallelMixin, check_process_group
 from ._layout import InputLayout, check_numeric_scale
+from ._messages import warn
 from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
+from ._splitting import latest_rows_split
 from ._stream_dataset import StreamDataset
-from ._validation import check_dataframe, label_kind
+from ._validation import check_dataframe, check_sample_weight, label_kind, to_pandas
 
 # Rows converted to tensors at a time when predicting: bounds memory to tens of MB.
 PREDICT_CHUNK_ROWS = 1 << 16
 FREQUENCY_CHUNK_ROWS = 1 << 16  # at max_len=50; fewer rows for longer histories
+# early_stopping="auto" switches early stopping on from this many training rows (as
+# scikit-learn's HistGradientBoostingClassifier does).
+EARLY_STOPPING_AUTO_ROWS = 10_000
 # The flat parameters that build the network: a ``module__<name>`` value overrides one.
 _NETWORK_PARAMS = ("embed_dim", "attention_units", "hidden_units", "activation",
                    "attention_normalization", "pooling", "dropout", "batch_norm")
-# Network arguments DINClassifier infers from the data (explicit module__* values win).
-_INFERRED_NETWORK_ARGS = ("history_vocab_sizes", "sparse_vocab_sizes", "n_dense",
-                          "id_frequencies", "sparse_gradients")
 # Held by a fit with a random_state while it draws from torch's process-wide generator.
 _SEEDED_FITS = threading.RLock()
 
@@ -72,11 +76,14 @@ class NoHistoryWarning(UserWarning):
 
 
 def _valid_auc(net: DINClassifier, X: object, y: object) -> float:
-    """Validation ROC AUC for the epoch log; NaN when the split holds one class."""
+    """Validation ROC AUC for the epoch log (weighted when the rows carry sample
+    weights); NaN when the split holds one class."""
     y = np.asarray(y)
     if len(np.unique(y)) < 2:
         return float("nan")
-    return roc_auc_score(y, net.predict_proba(X)[:, 1])
+    arrays = dataset_arrays(X)
+    weight = None if arrays is None else arrays[0].get(WEIGHT_KEY)
+    return roc_auc_score(y, net.predict_proba(X)[:, 1], sample_weight=weight)
 
 
 def _check_units(name: str, units: object, allow_empty: bool) -> None:
@@ -100,7 +107,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
 
     Parameters
     ----------
-    embed_dim : int, default=8
+    embed_dim : int, default=16
         Width of every embedding.
     attention_units : tuple of int, default=(80, 40)
         Hidden layers of the local activation unit (the paper's sizes).
@@ -108,21 +115,22 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         Hidden layers of the output MLP (the paper's sizes).
     activation : {"dice", "prelu", "relu"}, default="dice"
         Activation of both MLPs; "dice" is the paper's data-adaptive activation.
-    attention_normalization : {None, "softmax"}, default=None
-        None uses raw attention scores as weights (the paper); "softmax"
-        normalises them over each row's real history positions.
+    attention_normalization : {"softmax", None, "mean"}, default="softmax"
+        "softmax" normalises the attention scores over each row's real history
+        positions (the official DIN code); None uses the raw scores as weights (the
+        paper's text); "mean" divides the raw scores by the history's length.
     pooling : {"attention", "sum", "mean"}, default="attention"
         How the history is pooled; "sum" and "mean" give the paper's base model.
     dropout : float, default=0.0
         Dropout after each hidden layer of the output MLP.
     batch_norm : bool, default=False
         Batch normalisation in the output MLP.
-    embedding_l2 : float, default=0.0
+    embedding_l2 : float, default=0.5
         Strength of the paper's mini-batch aware regularisation (Eqs. 4-6; the
-        paper used 0.01): an L2 penalty on only the embedding rows each batch uses,
-        each scaled by 1 / (the id's frequency in the training data). Added to the
-        training loss (so to ``train_loss``). Plain weight decay stays available as
-        ``optimizer__weight_decay``.
+        paper used 0.01 on a far larger log): an L2 penalty on only the embedding
+        rows each batch uses, each scaled by 1 / (the id's frequency in the training
+        data). Added to the training loss (so to ``train_loss``). Plain weight decay
+        stays available as ``optimizer__weight_decay``.
     sparse_embeddings : bool, default=False
         Update the embedding tables lazily: they get sparse gradients (only the rows
         a batch looks up) and are trained by ``torch.optim.SparseAdam`` at ``lr``,
@@ -133,7 +141,14 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         different optimizer, so a model trains differently from the default. Not
         supported with ``distributed=True``.
     user_col : str or None, default="user_id"
-        Column of encoded user ids (embedded); None for no user embedding.
+        Column of encoded user ids: whose row it is. Early stopping's validation
+        split uses it to hold out users' latest rows; ``user_embedding`` decides
+        whether the network sees it. None: X has no user column.
+    user_embedding : bool, default=False
+        Give the user an embedding of its own. Off by default: histories already
+        describe the user, and a per-user vector learnt from a few rows each overfits
+        (on the Amazon logs of ``benchmarks/``, it cost DIN and pooling about half an
+        AUC point).
     categorical_cols : tuple of str, default=()
         Other integer columns to embed. Every column that is not an id,
         history, ``hist_len`` or categorical column is a numeric feature.
@@ -141,17 +156,34 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         Mean-reduced loss on the logits.
     optimizer : torch optimizer class, default=torch.optim.Adam
     lr : float, default=1e-3
-    max_epochs : int, default=5
+    max_epochs : int, default=30
+        Upper bound on the epochs; early stopping usually ends training sooner.
     batch_size : int, default=1024
+    early_stopping : "auto" or bool, default="auto"
+        Stop training when the validation AUC has not improved for
+        ``n_iter_no_change`` epochs, and keep the weights of the best epoch. "auto"
+        turns it on when ``fit`` gets at least 10,000 rows. The validation rows are
+        ``train_split``'s, or, with ``train_split=None``, an internal split that
+        respects time: each of a random set of users gives its latest rows (those
+        with its longest ``hist_len``; every training row of that user is strictly
+        earlier), about ``validation_fraction`` of the rows. Applies to ``fit``, not
+        to ``partial_fit`` or :func:`fit_stream`. ``early_stopping=False,
+        max_epochs=N`` trains exactly N epochs on every row (the paper's way).
+    validation_fraction : float, default=0.1
+        Share of the rows held out for early stopping (internal split only).
+    n_iter_no_change : int, default=2
+        Epochs without a better validation AUC before training stops.
     train_split : callable or None, default=None
         skorch's internal validation split (e.g. ``skorch.dataset.ValidSplit(0.1)``);
-        None trains on all rows (cross-validate with scikit-learn instead).
+        None trains on all rows, or on the early-stopping split's training rows.
     callbacks : list or None, default=None
         Extra skorch callbacks (e.g. ``EarlyStopping`` with a ``train_split``).
     device : str or torch.device, default="cpu"
         "cpu", "cuda", "cuda:1", "mps" or a ``torch.device``.
     verbose : int, default=1
-        1 prints the epoch table (rank 0 only in a distributed fit); 0 is silent.
+        1 prints the epoch table (rank 0 only in a distributed fit); 2 also shows
+        each epoch's progress batch by batch (a bar in a terminal, a plain line at
+        every tenth of the batches otherwise, on standard error); 0 is silent.
     distributed : bool, default=False
         Train data-parallel with PyTorch's ``DistributedDataParallel`` in every
         process of a ``torch.distributed`` job (launched with ``torchrun``; call
@@ -165,6 +197,23 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, shuffling and dropout: the same seed gives the
         same model on the same machine.
+    threshold : float, default=0.5
+        ``predict`` returns ``classes_[1]`` where its probability exceeds this.
+    warm_start : bool, default=False
+        Continue training from the current weights at each ``fit``.
+    iterator_train, iterator_valid : class, default=torch.utils.data.DataLoader
+        skorch's loaders, used only for datasets other than the classifier's own
+        inputs (its own are served whole-batch, without a DataLoader).
+    dataset : class, default=skorch.dataset.Dataset
+        skorch's dataset class.
+    predict_nonlinearity : callable, None or "auto", default="auto"
+        skorch's; ``predict_proba`` here always applies the sigmoid to the logits.
+    compile : bool, default=False
+        Run the network through ``torch.compile`` (pays for fits of many epochs).
+    use_caching : bool or "auto", default="auto"
+        skorch's caching of predictions in scoring callbacks.
+    torch_load_kwargs : dict or None, default=None
+        skorch's arguments to ``torch.load`` in ``load_params``.
     **kwargs
         skorch's prefixed parameters, e.g. ``module__embed_dim`` (wins over the
         flat parameter), ``optimizer__weight_decay``, ``callbacks__print_log``.
@@ -205,6 +254,15 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
     fit are treated as unknown. Without column names (a numpy array) there is no
     history and every column is numeric: a :class:`NoHistoryWarning` says so.
 
+    The defaults were chosen on validation rows of three real logs (Amazon Beauty,
+    Amazon Video Games, MovieLens; ``benchmarks/results/accuracy_ablations.md``):
+    softmax attention, 16-wide embeddings, mini-batch aware regularisation at 0.5,
+    no user embedding and early stopping, with the transformer's recency feature.
+    The paper's settings are one parameter each away:
+    ``attention_normalization=None``, ``embed_dim=8``, ``embedding_l2=0.01``,
+    ``early_stopping=False, max_epochs=N`` (and ``SequenceFeatureTransformer(
+    recency=False)``).
+
     Examples
     --------
     >>> from sklearn.pipeline import make_pipeline
@@ -223,17 +281,21 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "attention_units": [tuple, list],
         "hidden_units": [tuple, list],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "attention_normalization": [None, StrOptions({"softmax"})],
+        "attention_normalization": [None, StrOptions({"softmax", "mean"})],
         "pooling": [StrOptions(set(POOLINGS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
         "embedding_l2": [Interval(Real, 0, None, closed="left")],
         "sparse_embeddings": ["boolean"],
         "user_col": [str, None],
+        "user_embedding": ["boolean"],
         "categorical_cols": [tuple, list],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "early_stopping": [StrOptions({"auto"}), "boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         # skorch's own parameters that a value of the wrong type would silently misuse.
         "threshold": [Interval(Real, 0, 1, closed="both")],
         "warm_start": ["boolean"],
@@ -251,29 +313,44 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self,
         *,
         module: type[torch.nn.Module] = DeepInterestNetwork,
-        embed_dim: int = 8,
+        embed_dim: int = 16,
         attention_units: tuple[int, ...] = (80, 40),
         hidden_units: tuple[int, ...] = (200, 80),
         activation: str = "dice",
-        attention_normalization: str | None = None,
+        attention_normalization: str | None = "softmax",
         pooling: str = "attention",
         dropout: float = 0.0,
         batch_norm: bool = False,
-        embedding_l2: float = 0.0,
+        embedding_l2: float = 0.5,
         sparse_embeddings: bool = False,
         user_col: str | None = "user_id",
+        user_embedding: bool = False,
         categorical_cols: tuple[str, ...] = (),
         criterion: type[torch.nn.Module] = torch.nn.BCEWithLogitsLoss,
         optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
         lr: float = 1e-3,
-        max_epochs: int = 5,
+        max_epochs: int = 30,
         batch_size: int = 1024,
+        early_stopping: str | bool = "auto",
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 2,
         train_split: object = None,
         callbacks: list | None = None,
         device: str | torch.device = "cpu",
         verbose: int = 1,
         distributed: bool = False,
         random_state: int | np.random.RandomState | None = None,
+        # skorch's own parameters, listed with skorch's defaults so that scikit-learn's
+        # repr (text and HTML) can tell which ones a user changed.
+        threshold: float = 0.5,
+        warm_start: bool = False,
+        iterator_train: type = DataLoader,
+        iterator_valid: type = DataLoader,
+        dataset: type = Dataset,
+        predict_nonlinearity: object = "auto",
+        compile: bool = False,
+        use_caching: bool | str = "auto",
+        torch_load_kwargs: dict | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(
@@ -287,6 +364,15 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             callbacks=callbacks,
             device=device,
             verbose=verbose,
+            threshold=threshold,
+            warm_start=warm_start,
+            iterator_train=iterator_train,
+            iterator_valid=iterator_valid,
+            dataset=dataset,
+            predict_nonlinearity=predict_nonlinearity,
+            compile=compile,
+            use_caching=use_caching,
+            torch_load_kwargs=torch_load_kwargs,
             **kwargs,
         )
         self.embed_dim = embed_dim
@@ -300,9 +386,24 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self.embedding_l2 = embedding_l2
         self.sparse_embeddings = sparse_embeddings
         self.user_col = user_col
+        self.user_embedding = user_embedding
         self.categorical_cols = categorical_cols
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.distributed = distributed
         self.random_state = random_state
+
+    # scikit-learn's repr (only the parameters that differ from their defaults, text and
+    # HTML, alone and inside a Pipeline), not skorch's "<class ...>[initialized](...)".
+    __repr__ = BaseEstimator.__repr__
+
+    def _get_params_html(self, deep: bool = True, doc_link: str = "") -> object:
+        # scikit-learn's HTML repr (a private hook; no public one exists) lists the deep
+        # parameters of a pipeline step, which for a skorch net include every parameter of
+        # every default callback (callbacks__print_log__sink, ...): dozens of rows marked
+        # as changed that nobody set. The net's own parameters are what a reader needs.
+        return super()._get_params_html(deep=False, doc_link=doc_link)
 
     # ---------------------------------------------------------------- skorch hooks
     def _get_param_names(self) -> list[str]:
@@ -318,13 +419,43 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             ("valid_loss", PassthroughScoring(name="valid_loss")),
             ("valid_auc", EpochScoring(_valid_auc, name="valid_auc", lower_is_better=False)),
             ("stop_on_non_finite_loss", StopOnNonFiniteLoss()),
-            ("print_log", RankZeroPrintLog()),
+            ("progress", BatchProgress()),
+            ("print_log", EpochTable()),
+            # After print_log, so that the epoch that stops training is printed too.
+            ("early_stopping", EarlyStoppingOnValidation()),
         ]
+
+    def get_split_datasets(self, X: object, y: object = None, **fit_params: object) -> tuple:
+        """skorch's split, or early stopping's time-respecting one (see ``early_stopping``)."""
+        split = self.__dict__.get("early_stopping_rows_")
+        if split is None:
+            return super().get_split_datasets(X, y, **fit_params)
+        dataset = self.get_dataset(X, y)
+        return Subset(dataset, split[0]), Subset(dataset, split[1])
+
+    def _early_stopping_rows(
+        self, frame: pd.DataFrame, inputs: dict, target: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Training and validation rows of early stopping's own split (see ``early_stopping``)."""
+        user_col = self.layout_.user_col
+        users = None if user_col is None else frame[user_col].to_numpy()
+        train, valid = latest_rows_split(users, inputs["history_length"],
+                                         self.validation_fraction,
+                                         check_random_state(self.random_state))
+        for name, rows in (("training", train), ("validation", valid)):
+            if len(np.unique(target[rows])) < 2:
+                raise ValueError(
+                    f"early_stopping: the {name} rows of the internal split hold one class; "
+                    "pass early_stopping=False or a larger validation_fraction."
+                )
+        return train, valid
 
     def initialize_module(self) -> DINClassifier:
         """Build the network from the fitted layout; explicit ``module__*`` values win."""
+        n_shared = len(self.layout_.history_features)
         kwargs = {
-            "history_vocab_sizes": self.history_vocab_sizes_,
+            "history_vocab_sizes": self.history_vocab_sizes_[:n_shared],
+            "context_vocab_sizes": self.history_vocab_sizes_[n_shared:],
             "sparse_vocab_sizes": self.sparse_vocab_sizes_,
             "n_dense": len(self.layout_.dense_cols),
             "embed_dim": self.embed_dim,
@@ -392,18 +523,46 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         for name in others:
             getattr(self, name + "_").step()
 
+    def infer(self, x: object, **fit_params: object) -> torch.Tensor:
+        """The forward pass; a batch's sample weights are for the loss, not the network."""
+        if isinstance(x, dict) and WEIGHT_KEY in x:
+            x = {k: v for k, v in x.items() if k != WEIGHT_KEY}
+        return super().infer(x, **fit_params)
+
     def get_loss(
         self, y_pred: torch.Tensor, y_true: torch.Tensor, X: object = None, training: bool = False
     ) -> torch.Tensor:
-        """Mean binary cross-entropy, plus the mini-batch aware penalty in training."""
-        loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        """Mean binary cross-entropy, plus the mini-batch aware penalty in training.
+
+        With sample weights (``fit(..., sample_weight=w)``, carried in the batch as
+        ``X["sample_weight"]``) the mean is weighted, ``sum(w * loss) / sum(w)``: a
+        row of weight 2 counts as that row twice.
+        """
+        weight = X.get(WEIGHT_KEY) if isinstance(X, dict) else None
         parallel = self.__dict__.get("data_parallel_") if training else None
-        if parallel is not None:
-            loss = loss * parallel.shard_weight(len(y_true))
+        if weight is None:
+            loss = super().get_loss(y_pred, y_true, X=X, training=training)
+            if parallel is not None:
+                loss = loss * parallel.shard_weight(len(y_true))
+        else:
+            # The criterion's own per-row losses (a shallow copy: the fitted criterion is
+            # shared with other calls), reduced with the weights.
+            per_row = copy.copy(self.criterion_)
+            per_row.reduction = "none"
+            weight = to_tensor(weight, device=self.device).to(y_pred.dtype)
+            total = (per_row(y_pred, to_tensor(y_true, device=self.device)) * weight).sum()
+            if parallel is None:
+                norm = weight.sum()
+            else:  # DDP averages the processes' losses: divide by the global batch's weight
+                iterator = parallel.iterator
+                norm = iterator.inputs[WEIGHT_KEY][iterator.global_index].sum().to(total)
+                norm = norm / parallel.world_size
+            loss = total / norm.clamp_min(torch.finfo(total.dtype).tiny)
         if training and self.embedding_l2 > 0 and isinstance(X, dict):
             # A distributed fit penalises the ids of the whole global batch in every process:
             # the same term everywhere, so DDP's gradient average keeps it as it is.
             used = X if parallel is None else parallel.iterator.global_batch()
+            used = {k: v for k, v in used.items() if k != WEIGHT_KEY}
             loss = loss + self.embedding_l2 * self.module_.embedding_penalty(**used)
         return loss
 
@@ -530,6 +689,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         ``feature_names_in_`` the scikit-learn way.
         """
         who = f"{type(self).__name__}.{method}"
+        X = to_pandas(X)  # polars, pyarrow, ... (through narwhals); anything else as it is
         named_fit = reset or hasattr(self, "feature_names_in_")
         if (isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns)
                 and named_fit):
@@ -555,43 +715,47 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
 
     def _layout_for(self, frame: pd.DataFrame, named: bool) -> InputLayout:
         if not named:
-            warnings.warn(
+            warn(
                 "X has no column names: DINClassifier cannot find ids or histories and "
                 "fits an MLP over all columns as numeric features. Pass the DataFrame "
                 "made by SequenceFeatureTransformer.",
-                NoHistoryWarning, stacklevel=4,
+                NoHistoryWarning,
             )
             return InputLayout((), 0, False, (), tuple(frame.columns))
         user_col = self.user_col
         if user_col is not None and user_col not in frame.columns:
-            warnings.warn(
-                f"user_col {user_col!r} is not a column of X: fitting without a user "
-                "embedding. Pass user_col=None to silence this warning.",
-                UserWarning, stacklevel=4,
+            warn(
+                f"user_col {user_col!r} is not a column of X: fitting without users "
+                "(no user embedding, early stopping on random rows). Pass user_col=None to "
+                "silence this warning.",
+                UserWarning,
             )
             user_col = None
         layout = InputLayout.from_columns(
-            frame.columns, user_col=user_col, categorical_cols=tuple(self.categorical_cols)
+            frame.columns, user_col=user_col, categorical_cols=tuple(self.categorical_cols),
+            embed_user=self.user_embedding,
         )
         if not layout.history_features:
-            warnings.warn(
+            warn(
                 "X has no hist_<feature>_<k> columns: the model has no behaviour "
                 "history and no attention (an embedding + MLP model).",
-                NoHistoryWarning, stacklevel=4,
+                NoHistoryWarning,
             )
         ids_as_numbers = [c for c in layout.dense_cols if c.endswith("_id")]
         if ids_as_numbers:
-            warnings.warn(
+            warn(
                 f"column(s) {ids_as_numbers} look like ids but are fed to the MLP as numbers; "
                 "name them in categorical_cols (or user_col) to embed them.",
-                UserWarning, stacklevel=4,
+                UserWarning,
             )
         return layout
 
     def _training_inputs(
-        self, X: object, y: object, method: str
-    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Validate X and y; on a fresh fit learn the layout, vocabularies and classes."""
+        self, X: object, y: object, method: str, sample_weight: object = None
+    ) -> tuple[pd.DataFrame, dict[str, np.ndarray], np.ndarray]:
+        """Validate X, y and the weights; on a fresh fit learn the layout, vocabularies
+        and classes. Returns X as a frame, the inputs and the target; the weights travel
+        with the inputs, as ``inputs["sample_weight"]``."""
         who = f"{type(self).__name__}.{method}"
         fresh = not (self.initialized_ and (method == "partial_fit" or self.warm_start))
         if y is None:
@@ -599,6 +763,10 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         frame, named = self._frame(X, method, reset=fresh)
         y = column_or_1d(y, warn=True)
         check_consistent_length(frame, y)
+        weight = None
+        if sample_weight is not None:
+            weight = check_sample_weight(sample_weight, len(frame), who=who)
+            self._check_weighted_criterion(who)
         if pd.isna(y).any():
             raise ValueError(f"{who}: y has missing values (NaN/None).")
         labels = _labels(y, who)
@@ -623,7 +791,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             self.layout_ = layout
             self.history_vocab_sizes_, self.sparse_vocab_sizes_ = history_sizes, sparse_sizes
             self.id_frequencies_ = _id_frequencies(
-                inputs, self.history_vocab_sizes_, self.sparse_vocab_sizes_
+                inputs, self.history_vocab_sizes_, self.sparse_vocab_sizes_, weight
             )
         else:
             if label_kind(labels) != label_kind(self.classes_):
@@ -638,7 +806,18 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             inputs = self.layout_.to_arrays(
                 frame, self.history_vocab_sizes_, self.sparse_vocab_sizes_
             )
-        return inputs, (y == self.classes_[1]).astype(np.float32)
+        if weight is not None:
+            inputs[WEIGHT_KEY] = weight
+        return frame, inputs, (y == self.classes_[1]).astype(np.float32)
+
+    def _check_weighted_criterion(self, who: str) -> None:
+        """Sample weights need per-row losses: a torch loss with a ``reduction``."""
+        if not (isinstance(self.criterion, type) and issubclass(self.criterion, torch.nn.Module)
+                and "reduction" in inspect.signature(self.criterion).parameters):
+            raise TypeError(
+                f"{who}: sample_weight needs a criterion that can return per-row losses "
+                f"(a torch loss with a 'reduction' argument); got {self.criterion!r}."
+            )
 
     @contextlib.contextmanager
     def _seeded(self) -> Iterator[None]:
@@ -669,16 +848,26 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
     def classes_(self, value: np.ndarray) -> None:
         self.__dict__["classes_"] = value
 
-    def fit(self, X: pd.DataFrame, y: object, **fit_params: object) -> DINClassifier:
+    def fit(
+        self, X: pd.DataFrame, y: object, sample_weight: object = None, **fit_params: object
+    ) -> DINClassifier:
         """Fit the network from scratch (or continue, with ``warm_start=True``).
 
         Parameters
         ----------
         X : DataFrame
             Integer id/history columns (e.g. from SequenceFeatureTransformer) and
-            numeric columns.
+            numeric columns; a pandas DataFrame or any frame narwhals reads (polars,
+            pyarrow).
         y : array-like of shape (n_rows,)
             Two-valued labels of any type (0/1, bools, strings).
+        sample_weight : array-like of shape (n_rows,) or None, default=None
+            Non-negative weight of each row in the training loss (and in the
+            validation loss and AUC of a ``train_split``): a row of weight 2 counts
+            as that row twice, e.g. ``1 / rate`` for negatives kept at ``rate`` by
+            negative down-sampling. The id frequencies of ``embedding_l2`` are
+            weighted too. Routed by scikit-learn's metadata routing
+            (``set_fit_request(sample_weight=True)``).
         **fit_params : dict
             Passed to skorch's fit loop.
 
@@ -689,10 +878,11 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self._check_params()
         if not self.warm_start:
             self.initialized_ = False  # a fresh fit: layout, vocabularies and weights anew
-        return self._train(X, y, "fit", fit_params)
+        return self._train(X, y, "fit", sample_weight, fit_params)
 
     def partial_fit(
-        self, X: pd.DataFrame, y: object, classes: object = None, **fit_params: object
+        self, X: pd.DataFrame, y: object, classes: object = None, sample_weight: object = None,
+        **fit_params: object,
     ) -> DINClassifier:
         """Train ``max_epochs`` more epochs without re-initialising the network.
 
@@ -705,6 +895,8 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         y : array-like of shape (n_rows,)
         classes : ignored
             Present for scikit-learn's incremental-learning signature.
+        sample_weight : array-like of shape (n_rows,) or None, default=None
+            Weight of each row of this call, as in :meth:`fit`.
         **fit_params : dict
             Passed to skorch's fit loop.
 
@@ -713,15 +905,26 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self : DINClassifier
         """
         self._check_params()
-        return self._train(X, y, "partial_fit", fit_params)
+        return self._train(X, y, "partial_fit", sample_weight, fit_params)
 
-    def _train(self, X: object, y: object, method: str, fit_params: dict) -> DINClassifier:
+    def _train(self, X: object, y: object, method: str, sample_weight: object,
+               fit_params: dict) -> DINClassifier:
         """Validate, initialise if needed, and run ``max_epochs`` epochs of skorch's loop."""
-        inputs, target = self._training_inputs(X, y, method)
-        with self._seeded():
-            if not self.initialized_:
-                self._initialize_checked()
-            super().partial_fit(inputs, target, **fit_params)
+        frame, inputs, target = self._training_inputs(X, y, method, sample_weight)
+        self.do_early_stopping_ = method == "fit" and (
+            len(target) >= EARLY_STOPPING_AUTO_ROWS
+            if self.early_stopping == "auto" else bool(self.early_stopping)
+        )
+        if self.do_early_stopping_ and self.train_split is None:
+            # Read by get_split_datasets; the rows are the fit's alone, not the model's.
+            self.early_stopping_rows_ = self._early_stopping_rows(frame, inputs, target)
+        try:
+            with self._seeded():
+                if not self.initialized_:
+                    self._initialize_checked()
+                super().partial_fit(inputs, target, **fit_params)
+        finally:
+            self.__dict__.pop("early_stopping_rows_", None)
         return self
 
     def _initialize_checked(self) -> None:
@@ -750,6 +953,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         check_is_fitted(self)
         if is_dataset(X) or isinstance(X, dict):  # skorch's callbacks pass its datasets
             return self.forward(X, training=False).double().numpy()
+        X = to_pandas(X)
         if not (isinstance(X, pd.DataFrame) or issparse(X)):
             X = np.asarray(X)  # array-likes without slicing (lists, __array__ objects)
             if X.ndim != 2:
@@ -833,13 +1037,21 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
 
 
 def _id_frequencies(
-    inputs: dict[str, np.ndarray], history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...]
+    inputs: dict[str, np.ndarray], history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...],
+    weight: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    """Occurrences of each id per table: candidates and real history positions, then sparse."""
+    """Occurrences of each id per table: candidates and real history positions (shared and
+    context features), then sparse ids.
+
+    With row weights, each occurrence counts its row's weight (a row of weight 2 as
+    two rows): float counts.
+    """
     history, length = inputs["history"], inputs["history_length"]
-    counts = [np.bincount(inputs["candidate"][:, f], minlength=size)
+    n_shared = inputs["candidate"].shape[1]
+    counts = [np.bincount(inputs["candidate"][:, f], weights=weight, minlength=size)
+              if f < n_shared else np.zeros(size, dtype=np.int64 if weight is None else float)
               for f, size in enumerate(history_sizes)]
-    counts += [np.bincount(inputs["sparse"][:, j], minlength=size)
+    counts += [np.bincount(inputs["sparse"][:, j], weights=weight, minlength=size)
                for j, size in enumerate(sparse_sizes)]
     # In row chunks: the mask and the gathered ids of a whole million-row history would
     # be a transient of ~0.6x the training arrays, more than fit otherwise adds.
@@ -848,8 +1060,10 @@ def _id_frequencies(
     for start in range(0, len(length), chunk_rows):
         rows = slice(start, start + chunk_rows)
         valid = positions[None, :] < length[rows, None]
+        weights = (None if weight is None
+                   else np.broadcast_to(weight[rows, None], valid.shape)[valid])
         for f, size in enumerate(history_sizes):
-            counts[f] += np.bincount(history[rows, f, :][valid], minlength=size)
+            counts[f] += np.bincount(history[rows, f, :][valid], weights=weights, minlength=size)
     return counts
 
 

@@ -30,8 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sklearn_din",
         description=(
-            "Fit DIN on an interaction log and compare it with the same pipeline without "
-            "history and with pooled history (the paper's base model). By default the log "
+            "Fit DIN on an interaction log and compare it with its strongest honest baselines, "
+            "all with the same defaults: an item-only model (no history; the item and its "
+            "category embedded) and pooled history (the paper's base model, sum and mean "
+            "pooling). By default the log "
             "is generated (make_interactions); --csv reads one with the columns "
             "user_id,item_id,time,cate_id (the torch-rechub tutorial's)."
         ),
@@ -41,9 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--scale", type=float, default=1.0, help="multiply the generated log's size (default 1)"
     )
-    parser.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
-    parser.add_argument("--max-len", type=int, default=50, help="history length (default 50)")
-    parser.add_argument("--embed-dim", type=int, default=8, help="embedding width (default 8)")
+    parser.add_argument(
+        "--epochs", type=int, default=None,
+        help="train exactly this many epochs (default: the package's early stopping)",
+    )
+    parser.add_argument("--max-len", type=int, default=None,
+                        help="history length (default: the transformer's, 50)")
+    parser.add_argument("--embed-dim", type=int, default=None,
+                        help="embedding width (default: the classifier's)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default cpu)")
     parser.add_argument(
         "--threads", type=int, default=1,
@@ -61,23 +68,36 @@ def _step(message: str) -> float:
     return time.perf_counter()
 
 
+# name -> how the history is used: the models differ in one step or one parameter only.
+MODELS = {
+    "item only (no history)": "none",
+    "pooled history, sum (base model)": "sum",
+    "pooled history, mean (base model)": "mean",
+    "DIN (attention)": "attention",
+}
+ID_COLS = ["user_id", "item_id", "cate_id"]
+
+
 def _pipeline(history: str, args: argparse.Namespace) -> Pipeline:
-    """The demo's three models differ in one step or one parameter, not in code path."""
-    steps: list = [("sequences", SequenceFeatureTransformer(max_len=args.max_len))]
+    """One of the demo's models: the package defaults, with only what the options set."""
+    options = {"max_len": args.max_len} if args.max_len else {}
+    steps: list = [("sequences", SequenceFeatureTransformer(**options))]
+    params: dict = {"device": args.device, "verbose": 0 if args.quiet else 1,
+                    "random_state": args.seed}
+    if args.epochs is not None:
+        params.update(max_epochs=args.epochs, early_stopping=False)
+    if args.embed_dim is not None:
+        params["embed_dim"] = args.embed_dim
     if history == "none":
-        keep = ColumnTransformer([("ids", "passthrough", ["user_id", "item_id", "cate_id"])])
+        # The item-only baseline keeps the ids and embeds them, as strong as it can be:
+        # ids fed to the MLP as numbers would flatter DIN.
+        keep = ColumnTransformer([("ids", "passthrough", ID_COLS)],
+                                 verbose_feature_names_out=False)
         steps.append(("drop_history", keep.set_output(transform="pandas")))
-    classifier = DINClassifier(
-        embed_dim=args.embed_dim,
-        pooling="sum" if history == "pooled" else "attention",
-        max_epochs=args.epochs,
-        device=args.device,
-        verbose=0 if args.quiet else 1,
-        random_state=args.seed,
-    )
-    if history == "none":
-        classifier.set_params(user_col="ids__user_id")
-    steps.append(("din", classifier))
+        params["categorical_cols"] = tuple(ID_COLS[1:])
+    elif history != "attention":
+        params["pooling"] = history
+    steps.append(("din", DINClassifier(**params)))
     return Pipeline(steps)
 
 
@@ -140,8 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results = []
     fitted = {}
-    for name, history in [("no history", "none"), ("pooled history (base model)", "pooled"),
-                          ("DIN (attention)", "attention")]:
+    for name, history in MODELS.items():
         t = _step(f"fitting Pipeline([SequenceFeatureTransformer, DINClassifier]): {name}")
         model = _pipeline(history, args)
         with warnings.catch_warnings():
@@ -149,10 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             model.fit(train.drop(columns="label"), train["label"])
         fit_seconds = time.perf_counter() - t
         score = model.predict_proba(test.drop(columns="label"))[:, 1]
+        epochs = len(model.named_steps["din"].history)
         results.append({
             "model": name,
             "fit s": round(fit_seconds, 1),
-            "train rows/s": round(len(train) * args.epochs / fit_seconds),
+            "epochs": epochs,
+            "train rows/s": round(len(train) * epochs / fit_seconds),
             "test AUC": round(roc_auc_score(test["label"], score), 4),
             "test GAUC": round(gauc_score(test["label"], score, groups=test["user_id"]), 4),
         })

@@ -78,7 +78,9 @@ def check_process_group(device: object) -> None:
 def _data_fingerprint(inputs: dict, target: object) -> int:
     """A 56-bit digest of the training rows, to check every process holds the same ones."""
     digest = hashlib.blake2b(digest_size=7)
-    for values in (inputs["candidate"], inputs["history_length"], inputs["sparse"], target):
+    weights = [inputs["sample_weight"]] if "sample_weight" in inputs else []
+    for values in (inputs["candidate"], inputs["history_length"], inputs["sparse"], *weights,
+                   target):
         array = values.cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
         digest.update(np.ascontiguousarray(array).tobytes())
     return int.from_bytes(digest.digest(), "little")

@@ -5,10 +5,15 @@ A DataFrame is read by name:
 - ``hist_<f>_<k>`` for k = 0..L-1: feature ``f`` of the k-th most recent behaviour
   (0 = padding). Every history feature has the same L and no gap in k.
 - ``<f>``: the candidate's value of each history feature ``f`` (shares ``f``'s table).
+  The one history feature without a candidate column is ``gap`` (``hist_gap_<k>``,
+  the recency bucket of each behaviour): a context feature with a table of its own.
 - ``hist_len``: number of real history positions (optional: without it, the
   non-zero ids of the first history feature are counted).
-- the user column (``user_col``) and the columns named in ``categorical_cols``:
-  other ids, each with its own embedding table.
+- the user column (``user_col``): who the row belongs to; an id with its own
+  embedding table when the user is embedded, otherwise no input of the network.
+- the columns named in ``categorical_cols`` and every ``ctx_<name>`` column
+  (SequenceFeatureTransformer's encoding of its ``categorical_cols``): other ids,
+  each with its own embedding table.
 - every other column: a numeric (dense) feature.
 
 Ids are non-negative integers; 0 is padding and 1 unknown.
@@ -23,7 +28,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._transformer import HIST_LEN_COL, UNKNOWN, history_column
+from ._transformer import (
+    _FIRST_KNOWN,
+    CONTEXT_PREFIX,
+    HIST_LEN_COL,
+    RECENCY_FEATURE,
+    RECENCY_OCTAVES,
+    UNKNOWN,
+    history_column,
+)
 
 _HIST_PATTERN = re.compile(r"^hist_(.+)_(\d+)$")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -47,10 +60,22 @@ class InputLayout:
     has_hist_len: bool
     sparse_cols: tuple[str, ...]
     dense_cols: tuple[str, ...]
+    context_features: tuple[str, ...] = ()
+    user_col: str | None = None
+
+    @property
+    def all_history_features(self) -> tuple[str, ...]:
+        """The features of the ``history`` input, in order: shared ones, then context ones."""
+        return (*self.history_features, *self.context_features)
 
     @classmethod
     def from_columns(
-        cls, columns: pd.Index, *, user_col: str | None, categorical_cols: tuple[str, ...]
+        cls,
+        columns: pd.Index,
+        *,
+        user_col: str | None,
+        categorical_cols: tuple[str, ...],
+        embed_user: bool = True,
     ) -> InputLayout:
         names = [str(c) for c in columns]
         blocks: dict[str, list[int]] = {}
@@ -69,7 +94,12 @@ class InputLayout:
             lengths[feature] = max(positions) + 1
         if len(set(lengths.values())) > 1:
             raise ValueError(f"history blocks have different lengths: {lengths}.")
-        features = tuple(blocks)
+        context = tuple(f for f in blocks if f == RECENCY_FEATURE and f not in names)
+        features = tuple(f for f in blocks if f not in context)
+        if context and not features:
+            raise ValueError(
+                f"hist_{RECENCY_FEATURE}_<k> columns need item history columns beside them."
+            )
         no_candidate = [f for f in features if f not in names]
         if no_candidate:
             raise ValueError(
@@ -83,15 +113,18 @@ class InputLayout:
                     f"user_col {user_col!r} is not a column of X; pass user_col=None to fit "
                     "without a user embedding."
                 )
-            sparse.append(user_col)
+            if embed_user:
+                sparse.append(user_col)
         missing_cat = [c for c in categorical_cols if c not in names]
         if missing_cat:
             raise ValueError(f"categorical_cols {missing_cat} are not columns of X.")
-        roles = {*features, HIST_LEN_COL, *sparse}
+        roles = {*features, *context, HIST_LEN_COL, *sparse, *([user_col] if user_col else [])}
         overlap = sorted(set(categorical_cols) & roles)
         if overlap:
             raise ValueError(f"categorical_cols {overlap} are already history or user columns.")
         sparse += [c for c in categorical_cols if c not in sparse]
+        sparse += [n for n in names if n.startswith(CONTEXT_PREFIX)
+                   and n not in roles and n not in sparse and not _HIST_PATTERN.match(n)]
         taken = {*roles, *sparse}
         dense = tuple(n for n in names if n not in taken and not _HIST_PATTERN.match(n))
         return cls(
@@ -100,13 +133,15 @@ class InputLayout:
             has_hist_len=HIST_LEN_COL in names,
             sparse_cols=tuple(sparse),
             dense_cols=dense,
+            context_features=context,
+            user_col=user_col,
         )
 
     def _groups(self) -> dict[str, list[str]]:
         """The id columns by role, in the order the network reads them."""
         groups = {
             "candidate": list(self.history_features),
-            "history": [history_column(f, k) for f in self.history_features
+            "history": [history_column(f, k) for f in self.all_history_features
                         for k in range(self.max_len)],
             "sparse": list(self.sparse_cols),
         }
@@ -197,7 +232,7 @@ class InputLayout:
         return tuple(_HIST_PATTERN.match(name)[1] for name in first_positions)
 
     def _history(self, X: pd.DataFrame) -> np.ndarray:
-        n_features = len(self.history_features)
+        n_features = len(self.all_history_features)
         return id_matrix(X, self._groups()["history"]).reshape(len(X), n_features, self.max_len)
 
     def vocab_sizes(self, X: pd.DataFrame) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -209,8 +244,12 @@ class InputLayout:
         def size(*arrays: np.ndarray) -> int:
             return max(max(int(a.max(initial=0)) for a in arrays) + 1, UNKNOWN + 1)
 
-        history_sizes = tuple(size(candidate[:, f], history[:, f, :])
-                              for f in range(len(self.history_features)))
+        n_shared = len(self.history_features)
+        history_sizes = tuple(size(candidate[:, f], history[:, f, :]) for f in range(n_shared))
+        # The recency table holds every bucket, so that gaps longer than any seen in fit
+        # keep their meaning instead of becoming unknown.
+        history_sizes += tuple(max(size(history[:, f, :]), _FIRST_KNOWN + RECENCY_OCTAVES)
+                               for f in range(n_shared, len(self.all_history_features)))
         return history_sizes, tuple(size(sparse[:, j]) for j in range(sparse.shape[1]))
 
     def to_arrays(
@@ -220,17 +259,6 @@ class InputLayout:
 
         Ids that already fit their tables stay views of X's memory (no copy).
         """
-
-        def clip(values: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
-            if values.dtype in (np.int32, np.int64):
-                largest = values.max(axis=tuple(i for i in range(values.ndim) if i != 1),
-                                     initial=0) if values.size else np.zeros(len(sizes))
-                if (largest < np.asarray(sizes)).all():
-                    return values  # every id fits: nothing to map, nothing to copy
-            # Compare in the ids' own dtype (uint64 hashes, integral floats) before narrowing.
-            limit = np.asarray(sizes).reshape((1, -1) + (1,) * (values.ndim - 2))
-            return np.where(values < limit, values, UNKNOWN).astype(np.int32)
-
         groups = self._groups()
         history = self._history(X)
         if self.has_hist_len:
@@ -240,12 +268,25 @@ class InputLayout:
         else:
             length = np.zeros(len(X), dtype=np.int64)
         return {
-            "candidate": clip(id_matrix(X, groups["candidate"]), history_sizes),
-            "history": clip(history, history_sizes),
+            "candidate": clip_to_tables(id_matrix(X, groups["candidate"]),
+                                        history_sizes[: len(self.history_features)]),
+            "history": clip_to_tables(history, history_sizes),
             "history_length": length.astype(np.int32),
-            "sparse": clip(id_matrix(X, groups["sparse"]), sparse_sizes),
+            "sparse": clip_to_tables(id_matrix(X, groups["sparse"]), sparse_sizes),
             "dense": X[list(self.dense_cols)].to_numpy(dtype=np.float32),
         }
+
+
+def clip_to_tables(values: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:
+    """Ids (axis 1 = table) beyond their table's size mapped to the unknown id."""
+    if values.dtype in (np.int32, np.int64):
+        largest = values.max(axis=tuple(i for i in range(values.ndim) if i != 1),
+                             initial=0) if values.size else np.zeros(len(sizes))
+        if (largest < np.asarray(sizes)).all():
+            return values  # every id fits: nothing to map, nothing to copy
+    # Compare in the ids' own dtype (uint64 hashes, integral floats) before narrowing.
+    limit = np.asarray(sizes).reshape((1, -1) + (1,) * (values.ndim - 2))
+    return np.where(values < limit, values, UNKNOWN).astype(np.int32)
 
 
 def id_matrix(X: pd.DataFrame, cols: list[str]) -> np.ndarray:

@@ -5,8 +5,9 @@ returns one logit per row. Layout of the inputs (B rows):
 
 - ``candidate`` (B, F): ids of the candidate item and its attributes; feature
   ``f`` shares its embedding table with history feature ``f``.
-- ``history`` (B, F, L): the same features for the L most recent behaviours,
-  position 0 = most recent.
+- ``history`` (B, F + G, L): the same features for the L most recent behaviours,
+  position 0 = most recent, followed by G context features that only behaviours
+  have (e.g. how long before the row each behaviour happened), each with its own table.
 - ``history_length`` (B,): how many leading positions of ``history`` are real;
   every later position is padding and is never read.
 - ``sparse`` (B, S): other categorical ids (the user first, when there is one),
@@ -23,6 +24,7 @@ from torch import nn
 
 ACTIVATIONS = ("dice", "prelu", "relu")
 POOLINGS = ("attention", "sum", "mean")
+ATTENTION_NORMALIZATIONS = (None, "softmax", "mean")
 
 
 class Dice(nn.Module):
@@ -78,11 +80,29 @@ class Dice(nn.Module):
         megabytes; a fresh tensor per elementwise step costs as much in page faults as
         the arithmetic, so the gate is built in one buffer and then multiplied into it.
         """
-        scale = torch.rsqrt(self.running_var + self.eps)
-        gate = torch.addcmul(-self.running_mean * scale, x, scale).sigmoid_()
+        shift, scale, keep = self._inference_constants()
+        gate = torch.addcmul(shift, x, scale).sigmoid_()
         # alpha + (1 - alpha) * p in one pass, written over p.
-        torch.addcmul(self.alpha, gate, 1.0 - self.alpha, out=gate)
+        torch.addcmul(self.alpha, gate, keep, out=gate)
         return gate.mul_(x)
+
+    def _inference_constants(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-E[s] / sqrt(Var[s] + eps), 1 / sqrt(Var[s] + eps) and 1 - alpha.
+
+        Five small tensor operations that a serving request would otherwise repeat for
+        every block of activations; kept until the statistics or alpha change (an
+        optimizer step or ``load_state_dict`` bumps their version counters).
+        """
+        key = (self.running_mean._version, self.running_var._version, self.alpha._version,
+               self.running_mean.data_ptr(), self.running_var.data_ptr(),
+               self.alpha.data_ptr(), self.eps)
+        cached = self.__dict__.get("_constants")
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                scale = torch.rsqrt(self.running_var + self.eps)
+                cached = (key, (-self.running_mean * scale, scale, 1.0 - self.alpha))
+            self.__dict__["_constants"] = cached
+        return cached[1]
 
 
 def _activation(name: str, width: int) -> nn.Module:
@@ -117,26 +137,35 @@ def _mlp(
 class LocalActivationUnit(nn.Module):
     """Scores each history position against the candidate (DIN paper, Fig. 2).
 
-    Mathematically an MLP over ``[q, k, q - k, q * k]`` followed by a linear
-    score. Its first layer is evaluated as ``(W_q + W_d) q + (W_k - W_d) k +
-    W_p (q * k)``: the candidate's part once per row instead of once per
-    position, and nothing at all for padding positions, which are never scored.
+    Mathematically an MLP over ``[q, k, q - k, q * k, c]`` followed by a linear
+    score, ``c`` being the behaviour's context features (none by default). Its first
+    layer is evaluated as ``(W_q + W_d) q + (W_k - W_d) k + W_c c + W_p (q * k)``:
+    the candidate's part once per row instead of once per position, and nothing at
+    all for padding positions, which are never scored.
     """
 
-    def __init__(self, dim: int, units: Sequence[int], activation: str) -> None:
+    def __init__(
+        self, dim: int, units: Sequence[int], activation: str, context_dim: int = 0
+    ) -> None:
         super().__init__()
         units = tuple(units)
         if not units:
             raise ValueError("attention_units must have at least one layer.")
         self.dim = dim
-        self.first = nn.Linear(4 * dim, units[0])
+        self.context_dim = context_dim
+        self.first = nn.Linear(4 * dim + context_dim, units[0])
         self.first_activation = _activation(activation, units[0])
         self.rest = _mlp(units[0], units[1:], activation)
         self.score = nn.Linear(units[-1], 1)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Scores of ``keys`` (N, dim), whose candidates are ``query[rows]``; shape (N,)."""
-        w_q, w_k, w_d, w_p = self.first.weight.split(self.dim, dim=1)
+        """Scores of ``keys`` (N, dim + context_dim), whose candidates are ``query[rows]``.
+
+        ``keys`` holds each behaviour's item features, then its context features; the
+        result has shape (N,).
+        """
+        dim = self.dim
+        w_q, w_k, w_d, w_p, w_c = self.first.weight.split([dim] * 4 + [self.context_dim], dim=1)
         per_row = nn.functional.linear(query, w_q + w_d, self.first.bias)
         # index_select, not query[rows]: on CPU advanced indexing is ~5x slower forward and
         # its backward is an accumulating index_put instead of an index_add.
@@ -144,11 +173,42 @@ class LocalActivationUnit(nn.Module):
         # addmm adds the rows' part inside the matrix product: no extra pass over (N, units).
         pre_activation = torch.addmm(
             per_row.index_select(0, rows),
-            torch.cat([keys, q * keys], dim=1),
-            torch.cat([w_k - w_d, w_p], dim=1).T,
+            torch.cat([keys, q * keys[:, :dim]], dim=1),
+            torch.cat([w_k - w_d, w_c, w_p], dim=1).T,
         )
         hidden = self.first_activation(pre_activation)
         return self.score(self.rest(hidden)).squeeze(1)
+
+    def score_shared(
+        self, query: torch.Tensor, keys: torch.Tensor, block_pairs: int = 2048
+    ) -> torch.Tensor:
+        """Scores of every key (L, dim + context_dim) against every candidate (C, dim).
+
+        The same function as :meth:`forward` over the C x L pairs, for candidates that
+        share one history (one visitor's request): the keys' part of the first layer is
+        computed once per position, and the candidates' part, product term included,
+        as one matrix product over all positions, so no (C, L, dim) tensor is built.
+        Candidates go through in blocks of about ``block_pairs`` (candidate, position)
+        pairs, so that each block's activations stay in the CPU's cache between the
+        layers (a third faster than one block of 200 x 50 pairs). Returns shape (C, L).
+        """
+        n_candidates, n_keys, dim = len(query), len(keys), self.dim
+        w_q, w_k, w_d, w_p, w_c = self.first.weight.split([dim] * 4 + [self.context_dim], dim=1)
+        # The keys' own part, context features included: once per position.
+        per_key = torch.addmm(self.first.bias, keys, torch.cat([w_k - w_d, w_c], dim=1).T)
+        per_key = per_key.reshape(1, -1)  # (1, L * U)
+        # (W_q + W_d) q + W_p (q * k) == M_k q with M_k = W_q + W_d + W_p diag(k): the
+        # candidate's whole part of position k's first layer is one product with M_k.
+        mixed = torch.addcmul(w_q + w_d, keys[:, None, :dim], w_p[None])  # (L, U, dim)
+        mixed = mixed.reshape(-1, dim).T
+        scores = query.new_empty((n_candidates, n_keys))
+        step = max(1, block_pairs // max(n_keys, 1))
+        for start in range(0, n_candidates, step):
+            block = query[start : start + step]
+            pre_activation = torch.addmm(per_key, block, mixed)  # (c, L * U)
+            hidden = self.first_activation(pre_activation.view(len(block) * n_keys, -1))
+            scores[start : start + step] = self.score(self.rest(hidden)).view(len(block), n_keys)
+        return scores
 
 
 class DeepInterestNetwork(nn.Module):
@@ -161,6 +221,11 @@ class DeepInterestNetwork(nn.Module):
         shared by the candidate and the history. Id 0 is padding, 1 unknown.
     sparse_vocab_sizes : sequence of int, default=()
         Table sizes of the other categorical inputs (user first, if any).
+    context_vocab_sizes : sequence of int, default=()
+        Table sizes of the history's context features (ids after the shared
+        features in ``history``): features of a behaviour that a candidate does not
+        have, such as its recency bucket. They enter the attention's input and the
+        pooled history.
     n_dense : int, default=0
         Number of numeric inputs.
     embed_dim : int, default=8
@@ -171,9 +236,11 @@ class DeepInterestNetwork(nn.Module):
         Hidden layers of the output MLP.
     activation : {"dice", "prelu", "relu"}, default="dice"
         Activation of both MLPs.
-    attention_normalization : {None, "softmax"}, default=None
+    attention_normalization : {None, "softmax", "mean"}, default=None
         None keeps the raw scores as weights (the paper); "softmax" normalises
-        them over each row's real history positions.
+        them over each row's real history positions (the official code); "mean"
+        divides the raw scores by the history's length, so that all-equal scores
+        give mean pooling as raw scores give sum pooling.
     pooling : {"attention", "sum", "mean"}, default="attention"
         "sum" and "mean" pool the history without attention: the paper's base model.
     dropout : float, default=0.0
@@ -207,6 +274,7 @@ class DeepInterestNetwork(nn.Module):
         sparse_vocab_sizes: Sequence[int] = (),
         n_dense: int = 0,
         *,
+        context_vocab_sizes: Sequence[int] = (),
         embed_dim: int = 8,
         attention_units: Sequence[int] = (80, 40),
         hidden_units: Sequence[int] = (200, 80),
@@ -221,9 +289,9 @@ class DeepInterestNetwork(nn.Module):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
-        if attention_normalization not in (None, "softmax"):
+        if attention_normalization not in ATTENTION_NORMALIZATIONS:
             raise ValueError(
-                "attention_normalization must be None or 'softmax', "
+                f"attention_normalization must be one of {ATTENTION_NORMALIZATIONS}, "
                 f"got {attention_normalization!r}."
             )
         self.pooling = pooling
@@ -232,23 +300,31 @@ class DeepInterestNetwork(nn.Module):
             nn.Embedding(n, embed_dim, padding_idx=0, sparse=sparse_gradients)
             for n in history_vocab_sizes
         )
+        self.context_embeddings = nn.ModuleList(
+            nn.Embedding(n, embed_dim, padding_idx=0, sparse=sparse_gradients)
+            for n in context_vocab_sizes
+        )
         self.sparse_embeddings = nn.ModuleList(
             nn.Embedding(n, embed_dim, padding_idx=0, sparse=sparse_gradients)
             for n in sparse_vocab_sizes
         )
+        if context_vocab_sizes and not history_vocab_sizes:
+            raise ValueError("context features need history features to belong to.")
         item_dim = embed_dim * len(history_vocab_sizes)
+        context_dim = embed_dim * len(context_vocab_sizes)
         self.attention = (
-            LocalActivationUnit(item_dim, attention_units, activation)
+            LocalActivationUnit(item_dim, attention_units, activation, context_dim)
             if pooling == "attention" and item_dim
             else None
         )
-        in_features = 2 * item_dim + embed_dim * len(sparse_vocab_sizes) + n_dense
+        in_features = (2 * item_dim + context_dim + embed_dim * len(sparse_vocab_sizes)
+                       + n_dense)
         if in_features == 0:
             raise ValueError("the network has no input: give it ids or dense features.")
         self.mlp = _mlp(in_features, hidden_units, activation, dropout, batch_norm)
         self.output = nn.Linear(hidden_units[-1] if hidden_units else in_features, 1)
         self.reset_embeddings()
-        tables = [*self.history_embeddings, *self.sparse_embeddings]
+        tables = self.embedding_tables()
         if id_frequencies is not None and len(id_frequencies) != len(tables):
             raise ValueError(f"id_frequencies needs one array per table ({len(tables)}).")
         for t, table in enumerate(tables):
@@ -263,29 +339,32 @@ class DeepInterestNetwork(nn.Module):
             self.register_buffer(f"inverse_frequency_{t}", 1.0 / counts.clamp(min=1.0))
 
     def embedding_tables(self) -> list[nn.Embedding]:
-        """Every embedding table: the history features' (item first), then the others'."""
-        return [*self.history_embeddings, *self.sparse_embeddings]
+        """Every embedding table: the shared features' (item first), the context
+        features', then the other ids'."""
+        return [*self.history_embeddings, *self.context_embeddings, *self.sparse_embeddings]
 
     def reset_embeddings(self, std: float = 0.05) -> None:
         """Small normal initialisation: large enough to learn fast, small enough that a
         50-item sum-pooled history does not saturate the MLP at the start."""
-        for table in [*self.history_embeddings, *self.sparse_embeddings]:
+        for table in self.embedding_tables():
             nn.init.normal_(table.weight, std=std)
             with torch.no_grad():
                 table.weight[0].zero_()
 
     def _embed_features(self, ids: torch.Tensor) -> torch.Tensor:
-        """(..., F) ids -> (..., F * embed_dim) concatenated embeddings."""
-        return torch.cat([t(ids[..., f]) for f, t in enumerate(self.history_embeddings)], dim=-1)
+        """(..., F) or (..., F + G) ids -> their concatenated embeddings."""
+        tables = [*self.history_embeddings, *self.context_embeddings][: ids.shape[-1]]
+        return torch.cat([t(ids[..., f]) for f, t in enumerate(tables)], dim=-1)
 
     def attend(
         self, candidate: torch.Tensor, history: torch.Tensor, history_length: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Pool the history for each row.
 
-        Returns the candidate embedding (B, D), the pooled history (B, D) and the
-        weight of each history position (B, L'), L' = the longest history in the
-        batch; padding positions weigh exactly 0.
+        Returns the candidate embedding (B, D), the pooled history (B, D + C: item
+        features, then context features) and the weight of each history position
+        (B, L'), L' = the longest history in the batch; padding positions weigh
+        exactly 0.
         """
         query = self._embed_features(candidate)
         n_rows, n_features, max_len = history.shape
@@ -307,6 +386,8 @@ class DeepInterestNetwork(nn.Module):
         else:
             # float32 even under autocast: the pooling below accumulates in the keys' dtype.
             scores = self.attention(query, keys, rows).to(keys.dtype)
+            if self.attention_normalization == "mean":
+                scores = scores / length.index_select(0, rows).to(keys.dtype)
         cells = torch.zeros(n_rows * longest, device=keys.device, dtype=keys.dtype)
         if self.attention is not None and self.attention_normalization == "softmax":
             logits = torch.full_like(cells, float("-inf")).index_copy(0, flat, scores)
@@ -315,7 +396,7 @@ class DeepInterestNetwork(nn.Module):
             scores = weights.view(-1).index_select(0, flat)
         else:
             weights = cells.index_copy(0, flat, scores).view(n_rows, longest)
-        pooled = torch.zeros_like(query).index_add(0, rows, keys * scores[:, None])
+        pooled = keys.new_zeros(n_rows, keys.shape[1]).index_add(0, rows, keys * scores[:, None])
         return query, pooled, weights
 
     def embedding_penalty(
@@ -335,10 +416,11 @@ class DeepInterestNetwork(nn.Module):
         """
         max_len = history.shape[2]
         valid = torch.arange(max_len, device=history.device) < history_length[:, None]
-        used = [torch.cat([candidate[:, f], history[:, f, :][valid]])
-                for f in range(len(self.history_embeddings))]
+        n_shared = len(self.history_embeddings)
+        used = [torch.cat([candidate[:, f], history[:, f, :][valid]]) for f in range(n_shared)]
+        used += [history[:, n_shared + g, :][valid] for g in range(len(self.context_embeddings))]
         used += [sparse[:, j] for j in range(len(self.sparse_embeddings))]
-        tables = [*self.history_embeddings, *self.sparse_embeddings]
+        tables = self.embedding_tables()
         total = torch.zeros((), device=candidate.device)
         for t, (table, ids) in enumerate(zip(tables, used, strict=True)):
             ids = ids.unique()
@@ -362,7 +444,104 @@ class DeepInterestNetwork(nn.Module):
         if len(self.history_embeddings):
             query, pooled, _ = self.attend(candidate, history, history_length)
             parts += [query, pooled]
-        parts += [t(sparse[:, j]) for j, t in enumerate(self.sparse_embeddings)]
+        return self._logits(parts, sparse, dense)
+
+    def _logits(
+        self, parts: list[torch.Tensor], sparse: torch.Tensor, dense: torch.Tensor
+    ) -> torch.Tensor:
+        """The output MLP over the pooled parts, the other embeddings and the dense inputs."""
+        parts = [*parts, *(t(sparse[:, j]) for j, t in enumerate(self.sparse_embeddings))]
         if dense.shape[1]:
             parts.append(dense)
         return self.output(self.mlp(torch.cat(parts, dim=1))).squeeze(1)
+
+    # ------------------------------------------------------------- serving paths
+    def forward_masked(
+        self,
+        candidate: torch.Tensor,
+        history: torch.Tensor,
+        history_length: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`forward` with a mask instead of a trim: shapes never depend on values.
+
+        Every history position is embedded and scored and padding is masked out
+        afterwards, so the graph traces with :func:`torch.export.export` and exports to
+        ONNX with dynamic batch and history length. Costs the padding's work that
+        :meth:`forward` skips: training and ``predict_proba`` keep :meth:`forward`.
+        Padding ids are never looked up (masked to 0 first), so whatever the padding
+        positions hold cannot change a logit.
+        """
+        parts = []
+        if len(self.history_embeddings):
+            n_rows, _, max_len = history.shape
+            length = history_length.clamp(0, max_len)
+            valid = torch.arange(max_len, device=history.device)[None, :] < length[:, None]
+            by_position = history.transpose(1, 2).masked_fill(~valid[:, :, None], 0)
+            query = self._embed_features(candidate)
+            keys = self._embed_features(by_position)  # (B, L, D)
+            if self.attention is None:
+                weights = valid.to(keys.dtype)
+                if self.pooling == "mean":
+                    weights = weights / length.clamp(min=1)[:, None].to(keys.dtype)
+            else:
+                rows = torch.arange(n_rows, device=history.device)[:, None].expand(n_rows, max_len)
+                rows = rows.reshape(-1)
+                scores = self.attention(query, keys.reshape(n_rows * max_len, -1), rows)
+                scores = scores.to(keys.dtype).view(n_rows, max_len)
+                if self.attention_normalization == "mean":
+                    scores = scores / length.clamp(min=1)[:, None].to(keys.dtype)
+                if self.attention_normalization == "softmax":
+                    # A row without history softmaxes only -inf (NaN): where() drops it.
+                    scores = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=1)
+                weights = torch.where(valid, scores, torch.zeros_like(scores))
+            pooled = (weights[:, :, None] * keys).sum(dim=1)
+            parts += [query, pooled]
+        return self._logits(parts, sparse, dense)
+
+    def forward_shared_history(
+        self,
+        candidate: torch.Tensor,
+        history: torch.Tensor,
+        sparse: torch.Tensor,
+        dense: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits of C candidates that share one history: one visitor's request.
+
+        Parameters
+        ----------
+        candidate : tensor of shape (C, F)
+        history : tensor of shape (F + G, L)
+            The real positions only (most recent first, no padding), shared features
+            then context features, as in :meth:`forward`; L may be 0.
+        sparse : tensor of shape (C, S)
+        dense : tensor of shape (C, D)
+
+        Returns
+        -------
+        logits : tensor of shape (C,)
+            What :meth:`forward` gives the C rows with this history repeated in each.
+            The history is embedded once, and the attention's key-only work done once
+            per position instead of once per (candidate, position).
+        """
+        parts = []
+        if len(self.history_embeddings):
+            query = self._embed_features(candidate)
+            keys = self._embed_features(history.T)  # (L, D + context)
+            n_keys = len(keys)
+            if n_keys == 0:
+                pooled = keys.new_zeros((len(query), keys.shape[1]))
+            else:
+                if self.attention is None:
+                    weights = keys.new_full((len(query), n_keys),
+                                            1.0 / n_keys if self.pooling == "mean" else 1.0)
+                else:
+                    weights = self.attention.score_shared(query, keys).to(keys.dtype)
+                    if self.attention_normalization == "mean":
+                        weights = weights / n_keys
+                    if self.attention_normalization == "softmax":
+                        weights = torch.softmax(weights, dim=1)
+                pooled = weights @ keys
+            parts += [query, pooled]
+        return self._logits(parts, sparse, dense)

@@ -28,6 +28,8 @@ from ._classifier import DINClassifier, _check_device, _parse_device
 from ._layout import InputLayout
 from ._model_file import ModelFileError, ModelFileReader, write_model_file
 from ._saved_values import Decoder, Encoder, Unsaveable, behaviour_store, plain_json
+from ._sklearn_steps import KIND as SKLEARN_KIND
+from ._sklearn_steps import load_sklearn_step, sklearn_step_state
 from ._times import FLOAT64, INT64, LEGACY_DATETIME, TIME_DTYPES, time_kind
 from ._transformer import UNKNOWN, SequenceFeatureTransformer
 from ._version import __version__
@@ -48,6 +50,14 @@ _SKORCH_RUNTIME = frozenset({
     "module_", "criterion_", "optimizer_", "optimizer_embeddings_",
 })
 _MAX_TABLE = np.iinfo(np.int32).max
+# Parameters that sklearn-din 0.1.0 did not have (so its files do not hold them), at the
+# values that reproduce its models: today's defaults differ.
+_VERSION_1_PARAMS = {
+    "transformer": {"recency": False, "categorical_cols": ()},
+    "classifier": {"user_embedding": True, "early_stopping": False},
+}
+# The InputLayout fields files of format 1 hold (later fields are derived again).
+_VERSION_1_LAYOUT = ("history_features", "max_len", "has_hist_len", "sparse_cols", "dense_cols")
 
 
 def _runtime_attributes(estimator: object) -> set[str]:
@@ -75,6 +85,12 @@ class _Step:
     weights: dict
     history: list
     not_saved: list
+    # scikit-learn's own steps: their state and arrays, rebuilt by skops (_sklearn_steps)
+    sklearn_state: dict | None = None
+    sklearn_arrays: dict | None = None
+    prefix: str = ""
+    # format 1: which InputLayout fields the file holds (the others are derived again)
+    layout_fields: tuple[str, ...] | None = None
 
 
 # ------------------------------------------------------------------ saving
@@ -123,14 +139,27 @@ def _encode_step(name: str, estimator: object, frozen: bool, arrays: dict, prefi
     return state
 
 
+def _encode_sklearn_step(name: str, step: object, frozen: bool, arrays: dict,
+                         prefix: str) -> dict:
+    own: dict[str, np.ndarray] = {}
+    state = sklearn_step_state(name, step, own, prefix)
+    encoder = Encoder(arrays, prefix)
+    return {"name": name, "kind": SKLEARN_KIND, "frozen": frozen, "state": state,
+            "arrays": {key[len(prefix):]: encoder.array(values) for key, values in own.items()}}
+
+
 def save_model(model: object, path: str | os.PathLike) -> None:
     """Save a fitted model to one file that loads without unpickling code.
 
     Parameters
     ----------
-    model : SequenceFeatureTransformer, DINClassifier or Pipeline of them
-        A fitted estimator. Every parameter is saved if it is a plain value
-        (numbers, strings, None, booleans, tuples, lists, dicts), a device, a
+    model : SequenceFeatureTransformer, DINClassifier or Pipeline
+        A fitted estimator, or a pipeline of them and scikit-learn's own steps (a
+        ColumnTransformer, a scaler, frozen or not: saved with skops, which loads only
+        scikit-learn's and numpy's types; needs ``pip install "sklearn-din[skops]"``).
+        A step holding anything else is refused with its name. Of sklearn-din's
+        estimators every parameter is saved if it is a plain value (numbers, strings,
+        None, booleans, tuples, lists, dicts), a device, a
         ``skorch.dataset.ValidSplit`` or a class from a short allow-list (torch's
         optimizers, ``BCEWithLogitsLoss``, ``DeepInterestNetwork``, skorch's
         defaults); others, such as callbacks, are not saved and a warning names
@@ -156,12 +185,15 @@ def save_model(model: object, path: str | os.PathLike) -> None:
     for i, (name, step) in enumerate(steps):
         frozen = isinstance(step, FrozenEstimator)
         step = step.estimator if frozen else step
-        if type(step) not in _KINDS:
-            raise TypeError(f"save_model: cannot save a {type(step).__name__} (step {name!r}); "
-                            "supported: SequenceFeatureTransformer (frozen or not), "
-                            "DINClassifier and a Pipeline of them.")
-        check_is_fitted(step)
-        meta_steps.append(_encode_step(name, step, frozen, arrays, f"{i}/"))
+        if type(step) in _KINDS:
+            check_is_fitted(step)
+            meta_steps.append(_encode_step(name, step, frozen, arrays, f"{i}/"))
+        elif isinstance(model, Pipeline):  # scikit-learn's own steps, through skops
+            meta_steps.append(_encode_sklearn_step(name, step, frozen, arrays, f"{i}/"))
+        else:
+            raise TypeError(f"save_model: cannot save a {type(step).__name__}; supported: "
+                            "SequenceFeatureTransformer, DINClassifier and pipelines of them "
+                            "and scikit-learn's own steps.")
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "sklearn_din": __version__,
             "pipeline": isinstance(model, Pipeline), "steps": meta_steps}
     write_model_file(path, meta, arrays)
@@ -179,6 +211,16 @@ def _read_steps(meta: dict, reader: ModelFileReader) -> list[_Step]:
     steps = []
     for i, step in enumerate(meta["steps"]):
         where = f"step {i}"
+        if isinstance(step, dict) and step.get("kind") == SKLEARN_KIND:
+            _expect(set(step) == {"name", "kind", "frozen", "state", "arrays"}
+                    and isinstance(step["state"], dict) and isinstance(step["arrays"], dict),
+                    reader.error, f"{where} must have exactly the entries arrays, frozen, kind, "
+                    "name and state")
+            own = {f"{i}/{key}": decoder.array(ref, f"{where} array {key!r}")
+                   for key, ref in step["arrays"].items()}
+            steps.append(_Step(step["name"], SKLEARN_KIND, step["frozen"], {}, {}, {}, [], [],
+                               sklearn_state=step["state"], sklearn_arrays=own, prefix=f"{i}/"))
+            continue
         keys = {"name", "kind", "frozen", "params", "not_saved", "fitted"}
         if isinstance(step, dict) and step.get("kind") == "classifier":
             keys |= {"weights", "history"}
@@ -209,9 +251,18 @@ def _read_steps_version_1(meta: dict, reader: ModelFileReader) -> list[_Step]:
     steps = []
     for i, step in enumerate(meta["steps"]):
         prefix, state = f"{i}/", step["state"]
+        layout_fields = None
+        if step["kind"] == SKLEARN_KIND:
+            own = ({} if "passthrough" in state else {f"{prefix}skops": reader.array(
+                f"{prefix}skops", kind="u")})
+            steps.append(_Step(step["name"], SKLEARN_KIND, step.get("frozen", False), {}, {},
+                               {}, [], [], sklearn_state=state, sklearn_arrays=own,
+                               prefix=prefix))
+            continue
         if step["kind"] == "transformer":
-            params = dict(state["params"])
+            params = {**_VERSION_1_PARAMS["transformer"], **state["params"]}
             params["history_cols"] = tuple(params["history_cols"])
+            params["categorical_cols"] = tuple(params["categorical_cols"])
             store = behaviour_store(*(reader.array(f"{prefix}store/{part}")
                                       for part in ("users", "times", "codes")), reader.error)
             numeric = store.times.dtype.kind in "iu"
@@ -226,16 +277,19 @@ def _read_steps_version_1(meta: dict, reader: ModelFileReader) -> list[_Step]:
                 if state["time_kind"] == "numeric" else LEGACY_DATETIME,
                 "behaviour_store_": store,
                 "n_behaviours_": len(store),
+                "recency_unit_": float(state.get("recency_unit", 1.0)),
             }
             weights, history = {}, []
         elif step["kind"] == "classifier":
-            params = {**state["params"], **state["prefixed_params"]}
+            params = {**_VERSION_1_PARAMS["classifier"], **state["params"],
+                      **state["prefixed_params"]}
             for name in ("attention_units", "hidden_units", "categorical_cols"):
                 params[name] = tuple(params[name])
             optimizer = getattr(torch.optim, state["optimizer"], None)
             _expect(isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer),
                     reader.error, f"unknown optimizer {state['optimizer']!r}")
             params["optimizer"] = optimizer
+            layout_fields = tuple(state["layout"])
             fitted = {
                 "classes_": reader.array(f"{prefix}classes"),
                 "layout_": InputLayout(**{k: tuple(v) if isinstance(v, list) else v
@@ -254,7 +308,7 @@ def _read_steps_version_1(meta: dict, reader: ModelFileReader) -> list[_Step]:
         else:
             raise reader.error(f"step {i} has the unknown kind {step['kind']!r}")
         steps.append(_Step(step["name"], step["kind"], step.get("frozen", False), params, fitted,
-                           weights, history, []))
+                           weights, history, [], layout_fields=layout_fields))
     return steps
 
 
@@ -286,11 +340,11 @@ def _check_transformer(t: SequenceFeatureTransformer, fail: Callable) -> None:
     t._check_params()
     names = _check_names(getattr(t, "feature_names_in_", None), fail, "feature_names_in_")
     _expect(t.n_features_in_ == len(names), fail, "n_features_in_ disagrees with the names")
-    missing = [c for c in (*t._id_cols, t.time_col) if c not in names]
+    missing = [c for c in (*t._vocabulary_cols, t.time_col) if c not in names]
     _expect(not missing, fail, f"the columns {missing} are not among feature_names_in_")
     vocabularies = t.vocabularies_
-    _expect(isinstance(vocabularies, dict) and set(vocabularies) == set(t._id_cols), fail,
-            f"vocabularies_ must hold exactly the columns {t._id_cols}")
+    _expect(isinstance(vocabularies, dict) and set(vocabularies) == set(t._vocabulary_cols),
+            fail, f"vocabularies_ must hold exactly the columns {t._vocabulary_cols}")
     for col, values in vocabularies.items():
         _check_vocabulary(values, fail, f"the vocabulary of {col!r}")
     _expect(t.time_kind_ in ("numeric", "datetime"), fail, "time_kind_ is unknown")
@@ -319,7 +373,8 @@ def _check_sizes(sizes: object, n: int, fail: Callable, what: str) -> None:
                     for s in sizes), fail, f"{what} must be {n} table sizes")
 
 
-def _check_classifier(c: DINClassifier, fail: Callable) -> None:
+def _check_classifier(c: DINClassifier, fail: Callable,
+                      layout_fields: tuple[str, ...] | None = None) -> None:
     c._check_param_values()  # a model fit in a torchrun job loads in any process
     classes = c.classes_
     _expect(isinstance(classes, np.ndarray) and classes.shape == (2,)
@@ -341,6 +396,11 @@ def _check_classifier(c: DINClassifier, fail: Callable) -> None:
             expected = c._layout_for(pd.DataFrame(columns=names), named)
     except ValueError as exc:
         raise fail(f"the columns do not make a layout ({exc})") from None
+    if layout_fields is not None:  # format 1: the fields it holds must agree, the rest is new
+        _expect(isinstance(c.layout_, InputLayout) and all(
+            getattr(c.layout_, f) == getattr(expected, f) for f in layout_fields), fail,
+            "layout_ does not match the columns seen in fit")
+        c.layout_ = expected
     _expect(c.layout_ == expected, fail, "layout_ does not match the columns seen in fit")
     layout = c.layout_
     _check_sizes(c.history_vocab_sizes_, len(layout.history_tables()), fail,
@@ -402,6 +462,16 @@ def _device_for(saved: object, requested: str | None, fail: Callable) -> object:
 
 def _build(step: _Step, device: str | None, fail: Callable) -> object:
     """The estimator a decoded step describes, after checking every part of it."""
+    if step.kind == SKLEARN_KIND:
+        _expect(set(step.sklearn_arrays) <= {f"{step.prefix}skops"}, fail,
+                "a scikit-learn step holds arrays other than its skops payload")
+        try:
+            return load_sklearn_step(step.sklearn_state, step.sklearn_arrays, step.prefix)
+        except ImportError:
+            raise
+        except Exception as exc:  # skops parses the payload: anything can fail in there
+            raise fail(f"the scikit-learn step is unreadable ({type(exc).__name__}: {exc})") \
+                from None
     cls = _CLASSES[step.kind]
     params = dict(step.params)
     if step.kind == "classifier" and "device" in params:
@@ -421,7 +491,7 @@ def _build(step: _Step, device: str | None, fail: Callable) -> object:
     if step.kind == "transformer":
         _check_transformer(estimator, fail)
         return estimator
-    _check_classifier(estimator, fail)
+    _check_classifier(estimator, fail, step.layout_fields)
     estimator.initialize()
     _load_weights(estimator, step.weights, fail)
     _expect(isinstance(step.history, list)
@@ -442,10 +512,16 @@ def _check_pipeline(steps: list[tuple[str, object]], fail: Callable) -> None:
     for (name, step), (_, following) in zip(steps, steps[1:], strict=False):
         step = step.estimator if isinstance(step, FrozenEstimator) else step
         following = following.estimator if isinstance(following, FrozenEstimator) else following
-        _expect(isinstance(step, SequenceFeatureTransformer), fail,
+        _expect(not isinstance(step, DINClassifier), fail,
                 f"step {name!r} is a classifier but not the last step")
-        given = list(step.get_feature_names_out())
-        _expect(list(getattr(following, "feature_names_in_", [])) == given, fail,
+        names_in = getattr(following, "feature_names_in_", None)
+        if names_in is None or not hasattr(step, "get_feature_names_out"):
+            continue  # passthrough, or a step that does not name its columns
+        try:
+            given = list(step.get_feature_names_out())
+        except (AttributeError, TypeError, ValueError):  # scikit-learn steps that cannot say
+            continue
+        _expect(list(names_in) == given, fail,
                 f"the columns step {name!r} makes are not those the next step was fit on")
 
 
@@ -519,7 +595,8 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> object:
             saved = read(meta, reader)
             steps = []
             for step in saved:
-                _expect(step.kind in _CLASSES and isinstance(step.frozen, bool), fail,
+                _expect((step.kind in _CLASSES or step.kind == SKLEARN_KIND)
+                        and isinstance(step.frozen, bool), fail,
                         f"step kind {step.kind!r} or frozen flag {step.frozen!r} is unknown")
                 estimator = _build(step, device, fail)
                 steps.append((step.name, FrozenEstimator(estimator) if step.frozen else estimator))

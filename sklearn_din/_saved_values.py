@@ -61,6 +61,20 @@ class Unsaveable(TypeError):
     """A value that cannot be rebuilt from a file without pickle."""
 
 
+def plain_array(values: object, what: str = "an array") -> np.ndarray:
+    """``values`` as an array numpy stores without pickle: numbers, booleans or str."""
+    values = np.asarray(values)
+    if values.dtype == object:
+        if not all(isinstance(v, str) for v in values.flat):
+            types = sorted({type(v).__name__ for v in values.flat})
+            raise Unsaveable(f"{what} of {types} (only numbers, booleans and str arrays are "
+                             "saved without pickle)")
+        values = values.astype(str)
+    if values.dtype.kind not in "biufU":
+        raise Unsaveable(f"{what} of dtype {values.dtype}")
+    return values
+
+
 class Encoder:
     """Encodes values as JSON, putting arrays in ``arrays`` under keys ``prefix + n``."""
 
@@ -69,16 +83,8 @@ class Encoder:
         self.prefix = prefix
 
     def array(self, values: np.ndarray) -> dict:
-        values = np.asarray(values)
-        as_object = values.dtype == object
-        if as_object:
-            if not all(isinstance(v, str) for v in values.flat):
-                types = sorted({type(v).__name__ for v in values.flat})
-                raise Unsaveable(f"an array of {types} (only numbers, booleans and str "
-                                 "arrays are saved)")
-            values = values.astype(str)
-        if values.dtype.kind not in "biufU":
-            raise Unsaveable(f"an array of dtype {values.dtype}")
+        as_object = np.asarray(values).dtype == object
+        values = plain_array(values)
         key = f"{self.prefix}{len(self.arrays)}"
         self.arrays[key] = np.require(values, requirements="C")  # (ascontiguousarray: >= 1-d)
         node = {"key": key, "dtype": values.dtype.str, "shape": list(values.shape)}

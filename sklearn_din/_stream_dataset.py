@@ -7,13 +7,13 @@ time (see ``fit_stream``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset
 
-from ._batching import TensorBatchIterator
+from ._batching import TensorBatchIterator, batch_count
 
 
 class StreamDataset(IterableDataset):
@@ -28,10 +28,25 @@ class StreamDataset(IterableDataset):
         ``chunks(rng)`` returns a new iterator of (inputs, target) pairs, ``inputs`` a
         dict of arrays as :class:`TensorBatchIterator` takes them. ``rng`` (a numpy
         Generator, or None for the source's own order) may reorder the chunks.
+    chunk_rows : sequence of int, default=()
+        Rows of each chunk, when known: gives the dataset a length (skorch's
+        ``ProgressBar`` and the classifier's ``verbose=2`` progress need one).
     """
 
-    def __init__(self, chunks: Callable[[np.random.Generator | None], Iterator]) -> None:
+    def __init__(self, chunks: Callable[[np.random.Generator | None], Iterator],
+                 chunk_rows: Sequence[int] = ()) -> None:
         self.chunks = chunks
+        self.chunk_rows = tuple(chunk_rows)
+
+    def __len__(self) -> int:
+        """Rows in one pass (0 when the chunks' sizes were not given)."""
+        return sum(self.chunk_rows)
+
+    def n_batches(self, batch_size: int, *, shuffle: bool) -> int | None:
+        """Batches in one pass (batches do not cross chunks); None when sizes are unknown."""
+        if not self.chunk_rows:
+            return None
+        return sum(batch_count(rows, batch_size, shuffle) for rows in self.chunk_rows)
 
     def batches(
         self,

@@ -14,10 +14,12 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 from skorch import NeuralNetBinaryClassifier
 
+from ._batching import WEIGHT_KEY
 from ._classifier import DINClassifier, _id_frequencies
 from ._layout import check_numeric_scale
+from ._messages import logger
 from ._stream_dataset import StreamDataset
-from ._validation import label_kind
+from ._validation import check_sample_weight, is_dataframe, label_kind, to_pandas
 from .datasets import _read_parquet_file
 
 Chunks = Sequence[pd.DataFrame | str | os.PathLike] | Callable[[], Iterable[pd.DataFrame]]
@@ -25,10 +27,10 @@ WHO = "fit_stream"
 
 
 class _Source:
-    """The user's chunks as a re-readable stream of checked (X, y) DataFrame pairs."""
+    """The user's chunks as a re-readable stream of checked (X, y, weight) triples."""
 
-    def __init__(self, chunks: Chunks, label_col: str) -> None:
-        if isinstance(chunks, pd.DataFrame | str | os.PathLike):
+    def __init__(self, chunks: Chunks, label_col: str, weight_col: str | None = None) -> None:
+        if isinstance(chunks, str | os.PathLike) or is_dataframe(chunks):
             chunks = [chunks]
         if callable(chunks):
             self.items = None
@@ -40,7 +42,7 @@ class _Source:
             )
         elif isinstance(chunks, Sequence):
             bad = [i for i, c in enumerate(chunks)
-                   if not isinstance(c, pd.DataFrame | str | os.PathLike)]
+                   if not (isinstance(c, str | os.PathLike) or is_dataframe(c))]
             if bad:
                 raise TypeError(f"{WHO}: chunks[{bad[0]}] is a {type(chunks[bad[0]]).__name__}; "
                                 "expected a DataFrame or the path of a parquet file.")
@@ -56,10 +58,12 @@ class _Source:
             )
         self.chunks = chunks
         self.label_col = label_col
+        self.weight_col = weight_col
         self.columns: list[str] | None = None  # the first chunk's, which all must share
 
     def __call__(self, rng: np.random.Generator | None = None) -> Iterator[tuple]:
-        """(number, X, y) of each non-empty chunk; a list's in an order drawn from ``rng``."""
+        """(number, X, y, weight) of each non-empty chunk (weight None without a
+        ``weight_col``); a list's chunks in an order drawn from ``rng``."""
         if self.items is None:
             chunks = self.chunks()
             if isinstance(chunks, pd.DataFrame) or not isinstance(chunks, Iterable):
@@ -72,17 +76,21 @@ class _Source:
         for i, chunk in numbered:
             if isinstance(chunk, str | os.PathLike):
                 chunk = _read_parquet_file(chunk)
+            chunk = to_pandas(chunk)  # polars or pyarrow chunks too
             if isinstance(chunk, pd.DataFrame) and len(chunk) == 0:
                 continue  # an empty file or batch holds nothing to learn from
             yield (i, *self._split(i, chunk))
 
-    def _split(self, i: int, chunk: object) -> tuple[pd.DataFrame, np.ndarray]:
+    def _split(self, i: int, chunk: object) -> tuple[pd.DataFrame, np.ndarray, object]:
         if not isinstance(chunk, pd.DataFrame):
             raise TypeError(f"{WHO}: chunk {i} is a {type(chunk).__name__}, expected a DataFrame.")
         columns = [str(c) for c in chunk.columns]
         if self.label_col not in columns:
             raise ValueError(f"{WHO}: chunk {i} lacks the label column {self.label_col!r}; it "
                              f"has columns {columns[:20]}.")
+        if self.weight_col is not None and self.weight_col not in columns:
+            raise ValueError(f"{WHO}: chunk {i} lacks the weight column {self.weight_col!r}; "
+                             f"it has columns {columns[:20]}.")
         if self.columns is None:
             self.columns = columns
         elif set(columns) != set(self.columns):
@@ -92,11 +100,12 @@ class _Source:
                 f"{sorted(set(columns) - set(self.columns))}."
             )
         # Every chunk in the first chunk's column order, as the model saw it in the scan.
-        X = chunk[[c for c in self.columns if c != self.label_col]]
-        return X, chunk[self.label_col].to_numpy()
+        X = chunk[[c for c in self.columns if c not in (self.label_col, self.weight_col)]]
+        weight = None if self.weight_col is None else chunk[self.weight_col].to_numpy()
+        return X, chunk[self.label_col].to_numpy(), weight
 
 
-def _parts(estimator: object) -> tuple[DINClassifier, Pipeline | None]:
+def _parts(estimator: object, who: str = WHO) -> tuple[DINClassifier, Pipeline | None]:
     """The classifier, and the fitted steps before it when ``estimator`` is a pipeline."""
     if isinstance(estimator, DINClassifier):
         return estimator, None
@@ -109,11 +118,12 @@ def _parts(estimator: object) -> tuple[DINClassifier, Pipeline | None]:
                 check_is_fitted(step)
             except NotFittedError:
                 raise NotFittedError(
-                    f"{WHO}: pipeline step {name!r} is not fitted. Fit it before the stream "
-                    "fit, e.g. SequenceFeatureTransformer.partial_fit on every chunk."
+                    f"{who}: pipeline step {name!r} is not fitted."
+                    + (" Fit it before the stream fit, e.g. SequenceFeatureTransformer."
+                       "partial_fit on every chunk." if who == WHO else "")
                 ) from None
         return estimator.steps[-1][1], head
-    raise TypeError(f"{WHO}: estimator must be a DINClassifier or a Pipeline ending in one, "
+    raise TypeError(f"{who}: the model must be a DINClassifier or a Pipeline ending in one, "
                     f"got {type(estimator).__name__}.")
 
 
@@ -144,15 +154,16 @@ def _in_chunk(i: int) -> Iterator[None]:
         raise renamed from exc
 
 
-def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> int:
+def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> list[int]:
     """One pass before training: check every chunk, learn layout, sizes, classes, counts.
 
     Sets what ``DINClassifier.fit`` learns from its data (``layout_``, ``classes_``,
-    vocabulary sizes and id frequencies of the whole stream) and returns the number
-    of rows, so every epoch can be checked to read the same stream.
+    vocabulary sizes and id frequencies of the whole stream) and returns the rows of
+    each chunk, so every epoch can be checked to read the same stream.
     """
-    layout, labels, sizes, counts, largest, n_rows = None, None, None, None, None, 0
-    for i, X, y in source():
+    layout, labels, sizes, counts, largest = None, None, None, None, None
+    chunk_rows, total_weight = [], 0.0
+    for i, X, y, weight in source():
         with _in_chunk(i):
             Xt = X if head is None else head.transform(X)
             frame, named = clf._frame(Xt, WHO, reset=layout is None)
@@ -160,21 +171,28 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> int:
                 layout = clf._layout_for(frame, named)
             layout.check(frame, WHO)
             labels = _stream_labels(labels, column_or_1d(y, warn=True), source.label_col)
+            if weight is not None:
+                weight = check_sample_weight(weight, len(frame), who=f"{WHO}: weight column "
+                                             f"{source.weight_col!r}", allow_all_zero=True)
+                total_weight += float(weight.sum())
             history_sizes, sparse_sizes = layout.vocab_sizes(frame)
             inputs = layout.to_arrays(frame, history_sizes, sparse_sizes)
-        counts = _grow(counts, _id_frequencies(inputs, history_sizes, sparse_sizes))
+        counts = _grow(counts, _id_frequencies(inputs, history_sizes, sparse_sizes, weight))
         chunk_sizes = (*history_sizes, *sparse_sizes)
         sizes = chunk_sizes if sizes is None else tuple(map(max, sizes, chunk_sizes))
         chunk_largest = np.abs(inputs["dense"]).max(axis=0, initial=0.0)
         largest = chunk_largest if largest is None else np.maximum(largest, chunk_largest)
-        n_rows += len(frame)
+        chunk_rows.append(len(frame))
     if layout is None:
         raise ValueError(f"{WHO}: the stream has no rows (no chunk, or only empty chunks).")
     if len(labels) < 2:
         raise ValueError(f"{WHO}: the stream's labels hold one class only ({labels.tolist()}); "
                          "two are needed.")
-    n_history = len(layout.history_features)
-    layout.check_table_sizes(sizes[:n_history], sizes[n_history:], n_rows, WHO)
+    if source.weight_col is not None and total_weight == 0:
+        raise ValueError(f"{WHO}: every weight in column {source.weight_col!r} is zero: there is "
+                         "nothing to learn from.")
+    n_history = len(layout.all_history_features)
+    layout.check_table_sizes(sizes[:n_history], sizes[n_history:], sum(chunk_rows), WHO)
     check_numeric_scale(largest, layout.dense_cols, WHO)
     clf.layout_ = layout
     clf.classes_ = labels
@@ -182,7 +200,9 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> int:
     clf.sparse_vocab_sizes_ = tuple(sizes[n_history:])
     clf.id_frequencies_ = [np.pad(c, (0, size - len(c))) for c, size in zip(counts, sizes,
                                                                              strict=True)]
-    return n_rows
+    logger.info("%s: scanned %s rows in %d chunk(s)", WHO, f"{sum(chunk_rows):,}",
+                len(chunk_rows))
+    return chunk_rows
 
 
 def _stream_labels(labels: np.ndarray | None, y: np.ndarray, label_col: str) -> np.ndarray:
@@ -207,7 +227,8 @@ def _stream_labels(labels: np.ndarray | None, y: np.ndarray, label_col: str) -> 
 
 
 def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
-               label_col: str = "label") -> DINClassifier | Pipeline:
+               label_col: str = "label",
+               weight_col: str | None = None) -> DINClassifier | Pipeline:
     """Fit a DINClassifier on chunks of a log, holding one chunk in memory at a time.
 
     Each of the classifier's ``max_epochs`` epochs is one pass over all chunks, so
@@ -228,13 +249,16 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
         every chunk): each chunk goes through them before reaching the classifier.
         The classifier needs ``train_split=None`` and ``warm_start=False``.
     chunks : list or callable
-        A list of DataFrames or of parquet file paths (one chunk each; needs
+        A list of DataFrames (pandas, polars, ...) or of parquet file paths (one chunk each; needs
         pyarrow), or a function that returns a new iterable of DataFrames each time
         it is called, such as ``lambda: iter_parquet(paths, batch_rows=500_000)`` or
         ``lambda: pd.read_csv(path, chunksize=500_000)``. It is read
         ``max_epochs + 1`` times and must give the same rows each time.
     label_col : str, default="label"
         Column of each chunk holding the labels; the other columns are the input.
+    weight_col : str or None, default=None
+        Column of each chunk holding each row's sample weight (as ``sample_weight``
+        in :meth:`DINClassifier.fit`); it is not an input column.
 
     Returns
     -------
@@ -270,13 +294,19 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
         raise ValueError(f"{WHO} does not support distributed=True; it trains in one process.")
     if not isinstance(label_col, str):
         raise TypeError(f"{WHO}: label_col must be a column name, got {label_col!r}.")
-    source = _Source(chunks, label_col)
+    if weight_col is not None:
+        if not isinstance(weight_col, str) or weight_col == label_col:
+            raise TypeError(f"{WHO}: weight_col must be a column name other than label_col, "
+                            f"got {weight_col!r}.")
+        clf._check_weighted_criterion(WHO)
+    source = _Source(chunks, label_col, weight_col)
     clf.initialized_ = False  # a fresh fit, as DINClassifier.fit without warm_start
-    n_rows = _scan(clf, head, source)
+    chunk_rows = _scan(clf, head, source)
+    n_rows = sum(chunk_rows)
 
     def epoch(rng: np.random.Generator | None) -> Iterator[tuple[dict, np.ndarray]]:
         read = 0
-        for i, X, y in source(rng):
+        for i, X, y, weight in source(rng):
             with _in_chunk(i):
                 frame, _ = clf._frame(X if head is None else head.transform(X), WHO,
                                       reset=False)
@@ -285,6 +315,8 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
                 break
             inputs = clf.layout_.to_arrays(frame, clf.history_vocab_sizes_,
                                            clf.sparse_vocab_sizes_)
+            if weight is not None:
+                inputs[WEIGHT_KEY] = np.asarray(weight, dtype=np.float32)
             yield inputs, (y == clf.classes_[1]).astype(np.float32)
         if read != n_rows:
             raise RuntimeError(f"{WHO}: the chunks gave {n_rows:,} rows in the scan but "
@@ -293,5 +325,5 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
     with clf._seeded():
         clf._initialize_checked()
         # skorch's own loop (callbacks, history), on a dataset whose iterator streams.
-        NeuralNetBinaryClassifier.partial_fit(clf, StreamDataset(epoch), None)
+        NeuralNetBinaryClassifier.partial_fit(clf, StreamDataset(epoch, chunk_rows), None)
     return estimator

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-import warnings
 from numbers import Integral
 
 import numpy as np
@@ -17,6 +15,8 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import check_is_fitted
 
 from ._behaviour_store import BehaviourStore
+from ._messages import logger, warn
+from ._progress import Progress
 from ._times import (
     FLOAT64,
     INT64,
@@ -37,6 +37,12 @@ PADDING = 0
 UNKNOWN = 1
 _FIRST_KNOWN = 2
 HIST_LEN_COL = "hist_len"
+# History feature of each behaviour's recency bucket (hist_gap_<k>); it has no candidate column.
+RECENCY_FEATURE = "gap"
+# The output's user column, whatever the input's is called: the classifier finds it there.
+USER_COL = "user_id"
+# Prefix of the output columns of categorical_cols: the classifier embeds every such column.
+CONTEXT_PREFIX = "ctx_"
 # Rows encoded and given histories at a time (and reported on with verbose=1).
 TRANSFORM_CHUNK_ROWS = 1 << 20
 # Every history position is two or more output columns: beyond this, the wide layout
@@ -62,6 +68,36 @@ class UnknownUsersWarning(UserWarning):
 def history_column(feature: str, position: int) -> str:
     """Name of the column holding ``feature`` of the ``position``-th most recent behaviour."""
     return f"hist_{feature}_{position}"
+
+
+def context_column(col: str) -> str:
+    """Name of the output column holding the codes of the categorical input column ``col``."""
+    return f"{CONTEXT_PREFIX}{col}"
+
+
+def _smallest_step(times: np.ndarray) -> float:
+    """Smallest positive difference between two distinct times (1 when there is none)."""
+    steps = np.diff(np.unique(times.astype(np.float64)))
+    return float(steps.min()) if len(steps) else 1.0
+
+
+# Recency buckets 2 .. 2 + RECENCY_OCTAVES - 1: a gap of 2**40 units is over 30,000 years
+# of seconds.
+RECENCY_OCTAVES = 40
+
+
+def recency_buckets(query_times: np.ndarray, behaviour_times: np.ndarray,
+                    unit: float) -> np.ndarray:
+    """Bucket ``2 + floor(log2(gap / unit))`` of each behaviour's gap to its row; 0 for padding.
+
+    ``behaviour_times`` is (n_rows, max_len) with NaN at padding positions; every real
+    behaviour is strictly before its row, so each gap is positive.
+    """
+    gap = query_times.astype(np.float64)[:, None] - behaviour_times
+    with np.errstate(invalid="ignore", divide="ignore"):
+        octave = np.floor(np.log2(np.maximum(gap, unit) / unit))
+    buckets = np.clip(octave, 0, RECENCY_OCTAVES - 1) + _FIRST_KNOWN
+    return np.where(np.isnan(behaviour_times), PADDING, buckets).astype(np.int32)
 
 
 def _codes(vocabulary: pd.Index, values: pd.Series) -> np.ndarray:
@@ -104,14 +140,28 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
     max_len : int, default=50
         Number of most recent behaviours kept per row (at most 10,000); shorter
         histories are padded with 0.
+    recency : bool, default=True
+        Give each history position its recency: ``hist_gap_<k>`` holds the
+        bucket of the time from behaviour ``k`` to the row, ``2 + floor(log2(gap /
+        unit))`` (0 = padding), ``unit`` being the smallest step between two stored
+        times, learnt in fit (``recency_unit_``). DINClassifier embeds it and feeds
+        it to the attention, which can then weigh recent behaviours more; the
+        pooled base model sums its embeddings like any history feature.
+    categorical_cols : tuple of str, default=()
+        Other categorical columns of the rows (device, city, page, ...), of any
+        type: each is encoded like the ids (0 padding, 1 unknown, known values from
+        2, learnt from every row in fit) and written as ``ctx_<col>``, which
+        :class:`DINClassifier` embeds with no further configuration.
     verbose : int, default=0
-        With 1, a transform of more than a million rows reports its progress
-        after each million.
+        With 1, a transform of more than a million rows shows its progress: a
+        bar in a terminal, otherwise a line at every tenth of the rows (standard
+        error).
 
     Attributes
     ----------
     vocabularies_ : dict of str -> ndarray
-        Known values of the user, item and history columns. The value at
+        Known values of the user, item, history and categorical columns (by
+        their input names). The value at
         position ``i`` of a column's vocabulary is encoded as ``i + 2``;
         0 is padding and 1 stands for a value not seen during fit.
     n_behaviours_ : int
@@ -138,10 +188,12 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
 
     Notes
     -----
-    Output columns, in order: ``user_col``, ``item_col``, the other
-    ``history_cols``; then for each history column ``c`` the block
+    Output columns, in order: the user as ``user_id`` (whatever ``user_col``
+    is, so that the classifier finds it with its defaults), ``item_col``, the
+    other ``history_cols``; then for each history column ``c`` the block
     ``hist_c_0, ..., hist_c_{max_len-1}`` (``_0`` = most recent); then
-    ``hist_len``; then every other input column, unchanged. Fit with ``y``
+    ``hist_len``; then ``ctx_<col>`` for each of ``categorical_cols``; then
+    every other input column, unchanged. Fit with ``y``
     stores only the rows with a positive label (clicks) as behaviours; fit
     without ``y`` stores every row (a pure interaction log).
 
@@ -168,6 +220,8 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         "time_col": [str],
         "history_cols": [tuple, list],
         "max_len": [Interval(Integral, 1, MAX_LEN_LIMIT, closed="both")],
+        "recency": ["boolean"],
+        "categorical_cols": [tuple, list],
         "verbose": ["verbose"],
     }
 
@@ -179,6 +233,8 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         time_col: str = "time",
         history_cols: tuple[str, ...] = ("item_id", "cate_id"),
         max_len: int = 50,
+        recency: bool = True,
+        categorical_cols: tuple[str, ...] = (),
         verbose: int = 0,
     ) -> None:
         self.user_col = user_col
@@ -186,6 +242,8 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         self.time_col = time_col
         self.history_cols = history_cols
         self.max_len = max_len
+        self.recency = recency
+        self.categorical_cols = categorical_cols
         self.verbose = verbose
 
     # ------------------------------------------------------------------ checks
@@ -210,20 +268,39 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"item_col {self.item_col!r} must be one of history_cols {self.history_cols!r}."
             )
+        if RECENCY_FEATURE in cols:
+            raise ValueError(f"history_cols cannot hold {RECENCY_FEATURE!r}: the name of the "
+                             "recency feature.")
         for name in ("user_col", "time_col"):
             if getattr(self, name) in cols:
                 raise ValueError(f"{name} {getattr(self, name)!r} cannot be in history_cols.")
         if self.user_col == self.time_col:
             raise ValueError("user_col and time_col must be different columns.")
+        categorical = list(self.categorical_cols)
+        if not all(isinstance(c, str) for c in categorical):
+            raise ValueError(
+                f"categorical_cols must be column names, got {self.categorical_cols!r}."
+            )
+        if len(set(categorical)) != len(categorical):
+            raise ValueError(f"categorical_cols has duplicates: {self.categorical_cols!r}.")
+        taken = sorted(set(categorical) & {*cols, self.user_col, self.time_col})
+        if taken:
+            raise ValueError(f"categorical_cols {taken} are already user, time or history "
+                             "columns.")
 
     @property
     def _id_cols(self) -> list[str]:
         attributes = [c for c in self.history_cols if c != self.item_col]
         return [self.user_col, self.item_col, *attributes]
 
+    @property
+    def _vocabulary_cols(self) -> list[str]:
+        """The columns encoded with a vocabulary: the ids, then the categorical columns."""
+        return [*self._id_cols, *self.categorical_cols]
+
     def _check_X(self, X: object, method: str) -> pd.DataFrame:
         X = check_dataframe(X, who=f"{type(self).__name__}.{method}")
-        required = [*self._id_cols, self.time_col]
+        required = [*self._vocabulary_cols, self.time_col]
         check_columns_present(X, required, who=f"{type(self).__name__}.{method}")
         check_no_missing(X, required, who=f"{type(self).__name__}.{method}")
         return X
@@ -273,14 +350,14 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         """
         self._check_params()
         X = self._check_X(X, "fit")
-        created = self._created_names()
-        clashes = sorted(set(created[len(self._id_cols):]) & set(X.columns))
+        consumed = {*self._vocabulary_cols, self.time_col}
+        clashes = sorted(set(self._created_names()) & (set(X.columns) - consumed))
         if clashes:
             raise ValueError(
                 f"{type(self).__name__}.fit: input column(s) {clashes} clash with the "
-                "history columns this transformer creates; rename them."
+                "columns this transformer creates; rename them."
             )
-        vocabularies = {c: _sorted_unique(X[c]) for c in self._id_cols}
+        vocabularies = {c: _sorted_unique(X[c]) for c in self._vocabulary_cols}
         time_dtype, users, times, codes = self._behaviours(X, y, vocabularies, "fit")
         store = BehaviourStore.from_arrays(users, times, codes)
         # All checks passed: only now does the fitted state change, all at once.
@@ -291,6 +368,9 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         self.time_dtype_ = time_dtype
         self.behaviour_store_ = store
         self.n_behaviours_ = len(store)
+        self.recency_unit_ = _smallest_step(times)
+        logger.info("SequenceFeatureTransformer.fit: %s behaviours of %s users stored",
+                    f"{len(store):,}", f"{len(vocabularies[self.user_col]):,}")
         return self
 
     def partial_fit(self, X: pd.DataFrame, y: object = None) -> SequenceFeatureTransformer:
@@ -323,7 +403,7 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         self._check_params()
         X = self._check_transform_input(X, "partial_fit")
         vocabularies = {}
-        for col in self._id_cols:
+        for col in self._vocabulary_cols:
             known = self.vocabularies_[col]
             new = _sorted_unique(X[col])
             new = new[~pd.Index(new).isin(pd.Index(known))]
@@ -357,7 +437,7 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
                 f"Missing: {sorted(seen - set(X.columns))}; "
                 f"unexpected: {sorted(set(X.columns) - seen)}."
             )
-        for col in self._id_cols:
+        for col in self._vocabulary_cols:
             # 5 != "5": ids of another type than in fit would all be encoded as unknown
             # (and partial_fit would give them new codes: one user split in two).
             fit_kind, kind = value_kind(self.vocabularies_[col]), value_kind(X[col])
@@ -387,29 +467,47 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         X = self._check_transform_input(X, "transform")
         times = self._times_like_fit(X)
         n_rows, n_ids, n_features = len(X), len(self._id_cols), len(self.history_cols)
+        n_context = len(self.categorical_cols)
+        n_history = n_features * self.max_len
+        n_gap = self.max_len if self.recency else 0
+        hist_len = n_ids + n_history + n_gap  # position of hist_len in the block
         # One int32 block for every created column, filled in place: no concatenation copy.
-        block = np.empty((n_rows, n_ids + n_features * self.max_len + 1), dtype=np.int32)
-        indexes = {col: pd.Index(self.vocabularies_[col]) for col in self._id_cols}
-        start = time.perf_counter()
+        block = np.empty((n_rows, hist_len + 1 + n_context), dtype=np.int32)
+        encoded = [*self._id_cols, *[None] * (n_history + n_gap + 1),
+                   *self.categorical_cols]  # the input column behind each block column
+        indexes = {col: pd.Index(self.vocabularies_[col]) for col in self._vocabulary_cols}
+        progress = None
+        if self.verbose and n_rows > TRANSFORM_CHUNK_ROWS:
+            progress = Progress(n_rows, f"[{type(self).__name__}] transform", unit="row")
         for lo in range(0, max(n_rows, 1), TRANSFORM_CHUNK_ROWS):
             rows = slice(lo, min(lo + TRANSFORM_CHUNK_ROWS, n_rows))
             part = block[rows]
-            for j, col in enumerate(self._id_cols):
-                part[:, j] = _codes(indexes[col], X[col].iloc[rows])
-            history = part[:, n_ids:-1].reshape(len(part), n_features, self.max_len)
-            _, part[:, -1] = self.behaviour_store_.histories(
+            for j, col in enumerate(encoded):
+                if col is not None:
+                    part[:, j] = _codes(indexes[col], X[col].iloc[rows])
+            history = part[:, n_ids : n_ids + n_history].reshape(len(part), n_features,
+                                                                   self.max_len)
+            _, part[:, hist_len] = self.behaviour_store_.histories(
                 part[:, 0], times[rows], self.max_len, history
             )
-            if self.verbose and n_rows > TRANSFORM_CHUNK_ROWS:
-                print(f"[SequenceFeatureTransformer] {rows.stop:,} / {n_rows:,} rows "
-                      f"({time.perf_counter() - start:.1f}s)", flush=True)
+            if self.recency:
+                behaviour_times = self.behaviour_store_.history_times(
+                    part[:, 0], times[rows], self.max_len
+                )
+                part[:, n_ids + n_history : hist_len] = recency_buckets(
+                    times[rows], behaviour_times, self.recency_unit_
+                )
+            if progress is not None:
+                progress.update(len(part))
+        if progress is not None:
+            progress.close()
         unknown_users = int((block[:, 0] == UNKNOWN).sum())
         if n_rows >= 20 and unknown_users > n_rows / 2:
-            warnings.warn(
+            warn(
                 f"{unknown_users:,} of {n_rows:,} rows belong to users unseen in fit: they get "
                 "empty histories. Cross-validating by user? Fit this transformer once on the "
                 "whole log and freeze it (sklearn.frozen.FrozenEstimator).",
-                UnknownUsersWarning, stacklevel=2,
+                UnknownUsersWarning,
             )
         n_int = block.shape[1]
         names = self.get_feature_names_out()
@@ -420,12 +518,14 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         return out
 
     def decode(self, column: str, codes: object) -> np.ndarray:
-        """Raw values of the integer ``codes`` of ``column`` (a user, item or history column).
+        """Raw values of the integer ``codes`` of ``column`` (a user, item, history or
+        categorical column).
 
         Parameters
         ----------
         column : str
-            One of ``user_col``, ``item_col`` or ``history_cols``.
+            One of ``user_col``, ``item_col``, ``history_cols`` or
+            ``categorical_cols``, or its output name (``user_id``, ``ctx_<col>``).
         codes : array-like of int
             Codes as found in this transformer's output.
 
@@ -435,6 +535,10 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
             The original values; None for padding (0) and unknown (1) codes.
         """
         check_is_fitted(self)
+        outputs = {USER_COL: self.user_col,
+                   **{context_column(c): c for c in self.categorical_cols}}
+        if column not in self.vocabularies_:
+            column = outputs.get(column, column)
         if column not in self.vocabularies_:
             raise ValueError(f"decode: {column!r} is not one of {list(self.vocabularies_)}.")
         codes = np.asarray(codes, dtype=np.int64)
@@ -470,10 +574,12 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         return out
 
     def _created_names(self) -> list[str]:
-        names = [*self._id_cols]
+        names = [USER_COL, *self._id_cols[1:]]
         for col in self.history_cols:
             names += [history_column(col, k) for k in range(self.max_len)]
-        return [*names, HIST_LEN_COL]
+        if self.recency:
+            names += [history_column(RECENCY_FEATURE, k) for k in range(self.max_len)]
+        return [*names, HIST_LEN_COL, *map(context_column, self.categorical_cols)]
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         """Names of the output columns, in order.
@@ -490,9 +596,13 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         if input_features is not None and list(input_features) != list(self.feature_names_in_):
             raise ValueError("input_features is not equal to feature_names_in_.")
-        consumed = {*self._id_cols, self.time_col}
+        consumed = {*self._vocabulary_cols, self.time_col}
         passthrough = [c for c in self.feature_names_in_ if c not in consumed]
         return np.asarray(self._created_names() + passthrough, dtype=object)
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("categorical_cols", ())  # pickled by 0.1, before the parameter
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -8,21 +8,41 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import narwhals as nw
 import numpy as np
 import pandas as pd
 from scipy.sparse import issparse
 
 
+def is_dataframe(X: object) -> bool:
+    """Whether ``X`` is a data frame :func:`to_pandas` converts (pandas, polars, ...)."""
+    return isinstance(X, pd.DataFrame) or isinstance(
+        nw.from_native(X, eager_only=True, pass_through=True), nw.DataFrame)
+
+
+def to_pandas(X: object) -> object:
+    """``X`` as a pandas DataFrame when it is a data frame of another library (polars,
+    pyarrow, ... : whatever narwhals reads eagerly); anything else unchanged."""
+    if isinstance(X, pd.DataFrame):
+        return X
+    frame = nw.from_native(X, eager_only=True, pass_through=True)
+    return frame.to_pandas() if isinstance(frame, nw.DataFrame) else X
+
+
 def check_dataframe(X: object, *, who: str, allow_empty: bool = False) -> pd.DataFrame:
-    """Return ``X`` if it is a non-empty DataFrame with unique string column names."""
+    """``X`` as a pandas DataFrame (from any frame :func:`to_pandas` converts), if it is
+    non-empty with unique column names."""
+    X = to_pandas(X)
     if not isinstance(X, pd.DataFrame):
         sparse = " (sparse input is not supported)" if issparse(X) else ""
-        raise TypeError(f"{who} expects a pandas DataFrame with named columns, got "
-                        f"{type(X).__name__}{sparse}.")
+        raise TypeError(
+            f"{who} expects a DataFrame with named columns (pandas, polars, pyarrow, ...), "
+            f"got {type(X).__name__}{sparse}."
+        )
     if not allow_empty and len(X) == 0:
         raise ValueError(f"{who} got an empty DataFrame (0 rows); at least one row is required.")
-    duplicated = X.columns[X.columns.duplicated()].unique().tolist()
-    if duplicated:
+    if not X.columns.is_unique:  # cheap when unique: checked on every serving request
+        duplicated = X.columns[X.columns.duplicated()].unique().tolist()
         raise ValueError(f"{who} got duplicated column names {duplicated}; names must be unique.")
     return X
 
@@ -74,6 +94,26 @@ def binary_positive_mask(y: object, n_rows: int, *, who: str) -> np.ndarray:
             "which rows are clicks."
         )
     return y_arr == labels[1]
+
+
+def check_sample_weight(sample_weight: object, n_rows: int, *, who: str,
+                        allow_all_zero: bool = False) -> np.ndarray:
+    """``sample_weight`` as float32 of shape (n_rows,): finite, non-negative and (unless
+    ``allow_all_zero``, for one chunk of a stream) not all 0."""
+    try:
+        weight = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{who}: sample_weight must hold numbers.") from None
+    if weight.ndim != 1 or len(weight) != n_rows:
+        raise ValueError(f"{who}: sample_weight must have shape ({n_rows},) like X's rows, "
+                         f"got {weight.shape}.")
+    if not np.isfinite(weight).all():
+        raise ValueError(f"{who}: sample_weight has NaN or infinite values.")
+    if (weight < 0).any():
+        raise ValueError(f"{who}: sample_weight has negative values; weights are >= 0.")
+    if n_rows and not allow_all_zero and not weight.any():
+        raise ValueError(f"{who}: every sample_weight is zero: there is nothing to learn from.")
+    return weight.astype(np.float32)
 
 
 # What pandas' infer_dtype says of an object column -> the family its values belong to.

@@ -51,6 +51,14 @@ def ctr_data() -> CTRData:
 
 
 @pytest.fixture(scope="session")
+def tiny_log() -> tuple[pd.DataFrame, np.ndarray]:
+    """Raw rows (X without the label, y) of 40 users: about 1,600 rows, for plumbing tests."""
+    rows = sample_negatives(make_interactions(n_users=40, n_items=60, random_state=0),
+                            random_state=0)
+    return rows.drop(columns="label"), rows["label"].to_numpy()
+
+
+@pytest.fixture(scope="session")
 def small_frame() -> tuple[pd.DataFrame, np.ndarray]:
     """The transformer's output (max_len=6) and the labels of about 3,000 rows: quick fits."""
     rows = sample_negatives(make_interactions(n_users=80, n_items=60, random_state=2),

@@ -37,7 +37,7 @@ HISTORY_FEATURES = ("item_id", "cate_id")
 # Small and fast, but enough to learn something in two epochs.
 SMALL = dict(
     embed_dim=4, attention_units=(8,), hidden_units=(16,), lr=1e-2, max_epochs=2,
-    batch_size=512, verbose=0, random_state=0,
+    batch_size=512, verbose=0, random_state=0, user_embedding=True,
 )
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -193,9 +193,11 @@ def test_raw_attention_weights_are_unnormalised_and_padding_weighs_zero(ctr_data
     t = _network_tensors(model, X)
     i = int(torch.argmax(length))
     n = int(length[i])
-    tables = model.module_.history_embeddings
+    # The item and category features, then the recency context feature (conftest's default).
+    tables = [*model.module_.history_embeddings, *model.module_.context_embeddings]
+    assert len(tables) == 3
     with torch.no_grad():
-        keys = torch.cat([tables[f](t["history"][i, f, :n].long()) for f in range(2)], dim=1)
+        keys = torch.cat([tables[f](t["history"][i, f, :n].long()) for f in range(3)], dim=1)
     torch.testing.assert_close(pooled[i], weights[i, :n] @ keys, atol=1e-5, rtol=1e-5)
 
 
@@ -441,7 +443,7 @@ def test_id_frequencies_count_candidates_and_real_history_positions(ctr_data, mo
 def test_unseen_ids_are_treated_as_unknown(ctr_data, fitted):
     model = fitted()
     X = ctr_data.X_test[ctr_data.X_test["hist_len"] > 0]
-    item_size, cate_size = model.history_vocab_sizes_
+    item_size, cate_size = model.history_vocab_sizes_[:2]  # then the recency table
     unseen = {
         "user_id": model.sparse_vocab_sizes_[0] + 10**9,
         "item_id": item_size,  # the first id beyond the table
@@ -590,7 +592,7 @@ def test_sparse_embeddings_move_only_the_rows_a_batch_uses(ctr_data, sparse):
 
 def test_sparse_embeddings_learn_like_dense_and_round_trip(ctr_data, tmp_path):
     X, y = ctr_data.X_train, ctr_data.y_train
-    params = dict(SMALL, max_epochs=3, embedding_l2=0.01)
+    params = dict(SMALL, max_epochs=3, embedding_l2=0.01, attention_normalization=None)
     dense = DINClassifier(**params).fit(X, y)
     sparse = DINClassifier(**params, sparse_embeddings=True).fit(X, y)
     assert set(sparse._optimizers) == {"optimizer", "optimizer_embeddings"}

@@ -1,11 +1,17 @@
-"""The documentation site builds without warnings (broken links, bad references)."""
+"""The documentation site builds without warnings (broken links, bad references); the README's
+code runs, its commands agree with the installation page, and the package ships py.typed."""
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from sklearn_din.datasets import make_interactions, sample_negatives
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,3 +28,73 @@ def test_mkdocs_builds_strictly(tmp_path):
     # the API pages are rendered from the docstrings
     api = (tmp_path / "api" / "classifier" / "index.html").read_text()
     assert "embed_dim" in api and "attention_normalization" in api
+    # the example scripts are rendered in full, and the README's results table is reused
+    examples = (tmp_path / "examples" / "index.html").read_text()
+    for script in sorted((ROOT / "examples").glob("*.py")):
+        assert f"examples/{script.name}</summary>" in examples, script.name
+    assert examples.count("parse_args") >= 4
+    assert "DIN + softmax" in (tmp_path / "benchmarks" / "index.html").read_text()
+
+
+README = ROOT / "README.md"
+
+
+def _python_block(section: str) -> str:
+    """The fenced Python block of the README section headed ``## {section}``."""
+    text = README.read_text(encoding="utf-8").split(f"\n## {section}\n")[1].split("\n## ")[0]
+    return re.search(r"```python\n(.*?)```", text, re.S)[1]
+
+
+def test_readme_own_csv_example_runs_on_a_csv(tmp_path, monkeypatch, capsys):
+    rows = sample_negatives(make_interactions(n_users=150, random_state=0), random_state=0)
+    rng = np.random.default_rng(0)
+    rows = rows.assign(device=rng.choice(["app", "web"], len(rows))).rename(columns={
+        "user_id": "customer", "item_id": "product", "cate_id": "category", "time": "ts",
+        "label": "clicked"})
+    rows.to_csv(tmp_path / "impressions.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    source = _python_block("Your own CSV")
+    assert len(source.strip().splitlines()) <= 16  # a front-page example stays short
+    exec(compile(source, str(README), "exec"), {"__name__": "__main__"})
+    out = capsys.readouterr().out
+    assert re.search(r"test AUC 0\.\d+", out)
+    assert "product" in out and "weight" in out  # the explanation's table
+
+
+def test_readme_is_a_front_page():
+    text = README.read_text(encoding="utf-8")
+    assert len(text.split()) < 1500
+    assert text.count("| model | test AUC |") == 1  # one small results table
+    for page in ("docs/benchmarks.md", "docs/user-guide/tuning.md", "docs/user-guide/scaling.md",
+                 "docs/internals.md"):
+        assert f"]({page})" in text and (ROOT / page).exists(), page
+
+
+def _bash_commands(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    return [line for block in re.findall(r"```bash\n(.*?)```", text, re.S)
+            for line in block.splitlines() if line.startswith("python3 -m pip install torch")]
+
+
+def test_installation_page_gives_the_readmes_set_up_commands_and_real_extras():
+    readme = _bash_commands(README)
+    assert readme == [
+        "python3 -m pip install torch==2.13.0 && python3 -m pip install -e . && "
+        "python3 -m sklearn_din",
+        'python3 -m pip install torch==2.13.0 && python3 -m pip install -e ".[test,docs]" && '
+        "python3 -m pytest",
+    ]
+    assert _bash_commands(ROOT / "docs" / "installation.md") == readme
+    assert readme[1].split("&& ")[-1] == (ROOT / ".ci" / "run").read_text().split("&& ")[-1].strip()
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"])
+    install = (ROOT / "docs" / "installation.md").read_text(encoding="utf-8")
+    named = set(re.findall(r'-e "\.\[([\w,]+)\]"', install))
+    assert named and {e for group in named for e in group.split(",")} <= extras
+    assert {"plot", "parquet", "test", "docs"} <= extras
+
+
+def test_package_ships_py_typed():
+    assert (ROOT / "sklearn_din" / "py.typed").is_file()
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "py.typed" in config["tool"]["setuptools"]["package-data"]["sklearn_din"]

@@ -42,7 +42,8 @@ EXPECTED = {
         rf"uncalibrated pipeline +({AUC}) +0\.\d{{4}}",
         rf"CalibratedClassifierCV\(cv=3 grp\) +({AUC}) +0\.\d{{4}}",
         rf"calibrated on the valid split +({AUC}) +0\.\d{{4}}",
-        r"reloaded: predictions identical: True",
+        r"joblib: .*reloaded: predictions identical: True",
+        r"save_model \(no pickle.*reloaded: predictions identical: True",
     ],
 }
 
@@ -85,3 +86,14 @@ def test_tutorial_script_on_the_tutorial_csv():
     assert "100 clicks, 17 users" in result.stdout
     assert re.search(rf"test AUC +({AUC})", result.stdout)
     assert "is noise, not a measurement" in result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.py")))
+def test_example_help_shows_no_path_of_this_machine(name, capsys):
+    module = _load(name)
+    with pytest.raises(SystemExit):
+        module.parse_args(["--help"])
+    text = capsys.readouterr().out + (module.__doc__ or "")
+    assert "usage:" in text
+    # an absolute path (/work/..., /home/..., C:\...) would be this machine's, not the reader's
+    assert not re.search(r"(?<![\w.])(/[A-Za-z]\w*/|[A-Z]:\\)", text), text

@@ -120,13 +120,13 @@ def test_every_fitted_attribute_survives_a_round_trip(saved, tmp_path):
 def test_a_new_fitted_attribute_is_saved_without_code_changes(saved, tmp_path):
     model, _, _ = saved
     model[-1].best_epoch_ = 1  # as a future release might add
-    model[0].recency_unit_ = 0.5
+    model[0].future_unit_ = 0.5
     try:
         save_model(model, tmp_path / "new.npz")
     finally:
-        del model[-1].best_epoch_, model[0].recency_unit_
+        del model[-1].best_epoch_, model[0].future_unit_
     loaded = load_model(tmp_path / "new.npz")
-    assert loaded[-1].best_epoch_ == 1 and loaded[0].recency_unit_ == 0.5
+    assert loaded[-1].best_epoch_ == 1 and loaded[0].future_unit_ == 0.5
 
 
 def test_unsaveable_settings_are_named_at_save_and_at_load(saved, rows, tmp_path):

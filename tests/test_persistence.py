@@ -133,8 +133,13 @@ def test_other_zip_is_not_a_model(tmp_path):
 def test_unsupported_objects_are_refused_at_save(tmp_path):
     from sklearn.preprocessing import StandardScaler
 
+    class CustomScaler(StandardScaler):
+        pass
+
+    with pytest.raises(TypeError, match="cannot save step 'customscaler'"):
+        save_model(make_pipeline(CustomScaler().fit([[1.0], [2.0]])), tmp_path / "x.npz")
     with pytest.raises(TypeError, match="cannot save a StandardScaler"):
-        save_model(make_pipeline(StandardScaler()), tmp_path / "x.npz")
+        save_model(StandardScaler().fit([[1.0], [2.0]]), tmp_path / "x.npz")
 
 
 def test_pickle_and_joblib_round_trips_are_bit_identical(fitted, tmp_path):

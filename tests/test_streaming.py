@@ -170,7 +170,8 @@ def test_stream_auc_close_to_in_memory_auc():
     # over seeds, not single fits.
     for seed in range(3):
         params = dict(SMALL, embed_dim=8, attention_units=(16,), hidden_units=(32,),
-                      batch_size=512, lr=0.01, max_epochs=3, random_state=seed)
+                      batch_size=512, lr=0.01, max_epochs=3, random_state=seed,
+                      early_stopping=False)  # fit_stream trains every epoch on every row
         model = fit_stream(DINClassifier(**params), [transformer.transform(
             c.drop(columns="label")).assign(label=c["label"]) for c in chunks])
         stream.append(roc_auc_score(y_test, model.predict_proba(X_test)[:, 1]))

@@ -191,7 +191,7 @@ def fit_and_transform_frames(draw):
 def test_transform_matches_brute_force_reference(case):
     fit_X, fit_raw_t, y, X, raw_t, max_len = case
     fit_copy, X_copy = fit_X.copy(), X.copy()
-    t = SequenceFeatureTransformer(max_len=max_len).fit(fit_X, y)
+    t = SequenceFeatureTransformer(max_len=max_len, recency=False).fit(fit_X, y)
     out = t.transform(X)
 
     names, expected = reference_transform(
@@ -239,13 +239,13 @@ def two_batches(draw):
 @given(case=two_batches())
 def test_partial_fit_equals_fit_on_concatenated_log(case):
     first, second, y1, y2, max_len = case
-    inc = SequenceFeatureTransformer(max_len=max_len).fit(first, y1)
+    inc = SequenceFeatureTransformer(max_len=max_len, recency=False).fit(first, y1)
     old_vocab = {c: v.copy() for c, v in inc.vocabularies_.items()}
     inc.partial_fit(second, y2)
 
     both = pd.concat([first, second], ignore_index=True)
     y_both = None if y1 is None else y1 + y2
-    full = SequenceFeatureTransformer(max_len=max_len).fit(both, y_both)
+    full = SequenceFeatureTransformer(max_len=max_len, recency=False).fit(both, y_both)
 
     for col, vocab in old_vocab.items():
         # known values keep their codes, new values are appended (sorted) after them
@@ -529,11 +529,11 @@ def test_custom_column_names_and_history_order():
     )
     t = SequenceFeatureTransformer(
         user_col="uid", item_col="iid", time_col="ts", history_cols=("shop", "iid", "brand"),
-        max_len=2,
+        max_len=2, recency=False,
     ).fit(log)
     out = t.transform(log)
     assert list(out.columns) == [
-        "uid", "iid", "shop", "brand",
+        "user_id", "iid", "shop", "brand",  # the user under the name the classifier reads
         "hist_shop_0", "hist_shop_1",
         "hist_iid_0", "hist_iid_1",
         "hist_brand_0", "hist_brand_1",
@@ -784,7 +784,7 @@ def test_set_output_pandas_and_default_agree():
 
 def test_get_feature_names_out_matches_output_exactly():
     log = small_log()
-    t = SequenceFeatureTransformer(max_len=2).fit(log)
+    t = SequenceFeatureTransformer(max_len=2, recency=False).fit(log)
     names = t.get_feature_names_out()
     assert isinstance(names, np.ndarray) and names.dtype == object
     assert names.tolist() == [
@@ -874,6 +874,8 @@ def test_default_params_are_immutable_tuples():
         "time_col": "time",
         "history_cols": ("item_id", "cate_id"),
         "max_len": 50,
+        "categorical_cols": (),
+        "recency": True,
         "verbose": 0,
     }
 
@@ -894,7 +896,7 @@ def test_defaults_fit_the_amazon_sample_as_is():
     log = pd.read_csv(AMAZON_SAMPLE)
     t = SequenceFeatureTransformer()
     out = t.fit_transform(log)
-    assert out.shape == (100, 3 + 2 * 50 + 1)
+    assert out.shape == (100, 3 + 3 * 50 + 1)  # ids, item and category histories, recency
     assert out.index.equals(log.index)
     assert [len(t.vocabularies_[c]) for c in ("user_id", "item_id", "cate_id")] == [17, 99, 67]
     names, expected = reference_transform(

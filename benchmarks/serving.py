@@ -1,0 +1,315 @@
+"""Serving latency: one visitor's candidates per request, today's path vs score_candidates vs ONNX.
+
+The DIN paper's constraint: hundreds of ads scored for each visitor in under 10 ms. Each
+request here is one user with a full history of 50 behaviours and C candidate items
+(C = 200 and 1,000), on one torch thread (onnxruntime: one intra-op thread). Timed, per
+request, interleaved call by call so that a change in the machine's load hits every path
+alike:
+
+* ``pipeline.predict_proba``: today's path, on the C rows (user, item, category, time) as a
+  DataFrame built before the timing; the transformer gathers the history C times.
+* ``classifier only``: the classifier's share of it (``predict_proba`` of the transformed rows).
+* ``score_candidates``: the request-time path (the candidates' DataFrame built before timing).
+* ``onnxruntime``: ``InferenceSession.run`` of the exported graph on the C rows' inputs
+  (built before timing with ``onnx_inputs``): the network's masked forward, each row with
+  its own copy of the history, as a server outside Python would run it.
+
+Sizes: the paper's (embedding 8, attention MLP (80, 40), output MLP (200, 80), Dice, raw
+attention scores, a user embedding), the same with softmax-normalised scores, and
+``DINClassifier()``'s defaults when they differ from the paper's. The model is fitted for
+one epoch on a generated log (latency does not depend on what the weights learnt).
+
+Work: the FLOPs of the model's function on a request, counted per (candidate, history
+position) pair as the per-row forward computes it: the attention MLP's 4D-wide first layer,
+its other layers and score, the weighted pooling, then the output MLP per candidate (a
+multiply-add = 2 FLOPs; Dice, embeddings and softmax not counted). ``score_candidates``
+does less than this count (the keys' part of the first layer once per position): its
+"achieved GFLOP/s" is the model's FLOPs per second of latency, comparable across paths.
+The machine's matmul rate is measured in the same run, on the same thread count.
+
+Also measured: appending one click with ``SequenceFeatureTransformer.partial_fit`` and the
+``score_candidates`` call right after it (the online-history path).
+
+Usage::
+
+    python3 benchmarks/serving.py             # about 3 minutes
+    python3 benchmarks/serving.py --quick     # a smoke run (fewer calls; not for the table)
+
+Writes benchmarks/results/serving.md and serving.json (``--out-dir`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import torch  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from speed import _fmt_load, machine_info, measure_matmul  # noqa: E402
+
+from sklearn_din import (  # noqa: E402
+    DINClassifier,
+    SequenceFeatureTransformer,
+    export_onnx,
+    onnx_inputs,
+    score_candidates,
+)
+from sklearn_din.datasets import make_interactions, sample_negatives  # noqa: E402
+
+RESULTS = HERE / "results"
+MAX_LEN = 50
+PAPER = dict(embed_dim=8, attention_units=(80, 40), hidden_units=(200, 80), activation="dice",
+             attention_normalization=None, pooling="attention", user_embedding=True)
+TARGET_P99_MS = 3.0  # score_candidates at 200 candidates
+TARGET_SPEEDUP = 4.0  # vs today's pipeline path
+PATHS = ("pipeline.predict_proba", "classifier only", "score_candidates", "onnxruntime")
+
+
+def variants() -> dict[str, dict]:
+    out = {"paper": PAPER, "paper, softmax": {**PAPER, "attention_normalization": "softmax"}}
+    defaults = {k: v for k, v in DINClassifier().get_params().items() if k in PAPER}
+    if defaults != PAPER:
+        out["DINClassifier() defaults"] = defaults
+    return out
+
+
+def request_flops(sizes: dict, n_candidates: int, n_positions: int, n_sparse: int) -> float:
+    """FLOPs of the per-row forward on one request (see the module docstring)."""
+    d = sizes["embed_dim"] * 2  # item + category
+    a, h = sizes["attention_units"], sizes["hidden_units"]
+    pairs = n_candidates * n_positions
+    attention = 4 * d * a[0] + sum(x * y for x, y in zip(a, a[1:], strict=False)) + a[-1]
+    mlp_in = 2 * d + sizes["embed_dim"] * n_sparse
+    mlp = sum(x * y for x, y in zip((mlp_in, *h), (*h, 1), strict=True))
+    return 2.0 * (pairs * (attention + d) + n_candidates * mlp)
+
+
+def percentiles(times: list[float]) -> dict:
+    ms = np.asarray(times) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "mean_ms": float(ms.mean()), "calls": len(ms)}
+
+
+def fit_model(log: pd.DataFrame, sizes: dict, seed: int):
+    rows = sample_negatives(log, random_state=seed)
+    X, y = rows.drop(columns="label"), rows["label"]
+    classifier = DINClassifier(**sizes, max_epochs=1, batch_size=1024, verbose=0,
+                               random_state=seed)
+    return make_pipeline(SequenceFeatureTransformer(max_len=MAX_LEN), classifier).fit(X, y), X
+
+
+def onnx_session(model, directory: Path):
+    import onnxruntime as ort
+
+    path = export_onnx(model, directory / "din.onnx")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def time_requests(model, X, session, users, items, n_candidates, calls, warmup, rng) -> dict:
+    """Per path, the latency of ``calls`` requests (after ``warmup`` untimed ones)."""
+    now = X["time"].max() + 1
+    times = {p: [] for p in PATHS}
+    worst = {"score_candidates": 0.0, "onnxruntime": 0.0}
+    for call in range(warmup + calls):
+        user = users[rng.integers(len(users))]
+        candidates = items.iloc[rng.choice(len(items), n_candidates, replace=False)]
+        candidates = candidates.reset_index(drop=True)
+        rows = candidates.assign(user_id=user, time=now)[X.columns]
+        features = model[0].transform(rows)
+        inputs = onnx_inputs(model, rows)
+        timed = {}
+        start = time.perf_counter()
+        expected = model.predict_proba(rows)[:, 1]
+        timed["pipeline.predict_proba"] = time.perf_counter() - start
+        start = time.perf_counter()
+        model[-1].predict_proba(features)
+        timed["classifier only"] = time.perf_counter() - start
+        start = time.perf_counter()
+        got = score_candidates(model, user, candidates)
+        timed["score_candidates"] = time.perf_counter() - start
+        start = time.perf_counter()
+        probability = session.run(["probability"], inputs)[0]
+        timed["onnxruntime"] = time.perf_counter() - start
+        worst["score_candidates"] = max(worst["score_candidates"], np.abs(got - expected).max())
+        worst["onnxruntime"] = max(worst["onnxruntime"], np.abs(probability - expected).max())
+        if call >= warmup:
+            for path, seconds in timed.items():
+                times[path].append(seconds)
+    return {"paths": {p: percentiles(t) for p, t in times.items()},
+            "max_abs_diff_vs_predict_proba": worst}
+
+
+def time_appends(model, X, users, items, n_candidates, calls, rng) -> dict:
+    """partial_fit of one click, then the next score_candidates call, ``calls`` times."""
+    transformer = model[0]
+    later = X["time"].max() + 10
+    append, after = [], []
+    for k in range(calls):
+        user = users[rng.integers(len(users))]
+        candidates = items.iloc[rng.choice(len(items), n_candidates, replace=False)]
+        click = candidates.iloc[[0]].assign(user_id=user, time=later + k)[X.columns]
+        start = time.perf_counter()
+        transformer.partial_fit(click)
+        append.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        score_candidates(model, user, candidates.reset_index(drop=True))
+        after.append(time.perf_counter() - start)
+    return {"partial_fit (one click)": percentiles(append),
+            "score_candidates after it": percentiles(after)}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--calls", type=int, default=300, help="timed requests per (sizes, C)")
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--candidates", default="200,1000")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="30 calls, paper sizes only")
+    p.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    args.candidate_counts = [int(c) for c in args.candidates.split(",")]
+    if args.quick:
+        args.calls, args.warmup = 30, 5
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    info = machine_info(args.threads)
+    matmul = [measure_matmul(args.threads, 2048, 5)]
+    print(f"load average {info['load_average_at_start']}; matmul fp32 2048^3: "
+          f"{matmul[0]['square_gflops']:.1f} GFLOP/s", flush=True)
+    # Users with at least 50 clicks (full histories), items with their categories.
+    log = make_interactions(n_users=400, n_items=20_000, n_categories=200, mean_events=100,
+                            random_state=args.seed)
+    counts = log["user_id"].value_counts()
+    users = counts.index[counts >= MAX_LEN + 1].to_numpy()
+    items = log[["item_id", "cate_id"]].drop_duplicates("item_id").reset_index(drop=True)
+    rng = np.random.default_rng(args.seed)
+    report = {"command": "python3 benchmarks/serving.py " + shlex.join(
+                  sys.argv[1:] if argv is None else argv),
+              "machine": info, "matmul": matmul, "max_len": MAX_LEN,
+              "data": {"clicks": len(log), "users_with_full_history": len(users),
+                       "items": len(items)}, "runs": []}
+    chosen = {"paper": PAPER} if args.quick else variants()
+    import tempfile
+
+    for name, sizes in chosen.items():
+        model, X = fit_model(log, sizes, args.seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            session = onnx_session(model, Path(tmp))
+            for n_candidates in args.candidate_counts:
+                result = time_requests(model, X, session, users, items, n_candidates,
+                                       args.calls, args.warmup, rng)
+                result.update(sizes=name, settings=sizes, candidates=n_candidates,
+                              flops=request_flops(sizes, n_candidates, MAX_LEN,
+                                                  n_sparse=int(sizes["user_embedding"])))
+                report["runs"].append(result)
+                line = "  ".join(f"{p} {r['p50_ms']:.2f}/{r['p99_ms']:.2f}"
+                                 for p, r in result["paths"].items())
+                print(f"{name}, {n_candidates} candidates (p50/p99 ms): {line}", flush=True)
+        if name == "paper":
+            report["online"] = time_appends(model, X, users, items, 200,
+                                            min(args.calls, 200), rng)
+    matmul.append(measure_matmul(args.threads, 2048, 5))
+    try:
+        report["machine"]["load_average_at_end"] = os.getloadavg()
+    except OSError:
+        report["machine"]["load_average_at_end"] = None
+    report["runtime_s"] = time.perf_counter() - started
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "serving-quick" if args.quick else "serving"
+    (args.out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str))
+    markdown = render(report)
+    (args.out_dir / f"{stem}.md").write_text(markdown)
+    print(markdown)
+    return 0
+
+
+def render(report: dict) -> str:
+    m = report["machine"]
+    peak = max(x["square_gflops"] for x in report["matmul"])
+    lines = [
+        "# Serving latency: one visitor's candidates per request",
+        "",
+        f"Command: `{report['command']}` (runtime {report['runtime_s'] / 60:.1f} min)",
+        "",
+        f"Machine: {m['cpu_model']}, {m['cores_available']} cores available, shared with "
+        f"other work: **load average {_fmt_load(m['load_average_at_start'])} at the start, "
+        f"{_fmt_load(m.get('load_average_at_end'))} at the end** (1/5/15 min); "
+        f"**{m['threads']} torch thread(s)**, onnxruntime 1 intra-op thread. {m['date']}, "
+        f"Python {m['python']}, torch {m['torch']}, scikit-learn {m['scikit-learn']}, "
+        f"sklearn-din at git {m['git']}.",
+        "",
+        f"Matmul fp32 2048^3 on {m['threads']} thread(s): "
+        + ", ".join(f"{x['square_gflops']:.1f}" for x in report["matmul"])
+        + f" GFLOP/s (before, after); **{peak:.1f} GFLOP/s** is the reference below.",
+        "",
+        f"Each request: a user with a full history of {report['max_len']} behaviours and C "
+        "random candidate items; the same request goes through every path, call after call. "
+        f"{report['runs'][0]['paths']['score_candidates']['calls']} timed requests per row "
+        "(after warm-up). Ratios are today's path (`pipeline.predict_proba` on the C rows) "
+        "divided by the path's latency, from the same run.",
+        "",
+        "| sizes | C | path | p50 ms | p99 ms | speed-up p50 | speed-up p99 | model GFLOP/s "
+        "(p50) | of matmul rate |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in report["runs"]:
+        today = run["paths"]["pipeline.predict_proba"]
+        for path, r in run["paths"].items():
+            gflops = run["flops"] / (r["p50_ms"] / 1e3) / 1e9
+            lines.append(
+                f"| {run['sizes']} | {run['candidates']:,} | {path} | {r['p50_ms']:.2f} | "
+                f"{r['p99_ms']:.2f} | {today['p50_ms'] / r['p50_ms']:.1f}x | "
+                f"{today['p99_ms'] / r['p99_ms']:.1f}x | {gflops:.1f} | {gflops / peak:.0%} |")
+    lines += ["", "Model FLOPs per request (per-row count, see the script's docstring): "
+              + ", ".join(f"{r['sizes']} C={r['candidates']:,}: {r['flops'] / 1e6:.0f} MFLOP"
+                          for r in report["runs"]) + ".", ""]
+    diffs = [max(r["max_abs_diff_vs_predict_proba"].values()) for r in report["runs"]]
+    lines += [f"Largest |probability - predict_proba| over all timed requests: {max(diffs):.1e} "
+              "(score_candidates and onnxruntime).", ""]
+    if "online" in report:
+        lines += ["Online history (paper sizes, 200 candidates): one click appended with "
+                  "`partial_fit`, then the next `score_candidates` call:", "",
+                  "| step | p50 ms | p99 ms |", "|---|---:|---:|"]
+        lines += [f"| {k} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} |"
+                  for k, v in report["online"].items()]
+        lines.append("")
+    lines += ["## Targets", ""]
+    for run in report["runs"]:
+        if run["candidates"] != 200:
+            continue
+        ours, today = run["paths"]["score_candidates"], run["paths"]["pipeline.predict_proba"]
+        p99_ok = ours["p99_ms"] <= TARGET_P99_MS
+        ratio = today["p99_ms"] / ours["p99_ms"]
+        lines.append(f"- {run['sizes']}: score_candidates p99 at 200 candidates "
+                     f"{ours['p99_ms']:.2f} ms (target <= {TARGET_P99_MS} ms): "
+                     f"**{'PASS' if p99_ok else 'MISS'}**; {ratio:.1f}x today's p99 and "
+                     f"{today['p50_ms'] / ours['p50_ms']:.1f}x its p50 (target >= "
+                     f"{TARGET_SPEEDUP:.0f}x): "
+                     f"**{'PASS' if ratio >= TARGET_SPEEDUP else 'MISS'}**.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

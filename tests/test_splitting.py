@@ -1,0 +1,125 @@
+"""Early stopping's split: chosen users' latest rows, never a user's past after its future."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from sklearn_din import DINClassifier, SequenceFeatureTransformer
+from sklearn_din._splitting import latest_rows_split
+from sklearn_din.datasets import make_interactions, sample_negatives
+
+
+def test_every_training_row_of_a_user_is_strictly_before_its_validation_rows():
+    """Checked on real times: the transformer's output and the log it came from."""
+    log = make_interactions(n_users=400, n_items=300, mean_events=15, random_state=3)
+    rows = sample_negatives(log, random_state=3)
+    X = SequenceFeatureTransformer(max_len=8).fit_transform(rows.drop(columns="label"),
+                                                            rows["label"])
+    train, valid = latest_rows_split(X["user_id"].to_numpy(), X["hist_len"].to_numpy(), 0.1,
+                                     np.random.RandomState(0))
+    assert len(np.intersect1d(train, valid)) == 0 and len(train) + len(valid) == len(X)
+    assert 0.1 <= len(valid) / len(X) < 0.13
+    times = rows["time"].to_numpy()
+    users = rows["user_id"].to_numpy()
+    last_train = pd.Series(times[train]).groupby(users[train]).max()
+    first_valid = pd.Series(times[valid]).groupby(users[valid]).min()
+    both = first_valid.index.intersection(last_train.index)
+    assert len(both) > 10  # users with rows on both sides exist (capped and uncapped ones)
+    assert (last_train[both] < first_valid[both]).all()
+    # A click and its sampled negative (same user, same time) are never split apart.
+    side = np.zeros(len(X), dtype=bool)
+    side[valid] = True
+    assert pd.Series(side).groupby([users, times]).nunique().max() == 1
+
+
+def test_the_latest_rows_of_a_user_are_its_longest_histories():
+    users = np.array([7, 7, 7, 7, 9, 9, 9])
+    lengths = np.array([0, 1, 2, 2, 0, 0, 3])
+    train, valid = latest_rows_split(users, lengths, 0.99, np.random.RandomState(0))
+    # A target above what the latest rows hold takes every user's latest rows, no more.
+    assert valid.tolist() == [2, 3, 6] and train.tolist() == [0, 1, 4, 5]
+
+
+def test_same_random_state_same_split_and_without_users_a_row_split():
+    lengths = np.random.RandomState(0).randint(0, 5, size=200)
+    users = np.repeat(np.arange(40), 5)
+    a = latest_rows_split(users, lengths, 0.2, np.random.RandomState(1))
+    b = latest_rows_split(users, lengths, 0.2, np.random.RandomState(1))
+    assert all((x == y).all() for x, y in zip(a, b, strict=True))
+    train, valid = latest_rows_split(None, lengths, 0.2, np.random.RandomState(1))
+    assert len(valid) == 40 and len(train) == 160
+
+
+@pytest.fixture(scope="module")
+def big_rows():
+    """A log large enough (> 10,000 rows) for early_stopping="auto" to switch on."""
+    log = make_interactions(n_users=700, n_items=300, mean_events=8, random_state=1)
+    rows = sample_negatives(log, random_state=1)
+    X = SequenceFeatureTransformer(max_len=10).fit_transform(rows.drop(columns="label"),
+                                                             rows["label"])
+    return X, rows["label"].to_numpy()
+
+
+FAST = dict(embed_dim=4, attention_units=(8,), hidden_units=(8,), lr=3e-2, batch_size=2048,
+            verbose=0, random_state=0)
+
+
+def test_auto_stops_early_and_keeps_the_best_epoch(big_rows):
+    X, y = big_rows
+    assert len(X) >= 10_000
+    model = DINClassifier(max_epochs=40, n_iter_no_change=1, **FAST).fit(X, y)
+    assert model.do_early_stopping_
+    scores = model.history[:, "valid_auc"]
+    assert len(scores) < 40  # it stopped: lr 3e-2 overfits long before 40 epochs
+    assert scores[-1] <= max(scores[:-1])
+    # The weights kept are the best epoch's: its validation AUC is reproduced exactly on
+    # the split's rows (the users' latest rows, drawn with the model's random_state).
+    _, valid = latest_rows_split(X["user_id"].to_numpy(), X["hist_len"].to_numpy(), 0.1,
+                                 np.random.RandomState(0))
+    best = model.predict_proba(X.iloc[valid])[:, 1]
+    assert roc_auc_score(y[valid], best) == pytest.approx(max(scores))
+
+
+def test_off_trains_exactly_max_epochs_on_every_row(big_rows):
+    X, y = big_rows
+    model = DINClassifier(max_epochs=3, early_stopping=False, **FAST).fit(X, y)
+    assert not model.do_early_stopping_
+    assert len(model.history) == 3 and "valid_auc" not in model.history[-1]
+    small = DINClassifier(max_epochs=2, **FAST).fit(X.iloc[:5000], y[:5000])
+    assert not small.do_early_stopping_ and len(small.history) == 2  # "auto": too few rows
+
+
+def test_a_given_train_split_is_what_early_stopping_watches(big_rows):
+    from skorch.dataset import ValidSplit
+    X, y = big_rows
+    model = DINClassifier(max_epochs=2, early_stopping=True, train_split=ValidSplit(5),
+                          **FAST).fit(X.iloc[:3000], y[:3000])
+    assert model.do_early_stopping_ and "valid_auc" in model.history[-1]
+
+
+def test_partial_fit_does_not_stop_early(big_rows):
+    X, y = big_rows
+    model = DINClassifier(max_epochs=1, early_stopping=True, **FAST)
+    model.partial_fit(X, y)
+    assert not model.do_early_stopping_ and "valid_auc" not in model.history[-1]
+
+
+def test_one_class_validation_is_refused_before_training():
+    X = pd.DataFrame({"user_id": [2, 3] * 20, "item_id": 2, "hist_item_id_0": 0,
+                      "hist_len": [0] * 38 + [1, 1]})
+    X["hist_item_id_0"] = X["hist_len"] * 2
+    y = np.array([0, 1] * 19 + [1, 1])
+    with pytest.raises(ValueError, match="validation rows of the internal split hold one class"):
+        DINClassifier(early_stopping=True, validation_fraction=0.01, **FAST).fit(X, y)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"early_stopping": "yes"}, "early_stopping"),
+    ({"validation_fraction": 1.0}, "validation_fraction"),
+    ({"n_iter_no_change": 0}, "n_iter_no_change"),
+])
+def test_parameters_are_validated(params, match):
+    X = pd.DataFrame({"user_id": [2, 3], "item_id": [2, 3]})
+    with pytest.raises(ValueError, match=match):
+        DINClassifier(**params).fit(X, [0, 1])

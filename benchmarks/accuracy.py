@@ -40,6 +40,7 @@ from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from accuracy_ablations import SAME_AS_DEFAULTS, VARIANTS  # noqa: E402
 from harness import machine_info, machine_line, markdown_table, mean_std  # noqa: E402
 from protocol import DATASETS, load_split, xy  # noqa: E402
 
@@ -72,12 +73,12 @@ def chosen_variant(dataset: str) -> tuple[str, dict, dict] | None:
     """The ablation variant with the best mean validation AUC of DIN on this data set."""
     if not ABLATIONS.exists():
         return None
-    runs = json.loads(ABLATIONS.read_text())
-    scores = runs["summary"].get(dataset, {})
+    scores = json.loads(ABLATIONS.read_text())["summary"].get(dataset, {})
+    scores = {v: s["din"]["valid_auc"] for v, s in scores.items() if "din" in s}
     if not scores:
         return None
-    name = max(scores, key=lambda v: scores[v]["din"]["valid_auc"])
-    transformer_params, params = runs["variants"][name]
+    name = max(scores, key=scores.get)
+    transformer_params, params = VARIANTS[name]
     return name, transformer_params, params
 
 
@@ -194,7 +195,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--out", default=str(HERE / "results" / "accuracy.md"))
+    parser.add_argument("--combine", nargs="*", metavar="JSON",
+                        help="only write the report from the JSON files of earlier runs (e.g. "
+                             "data sets run in parallel, one process each)")
     args = parser.parse_args(argv)
+    if args.combine:
+        runs = [json.loads(Path(p).read_text()) for p in args.combine]
+        results = {k: v for run in runs for k, v in run["results"].items()}
+        lines = report(results, runs[0]["machine"], " + ".join(r["command"] for r in runs),
+                       max(r.get("seconds", 0) for r in runs))
+        Path(args.out).write_text("\n".join(lines))
+        Path(args.out).with_suffix(".json").write_text(json.dumps(
+            {"command": [r["command"] for r in runs], "machine": [r["machine"] for r in runs],
+             "results": results}, indent=1))
+        print("\n".join(lines))
+        return 0
     info, start = machine_info(), time.perf_counter()
     results = {}
     for name in args.datasets:
@@ -210,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
                 if chosen is None:
                     continue
                 result["best_valid_variant"] = chosen[0]
+                if chosen[0] in SAME_AS_DEFAULTS and "din" in result["models"]:
+                    # The search's best setting is the shipped one: its runs are DIN's.
+                    result["models"]["best_valid"] = result["models"]["din"]
+                    continue
             runs = []
             for seed in args.seeds:
                 runs.append(evaluate(model, split, seed))
@@ -222,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.write_text("\n".join(report(results, info, command, seconds)))
     out.with_suffix(".json").write_text(json.dumps(
-        {"command": command, "machine": info, "results": results}, indent=1))
+        {"command": command, "machine": info, "seconds": seconds, "results": results},
+        indent=1))
     print("\n".join(report(results, info, command, seconds)))
     return 0
 

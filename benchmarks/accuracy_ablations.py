@@ -48,60 +48,54 @@ warnings.filterwarnings("ignore", category=UserWarning)
 SHIPPED_0_1 = dict(
     embed_dim=8, attention_normalization=None, activation="dice", embedding_l2=0.0,
     lr=1e-3, max_epochs=5, user_col="user_id", user_embedding=True, early_stopping=False,
+    pooled_product=False,
 )
+# The transformer of 0.1: no recency feature.
+NO_RECENCY = {"recency": False}
 # name -> (transformer parameters, classifier parameters); both apply to DIN and pooled.
 VARIANTS: dict[str, tuple[dict, dict]] = {
-    "shipped_0.1": ({}, SHIPPED_0_1),
+    "shipped_0.1": (NO_RECENCY, SHIPPED_0_1),
 }
+# Screening, 8 epochs without early stopping (the last epoch is scored): MBA strength,
+# softmax, embedding width, the user embedding.
 _SCREEN = dict(SHIPPED_0_1, max_epochs=8)
+_SM = dict(attention_normalization="softmax")
 VARIANTS.update({
-    "s8": ({}, _SCREEN),
-    "s8_l2.1": ({}, dict(_SCREEN, embedding_l2=0.1)),
-    "s8_l2.1_sm": ({}, dict(_SCREEN, embedding_l2=0.1, attention_normalization="softmax")),
-    "s8_l2.1_sm_e16": ({}, dict(_SCREEN, embedding_l2=0.1, attention_normalization="softmax",
-                               embed_dim=16)),
-    "s8_l2.1_sm_e16_nouser": ({}, dict(_SCREEN, embedding_l2=0.1,
-                                      attention_normalization="softmax", embed_dim=16,
-                                      user_col=None)),
-    "s8_l2.5_sm_e16": ({}, dict(_SCREEN, embedding_l2=0.5, attention_normalization="softmax",
-                               embed_dim=16)),
-    "s8_l2.1_sm_prelu": ({}, dict(_SCREEN, embedding_l2=0.1,
-                                 attention_normalization="softmax", activation="prelu")),
-    "s8_sm": ({}, dict(_SCREEN, attention_normalization="softmax")),
+    "s8_l2.1": (NO_RECENCY, dict(_SCREEN, embedding_l2=0.1)),
+    "s8_l2.1_sm": (NO_RECENCY, dict(_SCREEN, embedding_l2=0.1, **_SM)),
+    "s8_l2.1_sm_e16": (NO_RECENCY, dict(_SCREEN, embedding_l2=0.1, embed_dim=16, **_SM)),
+    "s8_l2.1_sm_e16_nouser": (NO_RECENCY, dict(_SCREEN, embedding_l2=0.1, embed_dim=16,
+                                               user_col=None, user_embedding=False, **_SM)),
+    "s8_l2.5_sm_e16": (NO_RECENCY, dict(_SCREEN, embedding_l2=0.5, embed_dim=16, **_SM)),
 })
-# From here on: early stopping (the default since 0.2) and no user embedding.
+# Early stopping (the default since 0.2), no user column (so its split is by rows), 8 epochs
+# at most: recency, raw vs softmax vs mean-normalised scores, MBA strength, width.
 _NU = dict(_SCREEN, early_stopping="auto", user_col=None, user_embedding=False, embed_dim=16,
            embedding_l2=0.1)
+RECENCY = {"recency": True}
 VARIANTS.update({
-    "nu_sm_rec": ({"recency": True}, dict(_NU, attention_normalization="softmax")),
-    "nu_sm": ({}, dict(_NU, attention_normalization="softmax")),
-    "nu_raw_rec": ({"recency": True}, dict(_NU)),
-    "nu_sm_rec_l2.5": ({"recency": True}, dict(_NU, attention_normalization="softmax",
-                                               embedding_l2=0.5)),
-    "nu_mean": ({}, dict(_NU, attention_normalization="mean")),
-    "nu_mean_rec": ({"recency": True}, dict(_NU, attention_normalization="mean")),
-    "u_mean_l2.5": ({}, dict(_NU, attention_normalization="mean", user_col="user_id",
-                             embedding_l2=0.5)),
-    "nu_sm_l2.5": ({}, dict(_NU, attention_normalization="softmax", embedding_l2=0.5)),
-    "nu_sm_rec_l2_1": ({"recency": True}, dict(_NU, attention_normalization="softmax",
-                                               embedding_l2=1.0)),
-    "nu_sm_rec_l2_1_e32": ({"recency": True}, dict(_NU, attention_normalization="softmax",
-                                                   embedding_l2=1.0, embed_dim=32)),
-    "nu_mean_rec_l2.5": ({"recency": True}, dict(_NU, attention_normalization="mean",
-                                                 embedding_l2=0.5)),
+    "nu_sm": (NO_RECENCY, dict(_NU, **_SM)),
+    "nu_sm_rec": (RECENCY, dict(_NU, **_SM)),
+    "nu_raw_rec": (RECENCY, dict(_NU)),
+    "nu_sm_l2.5": (NO_RECENCY, dict(_NU, embedding_l2=0.5, **_SM)),
+    "nu_sm_rec_l2.5": (RECENCY, dict(_NU, embedding_l2=0.5, **_SM)),
+    "nu_mean_rec_l2.5": (RECENCY, dict(_NU, embedding_l2=0.5, attention_normalization="mean")),
+    "nu_sm_rec_l2_1": (RECENCY, dict(_NU, embedding_l2=1.0, **_SM)),
+    "nu_sm_rec_l2_1_e32": (RECENCY, dict(_NU, embedding_l2=1.0, embed_dim=32, **_SM)),
 })
-# Candidate defaults: the user column kept for early stopping's split but not embedded.
+# Candidate defaults: the user column kept for early stopping's split, not embedded; up to
+# 30 epochs. Then Dice vs PReLU, and what the MLP reads (prototype: _din_plus.py).
 _CANDIDATE = dict(SHIPPED_0_1, early_stopping="auto", user_embedding=False, max_epochs=30,
-                  embed_dim=16, embedding_l2=0.5, attention_normalization="softmax")
+                  embed_dim=16, embedding_l2=0.5, **_SM)
 VARIANTS.update({
-    "cand_sm": ({"recency": True}, _CANDIDATE),
-    "cand_mean": ({"recency": True}, dict(_CANDIDATE, attention_normalization="mean")),
-    "cand_prelu": ({"recency": True}, dict(_CANDIDATE, activation="prelu")),
-    "cand_plus_mean": ({"recency": True}, dict(_CANDIDATE, module=DINPlus,
-                                               module__plus_mean=True)),
-    "cand_product": ({"recency": True}, dict(_CANDIDATE, module=DINPlus,
-                                             module__product=True)),
+    "cand_sm": (RECENCY, _CANDIDATE),
+    "cand_prelu": (RECENCY, dict(_CANDIDATE, activation="prelu")),
+    "cand_plus_mean": (RECENCY, dict(_CANDIDATE, module=DINPlus, module__plus_mean=True)),
+    "cand_product": (RECENCY, dict(_CANDIDATE, module=DINPlus, module__product=True)),
+    # The package's defaults since 0.2: cand_product, the product term built in.
+    "defaults": ({}, {}),
 })
+SAME_AS_DEFAULTS = ("cand_product", "defaults")
 MODELS = {"din": {}, "sum": {"pooling": "sum"}, "mean": {"pooling": "mean"}}
 
 

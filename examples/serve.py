@@ -76,10 +76,16 @@ def create_app(model: Pipeline) -> FastAPI:
         history = None
         if request.history is not None:  # an empty list: a visitor without behaviours
             history = (pd.DataFrame.from_records(request.history) if request.history
-                       else pd.DataFrame(columns=list(transformer.history_cols)))
+                       else pd.DataFrame(columns=[*transformer.history_cols, transformer.time_col]))
+        # The recency feature needs the request's time. A live server would use its clock
+        # in the log's unit; this demo's log is historical, so "now" is just after the
+        # latest stored behaviour.
+        now = request.time
+        if now is None and getattr(transformer, "recency", False):
+            now = transformer.behaviour_store_.time_grid[-1] + transformer.recency_unit_
         start = time.perf_counter()
         try:
-            scores = score_candidates(model, request.user, candidates, time=request.time,
+            scores = score_candidates(model, request.user, candidates, time=now,
                                       history=history)
         except (ValueError, TypeError) as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None

@@ -55,7 +55,8 @@ FREQUENCY_CHUNK_ROWS = 1 << 16  # at max_len=50; fewer rows for longer histories
 EARLY_STOPPING_AUTO_ROWS = 10_000
 # The flat parameters that build the network: a ``module__<name>`` value overrides one.
 _NETWORK_PARAMS = ("embed_dim", "attention_units", "hidden_units", "activation",
-                   "attention_normalization", "pooling", "dropout", "batch_norm")
+                   "attention_normalization", "pooling", "dropout", "batch_norm",
+                   "pooled_product")
 # Held by a fit with a random_state while it draws from torch's process-wide generator.
 _SEEDED_FITS = threading.RLock()
 
@@ -125,12 +126,17 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         Dropout after each hidden layer of the output MLP.
     batch_norm : bool, default=False
         Batch normalisation in the output MLP.
+    pooled_product : bool, default=True
+        Also feed the output MLP the element-wise product of the candidate's
+        embedding and the pooled history (as the DIN of the DIEN authors' code does),
+        for attention and the pooling base models alike.
     embedding_l2 : float, default=0.5
         Strength of the paper's mini-batch aware regularisation (Eqs. 4-6; the
         paper used 0.01 on a far larger log): an L2 penalty on only the embedding
         rows each batch uses, each scaled by 1 / (the id's frequency in the training
-        data). Added to the training loss (so to ``train_loss``). Plain weight decay
-        stays available as ``optimizer__weight_decay``.
+        data). Added to the
+        training loss (so to ``train_loss``). Plain weight decay stays available as
+        ``optimizer__weight_decay``.
     sparse_embeddings : bool, default=False
         Update the embedding tables lazily: they get sparse gradients (only the rows
         a batch looks up) and are trained by ``torch.optim.SparseAdam`` at ``lr``,
@@ -285,6 +291,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "pooling": [StrOptions(set(POOLINGS))],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
+        "pooled_product": ["boolean"],
         "embedding_l2": [Interval(Real, 0, None, closed="left")],
         "sparse_embeddings": ["boolean"],
         "user_col": [str, None],
@@ -321,6 +328,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         pooling: str = "attention",
         dropout: float = 0.0,
         batch_norm: bool = False,
+        pooled_product: bool = True,
         embedding_l2: float = 0.5,
         sparse_embeddings: bool = False,
         user_col: str | None = "user_id",
@@ -383,6 +391,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self.pooling = pooling
         self.dropout = dropout
         self.batch_norm = batch_norm
+        self.pooled_product = pooled_product
         self.embedding_l2 = embedding_l2
         self.sparse_embeddings = sparse_embeddings
         self.user_col = user_col
@@ -466,6 +475,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             "pooling": self.pooling,
             "dropout": self.dropout,
             "batch_norm": self.batch_norm,
+            "pooled_product": self.pooled_product,
             "id_frequencies": self.id_frequencies_,
         }
         if self.sparse_embeddings:

@@ -247,6 +247,11 @@ class DeepInterestNetwork(nn.Module):
         Dropout after each hidden layer of the output MLP.
     batch_norm : bool, default=False
         Batch normalisation before each activation of the output MLP.
+    pooled_product : bool, default=False
+        Also feed the output MLP the element-wise product of the candidate's
+        embedding and the pooled history's item features, as the DIN of the DIEN
+        authors' code does: their agreement then reaches the MLP directly instead of
+        being learnt from the two vectors apart.
     id_frequencies : sequence of array-like or None, default=None
         How often each id occurs in the training data, one array per table (history
         tables, then sparse tables); used by :meth:`embedding_penalty`.
@@ -285,6 +290,7 @@ class DeepInterestNetwork(nn.Module):
         batch_norm: bool = False,
         id_frequencies: Sequence[Sequence[int]] | None = None,
         sparse_gradients: bool = False,
+        pooled_product: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -295,6 +301,7 @@ class DeepInterestNetwork(nn.Module):
                 f"got {attention_normalization!r}."
             )
         self.pooling = pooling
+        self.pooled_product = pooled_product
         self.attention_normalization = attention_normalization
         self.history_embeddings = nn.ModuleList(
             nn.Embedding(n, embed_dim, padding_idx=0, sparse=sparse_gradients)
@@ -317,7 +324,8 @@ class DeepInterestNetwork(nn.Module):
             if pooling == "attention" and item_dim
             else None
         )
-        in_features = (2 * item_dim + context_dim + embed_dim * len(sparse_vocab_sizes)
+        in_features = ((3 if pooled_product else 2) * item_dim + context_dim
+                       + embed_dim * len(sparse_vocab_sizes)
                        + n_dense)
         if in_features == 0:
             raise ValueError("the network has no input: give it ids or dense features.")
@@ -443,8 +451,14 @@ class DeepInterestNetwork(nn.Module):
         parts = []
         if len(self.history_embeddings):
             query, pooled, _ = self.attend(candidate, history, history_length)
-            parts += [query, pooled]
+            parts += self._history_parts(query, pooled)
         return self._logits(parts, sparse, dense)
+
+    def _history_parts(self, query: torch.Tensor, pooled: torch.Tensor) -> list[torch.Tensor]:
+        """What the MLP reads of the candidate and its pooled history."""
+        if not self.pooled_product:
+            return [query, pooled]
+        return [query, pooled, query * pooled[:, : query.shape[1]]]
 
     def _logits(
         self, parts: list[torch.Tensor], sparse: torch.Tensor, dense: torch.Tensor
@@ -497,7 +511,7 @@ class DeepInterestNetwork(nn.Module):
                     scores = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=1)
                 weights = torch.where(valid, scores, torch.zeros_like(scores))
             pooled = (weights[:, :, None] * keys).sum(dim=1)
-            parts += [query, pooled]
+            parts += self._history_parts(query, pooled)
         return self._logits(parts, sparse, dense)
 
     def forward_shared_history(
@@ -543,5 +557,5 @@ class DeepInterestNetwork(nn.Module):
                     if self.attention_normalization == "softmax":
                         weights = torch.softmax(weights, dim=1)
                 pooled = weights @ keys
-            parts += [query, pooled]
+            parts += self._history_parts(query, pooled)
         return self._logits(parts, sparse, dense)

@@ -54,7 +54,7 @@ _MAX_TABLE = np.iinfo(np.int32).max
 # values that reproduce its models: today's defaults differ.
 _VERSION_1_PARAMS = {
     "transformer": {"recency": False, "categorical_cols": ()},
-    "classifier": {"user_embedding": True, "early_stopping": False},
+    "classifier": {"user_embedding": True, "early_stopping": False, "pooled_product": False},
 }
 # The InputLayout fields files of format 1 hold (later fields are derived again).
 _VERSION_1_LAYOUT = ("history_features", "max_len", "has_hist_len", "sparse_cols", "dense_cols")

@@ -128,6 +128,8 @@ def _request_history(transformer: SequenceFeatureTransformer, vocabularies: dict
     check_columns_present(history, cols, who=who)
     check_no_missing(history, cols, who=who)
     times = None
+    if len(history) == 0:  # a visitor without behaviours: no column has a kind to check
+        return np.zeros((len(cols), 0), dtype=np.int32), np.zeros(0)
     if transformer.time_col in history.columns:
         # behaviours: their exact times (as partial_fit would store them), or refused
         times = transformer._times_like_fit(history, stored=True)

@@ -545,7 +545,7 @@ def test_grid_search_over_pipeline_by_user_groups(ctr_data):
     rows = ctr_data.train_rows
     rows = rows[rows["user_id"] % 2 == 0]  # half the users: faster
     pipe = make_pipeline(
-        SequenceFeatureTransformer(max_len=MAX_LEN), DINClassifier(**{**SMALL, "max_epochs": 1})
+        SequenceFeatureTransformer(max_len=MAX_LEN), DINClassifier(**{**SMALL, "max_epochs": 3})
     )
     grid = {
         "dinclassifier__embed_dim": [4, 8],

@@ -63,8 +63,9 @@ def test_pipeline_with_scikit_learn_steps_round_trips_without_pickle(workflow, t
     assert loaded.named_steps["nothing"] == "passthrough"
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     candidates = X[["item_id", "cate_id", "price"]].drop_duplicates().head(10)
-    np.testing.assert_array_equal(score_candidates(loaded, 3, candidates),
-                                  score_candidates(model, 3, candidates))
+    now = X["time"].max() + 1  # the recency feature needs the request's time
+    np.testing.assert_array_equal(score_candidates(loaded, 3, candidates, time=now),
+                                  score_candidates(model, 3, candidates, time=now))
 
 
 def test_a_step_that_is_not_scikit_learns_is_named(workflow, tmp_path):

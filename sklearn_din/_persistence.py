@@ -361,6 +361,9 @@ def _check_transformer(t: SequenceFeatureTransformer, fail: Callable) -> None:
             and codes.shape == (len(users), len(t.history_cols)), fail,
             "the behaviour arrays have the wrong dtypes or shapes")
     _expect(bool(np.isfinite(times).all()), fail, "the behaviour times hold NaN or inf")
+    unit = t.recency_unit_  # the recency buckets' unit: a positive step between times
+    _expect(isinstance(unit, int | float) and not isinstance(unit, bool)
+            and np.isfinite(unit) and unit > 0, fail, "recency_unit_ must be a positive number")
     _expect(t.n_behaviours_ == len(users), fail, "n_behaviours_ disagrees with the store")
     _check_codes(users, len(vocabularies[t.user_col]), fail, "the behaviour users")
     for f, col in enumerate(t.history_cols):
@@ -414,6 +417,8 @@ def _check_classifier(c: DINClassifier, fail: Callable,
             "id_frequencies_ must hold one count per id of each table")
     _expect(all(bool(np.isfinite(a).all() and (a >= 0).all()) for a in counts), fail,
             "id_frequencies_ holds negative, NaN or inf counts")
+    _expect(isinstance(getattr(c, "do_early_stopping_", False), bool), fail,
+            "do_early_stopping_ must be a boolean")
 
 
 def _load_weights(c: DINClassifier, weights: dict, fail: Callable) -> None:

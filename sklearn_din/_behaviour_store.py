@@ -13,8 +13,9 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-# Rows per window copy in ``_gather``: bounds its (rows, max_len) temporaries to ~100 MB.
-_CHUNK_ROWS = 1 << 18
+# Cells (rows x max_len) per window copy in ``_gather``: bounds its temporaries to ~100 MB
+# whatever max_len is (262,144 rows at max_len=50).
+_CHUNK_CELLS = 50 << 18
 # Behaviours appended after the sorted part that a one-user look-up scans (tens of
 # microseconds) before it sorts everything once instead.
 _RECENT_SCAN_ROWS = 1 << 16
@@ -304,15 +305,17 @@ class BehaviourStore:
         """out[i, k] = values[end[i] - 1 - k] for k < length[i], else ``fill``."""
         # Each history is a run of consecutive stored behaviours read backwards from `end`:
         # a window into the reversed codes, so one row copy per query instead of a gather
-        # per position; positions past the history's length are zeroed by a prefix mask.
+        # per position; positions past the history's length are zeroed by a mask. Memory is
+        # linear in max_len: the temporaries hold one chunk of rows, sized by cells.
         n_stored = len(values)
         first = max_len + n_stored - end  # where values[end - 1] lands in the reversed array
-        prefix = np.arange(max_len)[None, :] < np.arange(max_len + 1)[:, None]
+        positions = np.arange(max_len)
         pad = np.full(max_len, fill, dtype=values.dtype)
         windows = sliding_window_view(np.concatenate([pad, values[::-1], pad]), max_len)
-        for lo in range(0, len(end), _CHUNK_ROWS):
-            hi = min(lo + _CHUNK_ROWS, len(end))
-            window, keep = windows[first[lo:hi]], prefix[length[lo:hi]]
+        chunk_rows = max(1, _CHUNK_CELLS // max_len)
+        for lo in range(0, len(end), chunk_rows):
+            hi = min(lo + chunk_rows, len(end))
+            window, keep = windows[first[lo:hi]], positions < length[lo:hi, None]
             # Multiplying by the 0/1 mask is about twice as fast as np.where for codes, and
             # writing straight into `out` saves a temporary and a copy of the whole chunk.
             if fill == 0:

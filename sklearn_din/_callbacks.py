@@ -24,10 +24,12 @@ class NonFiniteLossError(FloatingPointError):
     --------
     >>> import warnings
     >>> import pandas as pd
+    >>> import torch
     >>> from sklearn_din import DINClassifier, NonFiniteLossError
-    >>> X = pd.DataFrame({"x": [-1.7240763656383444e20, 0.0]})   # an unscaled column
+    >>> X = pd.DataFrame({"x": [-9e5, 0.0]})   # an unscaled column, and a huge step
     >>> model = DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,),
-    ...                       max_epochs=1, verbose=0, random_state=0)
+    ...                       max_epochs=1, optimizer=torch.optim.SGD, lr=1e35, verbose=0,
+    ...                       random_state=0)
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("ignore")
     ...     try:

@@ -40,19 +40,23 @@ from torch.utils.data import DataLoader, Subset
 from ._batching import WEIGHT_KEY, TensorBatchIterator, dataset_arrays
 from ._callbacks import BatchProgress, EarlyStoppingOnValidation, EpochTable, StopOnNonFiniteLoss
 from ._distributed import DataParallelMixin, check_process_group
-from ._layout import InputLayout
+from ._layout import InputLayout, check_numeric_scale
 from ._messages import warn
 from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
 from ._splitting import latest_rows_split
 from ._stream_dataset import StreamDataset
-from ._validation import check_dataframe, check_sample_weight, to_pandas
+from ._validation import check_dataframe, check_sample_weight, label_kind, to_pandas
 
 # Rows converted to tensors at a time when predicting: bounds memory to tens of MB.
 PREDICT_CHUNK_ROWS = 1 << 16
-FREQUENCY_CHUNK_ROWS = 1 << 16
+FREQUENCY_CHUNK_ROWS = 1 << 16  # at max_len=50; fewer rows for longer histories
 # early_stopping="auto" switches early stopping on from this many training rows (as
 # scikit-learn's HistGradientBoostingClassifier does).
 EARLY_STOPPING_AUTO_ROWS = 10_000
+# The flat parameters that build the network: a ``module__<name>`` value overrides one.
+_NETWORK_PARAMS = ("embed_dim", "attention_units", "hidden_units", "activation",
+                   "attention_normalization", "pooling", "dropout", "batch_norm",
+                   "pooled_product")
 # Held by a fit with a random_state while it draws from torch's process-wide generator.
 _SEEDED_FITS = threading.RLock()
 
@@ -299,6 +303,13 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        # skorch's own parameters that a value of the wrong type would silently misuse.
+        "threshold": [Interval(Real, 0, 1, closed="both")],
+        "warm_start": ["boolean"],
+        "compile": ["boolean"],
+        "use_caching": ["boolean", StrOptions({"auto"})],
+        "predict_nonlinearity": [None, callable, StrOptions({"auto"})],
+        "torch_load_kwargs": [None, dict],
         "device": [str, torch.device, None],
         "verbose": ["verbose"],
         "distributed": ["boolean"],
@@ -469,9 +480,31 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         }
         if self.sparse_embeddings:
             kwargs["sparse_gradients"] = True
-        kwargs.update(self.get_params_for("module"))
+        explicit = self.get_params_for("module")
+        self._check_inferred_network_args(explicit)
+        kwargs.update(explicit)
         self.module_ = self.initialized_instance(self.module, kwargs)
         return self
+
+    def _check_inferred_network_args(self, explicit: dict) -> None:
+        """Explicit ``module__*`` values of what fit infers must fit the data."""
+        who = type(self).__name__
+        for name, inferred in (("history_vocab_sizes", self.history_vocab_sizes_),
+                               ("sparse_vocab_sizes", self.sparse_vocab_sizes_)):
+            if name not in explicit:
+                continue
+            sizes = explicit[name]
+            if (not isinstance(sizes, tuple | list) or len(sizes) != len(inferred)
+                    or not all(isinstance(n, Integral) and not isinstance(n, bool)
+                               and n >= m for n, m in zip(sizes, inferred, strict=True))):
+                raise ValueError(
+                    f"{who}: module__{name}={sizes!r} must hold {len(inferred)} table sizes "
+                    f"at least as large as the data's {inferred}."
+                )
+        n_dense = explicit.get("n_dense", len(self.layout_.dense_cols))
+        if n_dense != len(self.layout_.dense_cols):
+            raise ValueError(f"{who}: module__n_dense={n_dense!r} but X has "
+                             f"{len(self.layout_.dense_cols)} numeric column(s).")
 
     def initialize_optimizer(self, *args: object, **kwargs: object) -> DINClassifier:
         """``optimizer`` for all weights; with ``sparse_embeddings`` a second optimizer,
@@ -577,22 +610,87 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
 
     # ---------------------------------------------------------------- checks
     def _check_params(self) -> None:
+        self._check_param_values()
+        _check_device(self.device)
+        if self.distributed:
+            check_process_group(self.device)
+
+    def _check_param_values(self) -> None:
+        """The checks that do not depend on this machine (its devices, its process group)."""
         validate_parameter_constraints(
             self._parameter_constraints, self.get_params(deep=False), type(self).__name__
         )
         _check_units("attention_units", self.attention_units, allow_empty=False)
         _check_units("hidden_units", self.hidden_units, allow_empty=True)
+        self._check_prefixed_params()
         bad = [c for c in self.categorical_cols if not isinstance(c, str)]
         if bad:
             raise ValueError(f"categorical_cols must be column names, got {bad}.")
-        _check_device(self.device)
-        if self.distributed:
-            if self.sparse_embeddings:
+        if self.distributed and self.sparse_embeddings:
+            raise ValueError(
+                "sparse_embeddings=True is not supported with distributed=True: "
+                "DistributedDataParallel averages dense gradients."
+            )
+
+    def _check_prefixed_params(self) -> None:
+        """``module__*`` values get the checks of the flat parameters they override."""
+        who = type(self).__name__
+        explicit = self.get_params_for("module")
+        overrides = {f"module__{k}": v for k, v in explicit.items() if k in _NETWORK_PARAMS}
+        validate_parameter_constraints(
+            {f"module__{k}": self._parameter_constraints[k] for k in _NETWORK_PARAMS},
+            overrides, who,
+        )
+        if "module__attention_units" in overrides:
+            _check_units("module__attention_units", overrides["module__attention_units"],
+                         allow_empty=False)
+        if "module__hidden_units" in overrides:
+            _check_units("module__hidden_units", overrides["module__hidden_units"],
+                         allow_empty=True)
+        if isinstance(self.module, type):
+            signature = inspect.signature(self.module)
+            takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD
+                            for p in signature.parameters.values())
+            unknown = sorted(set(explicit) - set(signature.parameters))
+            if unknown and not takes_any:
                 raise ValueError(
-                    "sparse_embeddings=True is not supported with distributed=True: "
-                    "DistributedDataParallel averages dense gradients."
+                    f"{who}: {[f'module__{k}' for k in unknown]} are not parameters of "
+                    f"{self.module.__name__}; it takes {list(signature.parameters)}."
                 )
-            check_process_group(self.device)
+        if "optimizer__lr" in self.get_params(deep=False):  # overrides lr
+            validate_parameter_constraints({"optimizer__lr": self._parameter_constraints["lr"]},
+                                           {"optimizer__lr": self.optimizer__lr}, who)
+        unknown_callbacks = sorted(
+            name for name in {k.split("__")[1] for k in self.get_params(deep=False)
+                              if k.startswith("callbacks__") and k.count("__") >= 2}
+            if name not in self._callback_names()
+        )
+        if unknown_callbacks:
+            raise ValueError(f"{who}: callbacks__{unknown_callbacks[0]}__* names no callback; "
+                             f"the callbacks are {sorted(self._callback_names())}.")
+        if "sparse_gradients" in explicit and explicit["sparse_gradients"] != bool(
+                self.sparse_embeddings):
+            raise ValueError(f"{who}: set sparse_embeddings=True (not module__sparse_gradients) "
+                             "to train the embeddings with sparse gradients.")
+        ignored = sorted(k for k in self.get_params(deep=False)
+                         if k.startswith(("iterator_train__", "iterator_valid__")))
+        if ignored:
+            raise ValueError(
+                f"{who}: {ignored} would have no effect: DINClassifier batches its own tensors "
+                "(set batch_size; training batches are shuffled)."
+            )
+
+    def _callback_names(self) -> set[str]:
+        """Names the callbacks will have: the defaults', the given ones (as skorch names them)."""
+        names = {name for name, _ in self._default_callbacks}
+        given = self.callbacks if isinstance(self.callbacks, list | tuple) else []
+        for callback in given:
+            if isinstance(callback, tuple):
+                names.add(callback[0])
+            else:  # unnamed: skorch uses the class name (with _1, _2, ... for repeats)
+                cls = callback if isinstance(callback, type) else type(callback)
+                names.update({cls.__name__, *(f"{cls.__name__}_{i}" for i in range(1, 10))})
+        return names
 
     def _frame(self, X: object, method: str, reset: bool) -> tuple[pd.DataFrame, bool]:
         """X as a DataFrame, and whether it came with column names.
@@ -602,7 +700,9 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         """
         who = f"{type(self).__name__}.{method}"
         X = to_pandas(X)  # polars, pyarrow, ... (through narwhals); anything else as it is
-        if isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns):
+        named_fit = reset or hasattr(self, "feature_names_in_")
+        if (isinstance(X, pd.DataFrame) and all(isinstance(c, str) for c in X.columns)
+                and named_fit):
             check_dataframe(X, who=who)
             validate_data(self, X, skip_check_array=True, reset=reset)
             if not reset and hasattr(self, "feature_names_in_"):
@@ -610,7 +710,11 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                 if missing:
                     raise ValueError(f"{who}: X lacks column(s) {missing[:10]} seen in fit.")
             return X, True
+        # Without names where fit had them (or the reverse), columns are read by position,
+        # as scikit-learn does (validate_data warns about the names).
         array = validate_data(self, X, reset=reset, dtype="numeric", accept_sparse=False)
+        if not reset and hasattr(self, "feature_names_in_"):
+            return pd.DataFrame(array, columns=list(self.feature_names_in_)), True
         return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])]), False
 
     def _network_inputs(self, X: object, method: str) -> dict[str, np.ndarray]:
@@ -675,8 +779,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             self._check_weighted_criterion(who)
         if pd.isna(y).any():
             raise ValueError(f"{who}: y has missing values (NaN/None).")
-        check_classification_targets(y)
-        labels = np.unique(y)
+        labels = _labels(y, who)
         if fresh:
             if len(labels) > 2:
                 raise ValueError(
@@ -689,14 +792,22 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                 )
             layout = self._layout_for(frame, named)
             layout.check(frame, who)
+            history_sizes, sparse_sizes = layout.vocab_sizes(frame)
+            layout.check_table_sizes(history_sizes, sparse_sizes, len(frame), who)
+            inputs = layout.to_arrays(frame, history_sizes, sparse_sizes)
+            check_numeric_scale(np.abs(inputs["dense"]).max(axis=0, initial=0.0),
+                                layout.dense_cols, who)
             self.classes_ = labels
             self.layout_ = layout
-            self.history_vocab_sizes_, self.sparse_vocab_sizes_ = layout.vocab_sizes(frame)
-            inputs = layout.to_arrays(frame, self.history_vocab_sizes_, self.sparse_vocab_sizes_)
+            self.history_vocab_sizes_, self.sparse_vocab_sizes_ = history_sizes, sparse_sizes
             self.id_frequencies_ = _id_frequencies(
                 inputs, self.history_vocab_sizes_, self.sparse_vocab_sizes_, weight
             )
         else:
+            if label_kind(labels) != label_kind(self.classes_):
+                raise ValueError(f"{who}: y holds {label_kind(labels)} but the first fit's "
+                                 f"labels were {label_kind(self.classes_)} "
+                                 f"(classes_ = {self.classes_.tolist()}).")
             unknown = np.setdiff1d(labels, self.classes_)
             if len(unknown):
                 raise ValueError(f"{who}: y has labels {unknown.tolist()} not seen in the first "
@@ -820,11 +931,28 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         try:
             with self._seeded():
                 if not self.initialized_:
-                    self.initialize()
+                    self._initialize_checked()
                 super().partial_fit(inputs, target, **fit_params)
         finally:
             self.__dict__.pop("early_stopping_rows_", None)
         return self
+
+    def _initialize_checked(self) -> None:
+        """initialize(), naming the parameters at fault when torch refuses them."""
+        try:
+            self.initialize()
+            # torch checks some criterion__* values (reduction, pos_weight) only on a first
+            # loss: compute one on a dummy pair so that they fail before training, too.
+            self.criterion_(torch.zeros(2, device=self.device or "cpu"),
+                            torch.zeros(2, device=self.device or "cpu"))
+        except (TypeError, ValueError, RuntimeError) as exc:
+            self.initialized_ = False  # nothing half-built is taken for a model
+            if str(exc).startswith(type(self).__name__):
+                raise  # one of our own checks: it names the parameter already
+            raise type(exc)(
+                f"{type(self).__name__}: {exc} (raised building the module, criterion or "
+                "optimizer: check the module__*, criterion__* and optimizer__* parameters)."
+            ) from exc
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Logit of ``classes_[1]`` for each row, float64 of shape (n_rows,).
@@ -847,6 +975,13 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             chunk = X.iloc[rows] if isinstance(X, pd.DataFrame) else X[rows]
             inputs = Dataset(self._network_inputs(chunk, "predict"), None)
             logits[rows] = self.forward(inputs, training=False).double().numpy()
+        nan = np.isnan(logits)
+        if nan.any():  # a finite input so large that the network overflowed
+            raise ValueError(
+                f"{type(self).__name__}.predict: the network's output is NaN for "
+                f"{int(nan.sum()):,} row(s) (the first: row {int(np.argmax(nan))}): their "
+                "numeric inputs are far outside the training data's range. Scale them as in fit."
+            )
         return logits
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
@@ -931,8 +1066,9 @@ def _id_frequencies(
     # In row chunks: the mask and the gathered ids of a whole million-row history would
     # be a transient of ~0.6x the training arrays, more than fit otherwise adds.
     positions = np.arange(history.shape[2])
-    for start in range(0, len(length), FREQUENCY_CHUNK_ROWS):
-        rows = slice(start, start + FREQUENCY_CHUNK_ROWS)
+    chunk_rows = max(1, FREQUENCY_CHUNK_ROWS * 50 // max(history.shape[2], 1))
+    for start in range(0, len(length), chunk_rows):
+        rows = slice(start, start + chunk_rows)
         valid = positions[None, :] < length[rows, None]
         weights = (None if weight is None
                    else np.broadcast_to(weight[rows, None], valid.shape)[valid])
@@ -941,22 +1077,39 @@ def _id_frequencies(
     return counts
 
 
+def _labels(y: np.ndarray, who: str) -> np.ndarray:
+    """The distinct labels of y, sorted; labels of mixed types (1 and "1") are refused."""
+    if label_kind(y) is None and len(y):
+        types = sorted({type(v).__name__ for v in y.tolist()})
+        raise ValueError(f"{who}: y mixes labels of different types {types}; give every label "
+                         "the same type.")
+    check_classification_targets(y)
+    return np.unique(y)
+
+
 def _is_cuda(device: object) -> bool:
     return device is not None and torch.device(device).type == "cuda"
 
 
+def _parse_device(device: object) -> tuple[str, int | None] | None:
+    """(kind, index) of a device, None for None; a ValueError for what is not a device."""
+    if device is None:
+        return None
+    if isinstance(device, torch.device):
+        return device.type, device.index
+    # Parsed by hand: torch.device keeps the index in 8 bits ("cuda:256" -> cuda:0).
+    match = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", str(device))
+    if match is None:
+        raise ValueError(f"device={device!r}: expected 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    return match[1], None if match[2] is None else int(match[2])
+
+
 def _check_device(device: object) -> None:
     """Refuse a device this machine does not have, before any training starts."""
-    if device is None:
+    parsed = _parse_device(device)
+    if parsed is None:
         return
-    if isinstance(device, torch.device):
-        kind, index = device.type, device.index
-    else:
-        # Parsed by hand: torch.device keeps the index in 8 bits ("cuda:256" -> cuda:0).
-        match = re.fullmatch(r"(cpu|cuda|mps)(?::(\d+))?", str(device))
-        if match is None:
-            raise ValueError(f"device={device!r}: expected 'cpu', 'cuda', 'cuda:N' or 'mps'.")
-        kind, index = match[1], None if match[2] is None else int(match[2])
+    kind, index = parsed
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but CUDA is not available on this machine.")

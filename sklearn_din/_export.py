@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._classifier import DINClassifier
 from ._explain import sequence_transformer
-from ._persistence import _array
+from ._saved_values import plain_array
 from ._streaming import _parts
 from ._transformer import (
     _FIRST_KNOWN,
@@ -344,7 +344,7 @@ def export_tables(model: object, directory: str | os.PathLike) -> dict:
     directory.mkdir(parents=True, exist_ok=True)
     vocabularies = {}
     for col, vocab in transformer.vocabularies_.items():
-        values = _array(vocab, f"the vocabulary of column {col!r}")
+        values = plain_array(vocab, f"the vocabulary of column {col!r}")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in col)
         if values.dtype.kind in "biuf":
             vocabularies[col] = _write_array(directory, f"vocab.{safe}.bin", values)

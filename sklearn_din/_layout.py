@@ -22,6 +22,7 @@ Ids are non-negative integers; 0 is padding and 1 unknown.
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,16 @@ from ._transformer import (
 )
 
 _HIST_PATTERN = re.compile(r"^hist_(.+)_(\d+)$")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Embedding tables: ids are int32 in the network, and a table far larger than the ids
+# the training data can hold means raw ids (hashes, database keys), not codes.
+_TABLE_LIMIT = np.iinfo(np.int32).max
+_TABLE_FLOOR = 1 << 22  # 4M rows (128 MB at embed_dim=8): never refused below
+_TABLE_FACTOR = 64
+# Numeric features enter the MLP as they are: beyond these magnitudes training degrades
+# (a warning) or saturates into constant predictions (an error).
+SCALE_WARNING = 1e2
+SCALE_ERROR = 1e6
 
 
 @dataclass(frozen=True)
@@ -185,6 +196,40 @@ class InputLayout:
             if not np.isfinite(numbers).all():
                 col = self.dense_cols[int(np.argwhere(~np.isfinite(numbers))[0, 1])]
                 raise ValueError(f"{who}: numeric column {col!r} has NaN or inf values.")
+            # The network computes in float32: larger values would become inf there.
+            huge = np.abs(numbers) > _FLOAT32_MAX
+            if huge.any():
+                col = self.dense_cols[int(np.argwhere(huge)[0, 1])]
+                raise ValueError(f"{who}: numeric column {col!r} has values beyond float32's "
+                                 "range (3.4e38), which the network computes in.")
+
+    def check_table_sizes(self, history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...],
+                          n_rows: int, who: str) -> None:
+        """Refuse embedding tables sized by raw ids rather than by codes.
+
+        A table needs one row per id up to the largest; an id far above what ``n_rows``
+        training rows can hold (a raw user id of 10**9, a hash) would allocate gigabytes
+        for rows that are never trained.
+        """
+        slots = [n_rows * (1 + self.max_len)] * len(history_sizes) + [n_rows] * len(sparse_sizes)
+        names = [f"{f!r} (with hist_{f}_*)" for f in self.history_tables()]
+        names += [repr(c) for c in self.sparse_cols]
+        for name, size, n_slots in zip(names, (*history_sizes, *sparse_sizes), slots,
+                                       strict=True):
+            if size > _TABLE_LIMIT or (size > _TABLE_FLOOR
+                                       and size > _TABLE_FACTOR * n_slots):
+                raise ValueError(
+                    f"{who}: id column {name} has ids up to {size - 1:,} for {n_rows:,} rows: "
+                    f"its embedding table would need {size:,} rows "
+                    f"({size * 32 / 2**30:.1f} GiB at embed_dim=8). The classifier needs small "
+                    "dense codes: encode raw ids with SequenceFeatureTransformer (or "
+                    "pd.factorize) first."
+                )
+
+    def history_tables(self) -> tuple[str, ...]:
+        """The features of the ``history`` input, one embedding table each, in order."""
+        first_positions = self._groups()["history"][:: max(self.max_len, 1)]
+        return tuple(_HIST_PATTERN.match(name)[1] for name in first_positions)
 
     def _history(self, X: pd.DataFrame) -> np.ndarray:
         n_features = len(self.all_history_features)
@@ -260,3 +305,22 @@ def id_matrix(X: pd.DataFrame, cols: list[str]) -> np.ndarray:
     side_by_side = (np.diff(positions) == 1).all() and dtypes.nunique() == 1
     frame = X.iloc[:, positions[0] : positions[-1] + 1] if side_by_side else X[cols]
     return frame.to_numpy()
+
+
+def check_numeric_scale(largest: np.ndarray, dense_cols: tuple[str, ...], who: str) -> None:
+    """Refuse (or warn about) numeric features too large for the MLP to learn from.
+
+    ``largest`` is each dense column's largest magnitude in the training data. A raw
+    unix time (1.7e9) as a feature trains to a loss of ~1e7 and constant predictions.
+    """
+    for col, value in zip(dense_cols, np.asarray(largest, dtype=np.float64), strict=True):
+        advice = ("Standardise it (e.g. a StandardScaler in a ColumnTransformer), take a log "
+                  "(np.log1p) or drop it; a raw timestamp belongs in the transformer's time_col.")
+        if value > SCALE_ERROR:
+            raise ValueError(f"{who}: numeric column {col!r} reaches {value:.3g}: unscaled "
+                             "inputs this large saturate the network into constant "
+                             f"predictions. {advice}")
+        if value > SCALE_WARNING:
+            warnings.warn(f"{who}: numeric column {col!r} reaches {value:.3g}; unscaled "
+                          f"numeric inputs make the network train poorly. {advice}",
+                          UserWarning, stacklevel=4)

@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._classifier import DINClassifier
 from ._layout import InputLayout, clip_to_tables
+from ._times import align_times, read_times
 from ._transformer import (
     _FIRST_KNOWN,
     HIST_LEN_COL,
@@ -28,12 +29,11 @@ from ._transformer import (
     UNKNOWN,
     USER_COL,
     SequenceFeatureTransformer,
-    _time_values,
     context_column,
     history_column,
     recency_buckets,
 )
-from ._validation import check_columns_present, check_dataframe, check_no_missing
+from ._validation import check_columns_present, check_dataframe, check_no_missing, value_kind
 
 WHO = "score_candidates"
 
@@ -48,6 +48,7 @@ class _Vocabulary:
 
     def __init__(self, vocab: np.ndarray) -> None:
         self.vocab = vocab
+        self.kind = value_kind(vocab)  # values of another kind would all be unknown
         self.index = pd.Index(vocab)
         self.sorted = None
         if vocab.dtype.kind in "iuf":
@@ -76,15 +77,31 @@ def _encoder(transformer: SequenceFeatureTransformer, col: str, vocab: np.ndarra
     return entry
 
 
+def _checked_encoder(transformer: SequenceFeatureTransformer, vocabularies: dict, col: str,
+                     values: np.ndarray) -> _Vocabulary:
+    """The column's encoder, once ``values`` are known to be of the vocabulary's kind."""
+    entry = _encoder(transformer, col, vocabularies[col])
+    kind = value_kind(values)
+    if entry.kind is not None and kind is not None and kind != entry.kind:
+        raise TypeError(f"{WHO}: {col!r} holds {kind} but {entry.kind} were seen in fit, so "
+                        "none of its values would be known. Give it the dtype it had in fit.")
+    return entry
+
+
 def _encode(transformer: SequenceFeatureTransformer, vocabularies: dict, col: str,
             values: object) -> np.ndarray:
-    return _encoder(transformer, col, vocabularies[col]).codes(values)
+    values = np.asarray(values)
+    return _checked_encoder(transformer, vocabularies, col, values).codes(values)
 
 
 def _encode_one(transformer: SequenceFeatureTransformer, vocabularies: dict, col: str,
-                value: object) -> int:
+                value: object, *, checked: bool = True) -> int:
     """The code of one value (get_loc: a hash look-up, 100x cheaper than get_indexer)."""
-    index = _encoder(transformer, col, vocabularies[col]).index
+    one = np.empty(1, dtype=object)
+    one[0] = value
+    encoder = (_checked_encoder(transformer, vocabularies, col, one) if checked
+               else _encoder(transformer, col, vocabularies[col]))
+    index = encoder.index
     try:
         position = index.get_loc(value)
     except (KeyError, TypeError):  # unseen, or not comparable with the vocabulary
@@ -114,11 +131,10 @@ def _serving_parts(model: object) -> tuple[SequenceFeatureTransformer, Pipeline 
 def _query_time(transformer: SequenceFeatureTransformer, time: object) -> float | None:
     if time is None:
         return None
-    values, kind = _time_values(pd.Series([time]), transformer.time_col)
-    if kind != transformer.time_kind_:
-        raise TypeError(f"{WHO}: time {time!r} is {kind} but the transformer was fit on "
-                        f"{transformer.time_kind_} times.")
-    return values[0]
+    # Compared exactly with the stored times, or refused, as in transform.
+    values, dtype = read_times(pd.Series([time]), transformer.time_col)
+    return align_times(values, dtype, transformer._fit_time_dtype(), transformer.time_col,
+                       stored=False)[0]
 
 
 def _request_history(transformer: SequenceFeatureTransformer, vocabularies: dict,
@@ -134,7 +150,8 @@ def _request_history(transformer: SequenceFeatureTransformer, vocabularies: dict
     if len(history) == 0:  # a visitor without behaviours: no column has a kind to check
         return np.zeros((len(cols), 0), dtype=np.int32), np.zeros(0)
     if transformer.time_col in history.columns:
-        times = transformer._times_like_fit(history)
+        # behaviours: their exact times (as partial_fit would store them), or refused
+        times = transformer._times_like_fit(history, stored=True)
         keep = np.ones(len(history), dtype=bool) if time is None else times < time
         # Oldest first, ties in the order given: as the behaviour store orders them.
         order = np.argsort(times, kind="stable")
@@ -327,7 +344,11 @@ def score_candidates(
     if query_time is None and transformer.recency:
         raise ValueError(f"{WHO}: the transformer computes recency (recency=True), which "
                          "depends on the request's time: pass time=.")
-    user_code = _encode_one(transformer, vocabularies, transformer.user_col, user)
+    # With the history in the request, the user needs no stored behaviours: a new visitor
+    # may have an id of any type (a session string). Without it, an id of another type
+    # than in fit would find none of the user's behaviours: refused.
+    user_code = _encode_one(transformer, vocabularies, transformer.user_col, user,
+                            checked=history is None)
     if history is not None:
         codes, times = _request_history(transformer, vocabularies, history, query_time)
     elif user_code == UNKNOWN:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -15,9 +16,10 @@ from skorch import NeuralNetBinaryClassifier
 
 from ._batching import WEIGHT_KEY
 from ._classifier import DINClassifier, _id_frequencies
+from ._layout import check_numeric_scale
 from ._messages import logger
 from ._stream_dataset import StreamDataset
-from ._validation import check_sample_weight, is_dataframe, to_pandas
+from ._validation import check_sample_weight, is_dataframe, label_kind, to_pandas
 from .datasets import _read_parquet_file
 
 Chunks = Sequence[pd.DataFrame | str | os.PathLike] | Callable[[], Iterable[pd.DataFrame]]
@@ -60,8 +62,8 @@ class _Source:
         self.columns: list[str] | None = None  # the first chunk's, which all must share
 
     def __call__(self, rng: np.random.Generator | None = None) -> Iterator[tuple]:
-        """(X, y, weight) of each non-empty chunk (weight None without a ``weight_col``);
-        a list's chunks in an order drawn from ``rng``."""
+        """(number, X, y, weight) of each non-empty chunk (weight None without a
+        ``weight_col``); a list's chunks in an order drawn from ``rng``."""
         if self.items is None:
             chunks = self.chunks()
             if isinstance(chunks, pd.DataFrame) or not isinstance(chunks, Iterable):
@@ -77,7 +79,7 @@ class _Source:
             chunk = to_pandas(chunk)  # polars or pyarrow chunks too
             if isinstance(chunk, pd.DataFrame) and len(chunk) == 0:
                 continue  # an empty file or batch holds nothing to learn from
-            yield self._split(i, chunk)
+            yield (i, *self._split(i, chunk))
 
     def _split(self, i: int, chunk: object) -> tuple[pd.DataFrame, np.ndarray, object]:
         if not isinstance(chunk, pd.DataFrame):
@@ -138,6 +140,20 @@ def _grow(counts: list[np.ndarray] | None, new: list[np.ndarray]) -> list[np.nda
     return out
 
 
+@contextlib.contextmanager
+def _in_chunk(i: int) -> Iterator[None]:
+    """Name the chunk in the errors its checks raise."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        message = f"{WHO}: chunk {i}: {exc}"
+        try:
+            renamed = type(exc)(message)
+        except Exception:  # an exception type that takes other arguments
+            renamed = (ValueError if isinstance(exc, ValueError) else TypeError)(message)
+        raise renamed from exc
+
+
 def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> list[int]:
     """One pass before training: check every chunk, learn layout, sizes, classes, counts.
 
@@ -145,31 +161,27 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> list[in
     vocabulary sizes and id frequencies of the whole stream) and returns the rows of
     each chunk, so every epoch can be checked to read the same stream.
     """
-    layout, labels, sizes, counts, chunk_rows, total_weight = None, None, None, None, [], 0.0
-    for X, y, weight in source():
-        Xt = X if head is None else head.transform(X)
-        frame, named = clf._frame(Xt, WHO, reset=layout is None)
-        if layout is None:
-            layout = clf._layout_for(frame, named)
-        layout.check(frame, WHO)
-        y = column_or_1d(y, warn=True)
-        if pd.isna(y).any():
-            raise ValueError(f"{WHO}: the label column {source.label_col!r} has missing values.")
-        check_classification_targets(y)
-        if weight is not None:
-            weight = check_sample_weight(weight, len(frame), who=f"{WHO}: weight column "
-                                         f"{source.weight_col!r}", allow_all_zero=True)
-            total_weight += float(weight.sum())
-        seen = np.unique(y)
-        labels = seen if labels is None else np.union1d(labels, seen)
-        if len(labels) > 2:
-            raise ValueError("Only binary classification is supported. "
-                             f"The stream has labels {labels[:10].tolist()}.")
-        history_sizes, sparse_sizes = layout.vocab_sizes(frame)
-        inputs = layout.to_arrays(frame, history_sizes, sparse_sizes)
+    layout, labels, sizes, counts, largest = None, None, None, None, None
+    chunk_rows, total_weight = [], 0.0
+    for i, X, y, weight in source():
+        with _in_chunk(i):
+            Xt = X if head is None else head.transform(X)
+            frame, named = clf._frame(Xt, WHO, reset=layout is None)
+            if layout is None:
+                layout = clf._layout_for(frame, named)
+            layout.check(frame, WHO)
+            labels = _stream_labels(labels, column_or_1d(y, warn=True), source.label_col)
+            if weight is not None:
+                weight = check_sample_weight(weight, len(frame), who=f"{WHO}: weight column "
+                                             f"{source.weight_col!r}", allow_all_zero=True)
+                total_weight += float(weight.sum())
+            history_sizes, sparse_sizes = layout.vocab_sizes(frame)
+            inputs = layout.to_arrays(frame, history_sizes, sparse_sizes)
         counts = _grow(counts, _id_frequencies(inputs, history_sizes, sparse_sizes, weight))
         chunk_sizes = (*history_sizes, *sparse_sizes)
         sizes = chunk_sizes if sizes is None else tuple(map(max, sizes, chunk_sizes))
+        chunk_largest = np.abs(inputs["dense"]).max(axis=0, initial=0.0)
+        largest = chunk_largest if largest is None else np.maximum(largest, chunk_largest)
         chunk_rows.append(len(frame))
     if layout is None:
         raise ValueError(f"{WHO}: the stream has no rows (no chunk, or only empty chunks).")
@@ -180,6 +192,8 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> list[in
         raise ValueError(f"{WHO}: every weight in column {source.weight_col!r} is zero: there is "
                          "nothing to learn from.")
     n_history = len(layout.all_history_features)
+    layout.check_table_sizes(sizes[:n_history], sizes[n_history:], sum(chunk_rows), WHO)
+    check_numeric_scale(largest, layout.dense_cols, WHO)
     clf.layout_ = layout
     clf.classes_ = labels
     clf.history_vocab_sizes_ = tuple(sizes[:n_history])
@@ -189,6 +203,27 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> list[in
     logger.info("%s: scanned %s rows in %d chunk(s)", WHO, f"{sum(chunk_rows):,}",
                 len(chunk_rows))
     return chunk_rows
+
+
+def _stream_labels(labels: np.ndarray | None, y: np.ndarray, label_col: str) -> np.ndarray:
+    """The labels seen so far, with this chunk's: two at most, all of one type."""
+    if pd.isna(y).any():
+        raise ValueError(f"the label column {label_col!r} has missing values.")
+    kind = label_kind(y)
+    if kind is None and len(y):
+        types = sorted({type(v).__name__ for v in y.tolist()})
+        raise ValueError(f"the label column {label_col!r} mixes labels of types {types}.")
+    if labels is not None and kind != label_kind(labels):
+        raise ValueError(f"the label column {label_col!r} holds {kind} but earlier chunks held "
+                         f"{label_kind(labels)} ({labels.tolist()}); give every chunk's labels "
+                         "the same type.")
+    check_classification_targets(y)
+    seen = np.unique(y)
+    labels = seen if labels is None else np.union1d(labels, seen)
+    if len(labels) > 2:
+        raise ValueError("Only binary classification is supported. "
+                         f"The stream has labels {labels[:10].tolist()}.")
+    return labels
 
 
 def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
@@ -271,8 +306,10 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
 
     def epoch(rng: np.random.Generator | None) -> Iterator[tuple[dict, np.ndarray]]:
         read = 0
-        for X, y, weight in source(rng):
-            frame, _ = clf._frame(X if head is None else head.transform(X), WHO, reset=False)
+        for i, X, y, weight in source(rng):
+            with _in_chunk(i):
+                frame, _ = clf._frame(X if head is None else head.transform(X), WHO,
+                                      reset=False)
             read += len(frame)
             if read > n_rows:
                 break
@@ -286,7 +323,7 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
                                f"{read:,} or more in an epoch; every read must give the same rows.")
 
     with clf._seeded():
-        clf.initialize()
+        clf._initialize_checked()
         # skorch's own loop (callbacks, history), on a dataset whose iterator streams.
         NeuralNetBinaryClassifier.partial_fit(clf, StreamDataset(epoch, chunk_rows), None)
     return estimator

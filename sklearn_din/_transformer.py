@@ -17,11 +17,20 @@ from sklearn.utils.validation import check_is_fitted
 from ._behaviour_store import BehaviourStore
 from ._messages import logger, warn
 from ._progress import Progress
+from ._times import (
+    FLOAT64,
+    INT64,
+    LEGACY_DATETIME,
+    align_times,
+    read_times,
+    time_kind,
+)
 from ._validation import (
     binary_positive_mask,
     check_columns_present,
     check_dataframe,
     check_no_missing,
+    value_kind,
 )
 
 PADDING = 0
@@ -36,6 +45,9 @@ USER_COL = "user_id"
 CONTEXT_PREFIX = "ctx_"
 # Rows encoded and given histories at a time (and reported on with verbose=1).
 TRANSFORM_CHUNK_ROWS = 1 << 20
+# Every history position is two or more output columns: beyond this, the wide layout
+# (and the int32 block holding it) stops being a sensible representation.
+MAX_LEN_LIMIT = 10_000
 
 
 class UnknownUsersWarning(UserWarning):
@@ -61,35 +73,6 @@ def history_column(feature: str, position: int) -> str:
 def context_column(col: str) -> str:
     """Name of the output column holding the codes of the categorical input column ``col``."""
     return f"{CONTEXT_PREFIX}{col}"
-
-
-def _time_values(values: pd.Series, col: str) -> tuple[np.ndarray, str]:
-    """Times as comparable numbers: int64 nanoseconds for datetimes, numbers as they are."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        try:
-            values = values.astype("datetime64[ns]")
-        except (pd.errors.OutOfBoundsDatetime, OverflowError):
-            raise ValueError(
-                f"time column {col!r} has dates outside 1677-09-22 .. 2262-04-11, which "
-                "nanosecond times cannot hold; replace sentinel dates first."
-            ) from None
-        return values.to_numpy().view(np.int64), "datetime"
-    if pd.api.types.is_bool_dtype(values.dtype):
-        raise TypeError(f"time column {col!r} is boolean; expected numbers or datetimes.")
-    if pd.api.types.is_numeric_dtype(values.dtype):
-        array = values.to_numpy()
-        if not np.isfinite(array.astype(np.float64)).all():
-            raise ValueError(f"time column {col!r} has infinite values.")
-        return array.astype(np.int64 if array.dtype.kind in "iu" else np.float64), "numeric"
-    try:
-        parsed = pd.to_datetime(values, utc=True, format="mixed")
-    except (ValueError, TypeError) as exc:
-        raise ValueError(
-            f"time column {col!r} could not be parsed as numbers or datetimes ({exc})."
-        ) from None
-    return _time_values(parsed, col)
 
 
 def _smallest_step(times: np.ndarray) -> float:
@@ -155,8 +138,8 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         Columns whose per-user history is built: the item column and the item
         attributes that travel with it.
     max_len : int, default=50
-        Number of most recent behaviours kept per row; shorter histories are
-        padded with 0.
+        Number of most recent behaviours kept per row (at most 10,000); shorter
+        histories are padded with 0.
     recency : bool, default=True
         Give each history position its recency: ``hist_gap_<k>`` holds the
         bucket of the time from behaviour ``k`` to the row, ``2 + floor(log2(gap /
@@ -188,6 +171,12 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         ``fit`` or ``partial_fit``: adding chunks does not re-sort).
     time_kind_ : {"numeric", "datetime"}
         Kind of the time column seen in fit; transform expects the same kind.
+    time_dtype_ : {"int64", "float64", "datetime64[ns]", "datetime64[ns, UTC]"}
+        How the times seen in fit are compared: integers, floats, tz-naive datetimes
+        or tz-aware ones (as UTC instants). Later times must compare with them
+        exactly: floats against integer times, integers beyond 2**53 against float
+        times, naive against aware datetimes (and the reverse) are refused where
+        they would not.
     n_features_in_ : int
         Number of columns seen in fit.
     feature_names_in_ : ndarray of str
@@ -230,7 +219,7 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         "item_col": [str],
         "time_col": [str],
         "history_cols": [tuple, list],
-        "max_len": [Interval(Integral, 1, None, closed="left")],
+        "max_len": [Interval(Integral, 1, MAX_LEN_LIMIT, closed="both")],
         "recency": ["boolean"],
         "categorical_cols": [tuple, list],
         "verbose": ["verbose"],
@@ -324,14 +313,14 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
     def _behaviours(
         self, X: pd.DataFrame, y: object, vocabularies: dict, method: str
     ) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
-        """Time kind, then encoded users, times and codes of the rows that are behaviours.
+        """Time dtype, then encoded users, times and codes of the rows that are behaviours.
 
         Reads ``self`` only: every check runs before fit/partial_fit change any state.
         """
         if method == "partial_fit":
-            times, kind = self._times_like_fit(X), self.time_kind_
+            times, kind = self._times_like_fit(X, stored=True), self._fit_time_dtype()
         else:
-            times, kind = _time_values(X[self.time_col], self.time_col)
+            times, kind = read_times(X[self.time_col], self.time_col)
         rows = np.ones(len(X), dtype=bool)
         if y is not None:
             rows = binary_positive_mask(y, len(X), who=f"{type(self).__name__}.{method}")
@@ -369,13 +358,14 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
                 "columns this transformer creates; rename them."
             )
         vocabularies = {c: _sorted_unique(X[c]) for c in self._vocabulary_cols}
-        kind, users, times, codes = self._behaviours(X, y, vocabularies, "fit")
+        time_dtype, users, times, codes = self._behaviours(X, y, vocabularies, "fit")
         store = BehaviourStore.from_arrays(users, times, codes)
         # All checks passed: only now does the fitted state change, all at once.
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
         self.vocabularies_ = vocabularies
-        self.time_kind_ = kind
+        self.time_kind_ = time_kind(time_dtype)
+        self.time_dtype_ = time_dtype
         self.behaviour_store_ = store
         self.n_behaviours_ = len(store)
         self.recency_unit_ = _smallest_step(times)
@@ -425,15 +415,18 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         self.n_behaviours_ = len(store)
         return self
 
-    def _times_like_fit(self, X: pd.DataFrame) -> np.ndarray:
-        """X's times, which must be of the kind (numbers or datetimes) seen in fit."""
-        times, kind = _time_values(X[self.time_col], self.time_col)
-        if kind != self.time_kind_:
-            raise TypeError(
-                f"time column {self.time_col!r} holds {kind} values but {self.time_kind_} "
-                "values were seen in fit."
-            )
-        return times
+    def _fit_time_dtype(self) -> str:
+        if hasattr(self, "time_dtype_"):
+            return self.time_dtype_
+        # Unpickled from sklearn-din 0.1.0, which recorded only the kind.
+        if self.time_kind_ == "datetime":
+            return LEGACY_DATETIME
+        return INT64 if self.behaviour_store_.time_grid.dtype.kind in "iu" else FLOAT64
+
+    def _times_like_fit(self, X: pd.DataFrame, stored: bool = False) -> np.ndarray:
+        """X's times in the representation of fit's, compared exactly (or refused)."""
+        times, dtype = read_times(X[self.time_col], self.time_col)
+        return align_times(times, dtype, self._fit_time_dtype(), self.time_col, stored=stored)
 
     def _check_transform_input(self, X: object, method: str) -> pd.DataFrame:
         X = self._check_X(X, method)
@@ -444,6 +437,16 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
                 f"Missing: {sorted(seen - set(X.columns))}; "
                 f"unexpected: {sorted(set(X.columns) - seen)}."
             )
+        for col in self._vocabulary_cols:
+            # 5 != "5": ids of another type than in fit would all be encoded as unknown
+            # (and partial_fit would give them new codes: one user split in two).
+            fit_kind, kind = value_kind(self.vocabularies_[col]), value_kind(X[col])
+            if fit_kind is not None and kind is not None and kind != fit_kind:
+                raise TypeError(
+                    f"{type(self).__name__}.{method}: column {col!r} holds {kind} but "
+                    f"{fit_kind} were seen in fit, so none of its values would be known. "
+                    "Give it the dtype it had in fit."
+                )
         return X
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -603,7 +606,8 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = True
+        # X must be a DataFrame: columns are found by name, so a bare 2-D array is refused.
+        tags.input_tags.two_d_array = False
         tags.input_tags.categorical = True
         tags.input_tags.string = True
         tags.target_tags.required = False

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import narwhals as nw
 import numpy as np
 import pandas as pd
+from scipy.sparse import issparse
 
 
 def is_dataframe(X: object) -> bool:
@@ -33,9 +34,10 @@ def check_dataframe(X: object, *, who: str, allow_empty: bool = False) -> pd.Dat
     non-empty with unique column names."""
     X = to_pandas(X)
     if not isinstance(X, pd.DataFrame):
+        sparse = " (sparse input is not supported)" if issparse(X) else ""
         raise TypeError(
             f"{who} expects a DataFrame with named columns (pandas, polars, pyarrow, ...), "
-            f"got {type(X).__name__}."
+            f"got {type(X).__name__}{sparse}."
         )
     if not allow_empty and len(X) == 0:
         raise ValueError(f"{who} got an empty DataFrame (0 rows); at least one row is required.")
@@ -112,3 +114,45 @@ def check_sample_weight(sample_weight: object, n_rows: int, *, who: str,
     if n_rows and not allow_all_zero and not weight.any():
         raise ValueError(f"{who}: every sample_weight is zero: there is nothing to learn from.")
     return weight.astype(np.float32)
+
+
+# What pandas' infer_dtype says of an object column -> the family its values belong to.
+_INFERRED_KINDS = {
+    "string": "strings", "bytes": "bytes", "boolean": "booleans",
+    "integer": "numbers", "floating": "numbers", "mixed-integer-float": "numbers",
+    "decimal": "numbers", "integer-na": "numbers",
+    "datetime64": "datetimes", "datetime": "datetimes", "date": "datetimes",
+    "timedelta64": "durations", "timedelta": "durations", "period": "periods",
+}
+
+
+def value_kind(values: object) -> str | None:
+    """The family of ``values``: "numbers", "strings", "booleans", "datetimes", ...
+
+    None when the values mix families (or there are none). Values of different
+    families never compare equal as ids or labels (``5 != "5"``), so a column whose
+    family changed since fit would match nothing that was seen.
+    """
+    dtype = getattr(values, "dtype", None)
+    if isinstance(dtype, pd.CategoricalDtype):
+        return value_kind(dtype.categories)
+    if dtype is not None and dtype != np.dtype(object):
+        if pd.api.types.is_bool_dtype(dtype):
+            return "booleans"
+        if pd.api.types.is_numeric_dtype(dtype):
+            return "numbers"
+        if pd.api.types.is_datetime64_any_dtype(dtype):
+            return "datetimes"
+        if pd.api.types.is_timedelta64_dtype(dtype):
+            return "durations"
+        if pd.api.types.is_string_dtype(dtype):
+            return "strings"
+    if len(values) == 0:
+        return None
+    return _INFERRED_KINDS.get(pd.api.types.infer_dtype(values, skipna=True))
+
+
+def label_kind(y: object) -> str | None:
+    """:func:`value_kind` of labels, where booleans are numbers (True == 1, False == 0)."""
+    kind = value_kind(y)
+    return "numbers" if kind == "booleans" else kind

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, validate_params
 
-from ._transformer import _time_values
+from ._times import read_times
 from ._validation import check_columns_present, check_dataframe, check_no_missing
 
 __all__ = [
@@ -162,6 +163,31 @@ def _batches(files: list, batch_rows: int, columns: list[str] | None) -> Iterato
             yield batch.to_pandas(split_blocks=True, self_destruct=True)
 
 
+def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and each value's position among them, for ids of any types.
+
+    Sorted (``np.unique``) where the values compare; in order of first appearance where
+    they do not (a column mixing 1 and "1", two distinct ids).
+    """
+    try:
+        return np.unique(values, return_inverse=True)
+    except TypeError:
+        codes, uniques = pd.factorize(values)
+        return np.asarray(uniques, dtype=object), codes
+
+
+@validate_params(
+    {
+        "n_users": [Interval(Integral, 1, None, closed="left")],
+        "n_items": [Interval(Integral, 1, None, closed="left")],
+        "n_categories": [Interval(Integral, 1, None, closed="left")],
+        "mean_events": [Interval(Real, 2, None, closed="left")],
+        "recency_weight": [Interval(Real, 0, 1, closed="both")],
+        "interest_weight": [Interval(Real, 0, 1, closed="both")],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def make_interactions(
     n_users: int = 2000,
     n_items: int = 1000,
@@ -216,8 +242,6 @@ def make_interactions(
         raise ValueError(
             "n_users, n_items and n_categories must be positive with n_categories <= n_items."
         )
-    if mean_events < 2:
-        raise ValueError(f"mean_events must be at least 2, got {mean_events}.")
     if recency_weight < 0 or interest_weight < 0 or recency_weight + interest_weight > 1:
         raise ValueError("recency_weight and interest_weight must be >= 0 and sum to <= 1.")
     rng = check_random_state(random_state)
@@ -272,6 +296,17 @@ def make_interactions(
     return log.sort_values("time", kind="stable").reset_index(drop=True)
 
 
+@validate_params(
+    {
+        "n_negatives": [Interval(Integral, 1, None, closed="left")],
+        "user_col": [str],
+        "item_col": [str],
+        "item_attribute_cols": [list, tuple],
+        "label_col": [str],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def sample_negatives(
     log: pd.DataFrame,
     *,
@@ -324,10 +359,16 @@ def sample_negatives(
     check_no_missing(log, cols, who="sample_negatives")
     if not isinstance(n_negatives, Integral) or isinstance(n_negatives, bool) or n_negatives < 1:
         raise ValueError(f"n_negatives must be >= 1, got {n_negatives}.")
+    if label_col in log.columns:
+        raise ValueError(f"sample_negatives: label_col {label_col!r} is already a column of log; "
+                         "it would be overwritten.")
+    if len(set(cols)) != len(cols):
+        raise ValueError(f"sample_negatives: user_col, item_col and item_attribute_cols must be "
+                         f"distinct columns, got {cols}.")
     rng = check_random_state(random_state)
 
-    items, item_codes = np.unique(log[item_col].to_numpy(), return_inverse=True)
-    users, user_codes = np.unique(log[user_col].to_numpy(), return_inverse=True)
+    items, item_codes = _unique(log[item_col].to_numpy())
+    users, user_codes = _unique(log[user_col].to_numpy())
     n_items = len(items)
     seen = np.unique(user_codes.astype(np.int64) * n_items + item_codes)
     # Distinct items per user (seen holds each (user, item) pair once).
@@ -359,6 +400,7 @@ def sample_negatives(
     return rows.iloc[order].reset_index(drop=True)
 
 
+@validate_params({"user_col": [str], "time_col": [str]}, prefer_skip_nested_validation=True)
 def leave_last_out_split(
     rows: pd.DataFrame, *, user_col: str = "user_id", time_col: str = "time"
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -399,7 +441,7 @@ def leave_last_out_split(
     check_no_missing(rows, [user_col, time_col], who="leave_last_out_split")
     # The transformer's reading of times (numbers, datetimes, date strings), so that both
     # order events the same way.
-    times = pd.Series(_time_values(rows[time_col], time_col)[0], index=rows.index)
+    times = pd.Series(read_times(rows[time_col], time_col)[0], index=rows.index)
     by_user = times.groupby(rows[user_col], sort=False)
     rank = by_user.rank(method="dense", ascending=False)
     n_events = by_user.transform("nunique")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 import pandas as pd
+from sklearn.utils import assert_all_finite
+from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.metadata_routing import MetadataRequest
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
@@ -38,6 +42,12 @@ def gauc_score(
     gauc : float
         NaN when no group has both classes.
 
+    Raises
+    ------
+    ValueError
+        ``y_score`` holds NaN or infinite values, ``groups`` missing values, or
+        ``y_true`` labels other than 0/1.
+
     Examples
     --------
     >>> from sklearn_din.metrics import gauc_score
@@ -48,6 +58,13 @@ def gauc_score(
     y_score = column_or_1d(y_score).astype(np.float64)
     groups = column_or_1d(groups)
     check_consistent_length(y_true, y_score, groups)
+    if len(y_true) == 0:
+        raise ValueError("gauc_score: got no rows (empty y_true).")
+    # NaN would sort first and rank as the lowest score; refuse it as roc_auc_score does.
+    assert_all_finite(y_score, input_name="y_score")
+    if pd.isna(groups).any():
+        raise ValueError("gauc_score: groups has missing values (NaN/None); every row needs "
+                         "its group (user).")
     labels = np.unique(y_true)
     if not set(labels.tolist()) <= {0, 1}:
         raise ValueError(f"gauc_score: y_true must be 0/1 or booleans, got labels {labels[:5]}.")
@@ -170,6 +187,11 @@ def make_gauc_scorer(user_col: str = "user_id") -> GAUCScorer:
     return GAUCScorer(user_col)
 
 
+@validate_params(
+    {"auc": [Interval(Real, 0, 1, closed="both")],
+     "auc_base": [Interval(Real, 0, 1, closed="both")]},
+    prefer_skip_nested_validation=True,
+)
 def rela_impr(auc: float, auc_base: float) -> float:
     """Relative improvement over a base model, in percent (DIN paper, Eq. 11).
 

@@ -59,11 +59,11 @@ def _mlflow():
 def _requirements(model: object) -> list[str]:
     from sklearn.pipeline import Pipeline
 
-    from ._persistence import _SAVERS
+    from ._persistence import _KINDS
 
     requirements = [f"sklearn-din=={__version__}"]
     steps = model.steps if isinstance(model, Pipeline) else []
-    others = [s for _, s in steps if type(getattr(s, "estimator", s)) not in _SAVERS
+    others = [s for _, s in steps if type(getattr(s, "estimator", s)) not in _KINDS
               and s not in ("passthrough", None)]
     if others:
         import skops

@@ -56,3 +56,13 @@ def tiny_log() -> tuple[pd.DataFrame, np.ndarray]:
     rows = sample_negatives(make_interactions(n_users=40, n_items=60, random_state=0),
                             random_state=0)
     return rows.drop(columns="label"), rows["label"].to_numpy()
+
+
+@pytest.fixture(scope="session")
+def small_frame() -> tuple[pd.DataFrame, np.ndarray]:
+    """The transformer's output (max_len=6) and the labels of about 3,000 rows: quick fits."""
+    rows = sample_negatives(make_interactions(n_users=80, n_items=60, random_state=2),
+                            random_state=2)
+    X = SequenceFeatureTransformer(max_len=6).fit_transform(rows.drop(columns="label"),
+                                                            rows["label"])
+    return X, rows["label"].to_numpy()

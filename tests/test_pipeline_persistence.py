@@ -100,7 +100,11 @@ def test_a_file_whose_step_names_untrusted_types_is_refused(workflow, tmp_path):
     # a skops payload of a type outside scikit-learn, put where the ColumnTransformer was
     evil = skops.io.dumps(FunctionTransformer(json.loads).fit([[0]]))
     assert skops.io.get_untrusted_types(data=evil)
-    arrays["1/skops"] = np.frombuffer(evil, dtype=np.uint8)
+    meta = json.loads(str(arrays["meta"]))
+    ref = meta["steps"][1]["arrays"]["skops"]["array"]  # the header names the member and size
+    arrays[ref["key"]] = np.frombuffer(evil, dtype=np.uint8)
+    ref["shape"] = [len(evil)]
+    arrays["meta"] = np.asarray(json.dumps(meta))
     tampered = tmp_path / "tampered.npz"
     with open(tampered, "wb") as f:
         np.savez(f, allow_pickle=False, **arrays)

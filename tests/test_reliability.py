@@ -11,18 +11,13 @@ from skorch.callbacks import Callback, Checkpoint
 
 import sklearn_din._classifier as classifier_module
 from sklearn_din import DINClassifier, NonFiniteLossError, SequenceFeatureTransformer
-from sklearn_din.datasets import make_interactions, sample_negatives
 
 SMALL = dict(embed_dim=4, attention_units=(8,), hidden_units=(8,), verbose=0, random_state=0)
 
 
 @pytest.fixture(scope="module")
-def frame():
-    rows = sample_negatives(make_interactions(n_users=80, n_items=60, random_state=2),
-                            random_state=2)
-    X = SequenceFeatureTransformer(max_len=6).fit_transform(rows.drop(columns="label"),
-                                                            rows["label"])
-    return X, rows["label"].to_numpy()
+def frame(small_frame):
+    return small_frame
 
 
 class InterruptAtEpoch(Callback):

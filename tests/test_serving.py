@@ -300,8 +300,11 @@ def test_score_candidates_for_unseen_users_items_and_request_histories(models, X
     time = X["time"].max() + 10
     # unseen user, no history: an empty history, like transform gives it
     np.testing.assert_allclose(
-        score_candidates(model, "stranger", candidates, time=time),
-        model.predict_proba(_requests(X, "stranger", candidates, time))[:, 1], atol=1e-6)
+        score_candidates(model, -2, candidates, time=time),
+        model.predict_proba(_requests(X, -2, candidates, time))[:, 1], atol=1e-6)
+    # a user id of another type than in fit is refused, not taken for an unseen user
+    with pytest.raises(TypeError, match="'user_id' holds strings but numbers"):
+        score_candidates(model, "stranger", candidates, time=time)
     # unseen user with behaviours sent in the request (times given, one of them later
     # than the request: dropped; one unknown item): as if the transformer had stored them
     past = X[X["user_id"] == _busiest_user(X)][["item_id", "cate_id", "time", "price"]]
@@ -392,7 +395,7 @@ def test_score_candidates_says_what_is_wrong(models, X):
         score_candidates(model, 3, candidates.assign(user_id=3))
     with pytest.raises(TypeError, match="starts with a SequenceFeatureTransformer"):
         score_candidates(model[-1], 3, candidates)
-    with pytest.raises(TypeError, match="numeric times"):
+    with pytest.raises(TypeError, match="datetime values but numeric values"):
         score_candidates(model, 3, candidates, time=pd.Timestamp("2024-01-01"))
     with pytest.raises(ValueError, match="numeric column 'price' has NaN"):
         score_candidates(model, 3, candidates.assign(price=np.nan))

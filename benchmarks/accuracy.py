@@ -149,6 +149,23 @@ def targets(name: str, result: dict) -> list[tuple[str, bool, str]]:
     return out
 
 
+def summary_table(results: dict) -> list[str]:
+    """One row per data set: the README's table."""
+    rows = []
+    for name, result in results.items():
+        if name == "electronics":
+            continue
+        m = result["models"]
+        auc = {k: float(np.mean(v["auc"])) for k, v in m.items()}
+        pooled = max(("sum", "mean"), key=auc.get)
+        rows.append([DATASETS[name][2].split(" (")[0], mean_std(m["din"]["auc"]),
+                     f"{mean_std(m[pooled]['auc'])} ({pooled})",
+                     f"{100 * (auc['din'] - auc[pooled]):+.2f}", mean_std(m["item_only"]["auc"]),
+                     f"{np.mean(m['din']['fit_s']):.0f} / {np.mean(m[pooled]['fit_s']):.0f}"])
+    return markdown_table(["test AUC, 3 seeds", "DIN as shipped", "better pooled model",
+                           "DIN - pooled (points)", "item-only", "fit s: DIN / pooled"], rows)
+
+
 def report(results: dict, info: dict, command: str, seconds: float) -> list[str]:
     lines = [
         "# Accuracy as shipped (issue 13): the default DINClassifier against its base models",
@@ -162,6 +179,7 @@ def report(results: dict, info: dict, command: str, seconds: float) -> list[str]
         "(on by default) holds out its own validation rows from the rows it is given. "
         "\"best validation setting\" is the variant of `accuracy_ablations.py` with the best mean "
         "validation AUC on that data set (chosen without test rows), refit the same way.", "",
+        "## Summary", "", *summary_table(results), "",
     ]
     failed = 0
     for name, result in results.items():

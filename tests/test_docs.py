@@ -33,7 +33,7 @@ def test_mkdocs_builds_strictly(tmp_path):
     for script in sorted((ROOT / "examples").glob("*.py")):
         assert f"examples/{script.name}</summary>" in examples, script.name
     assert examples.count("parse_args") >= 4
-    assert "DIN + softmax" in (tmp_path / "benchmarks" / "index.html").read_text()
+    assert "DIN as shipped" in (tmp_path / "benchmarks" / "index.html").read_text()
 
 
 README = ROOT / "README.md"

@@ -54,7 +54,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import datetime as dt  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
@@ -70,7 +69,6 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from sklearn.metrics import log_loss, roc_auc_score  # noqa: E402
 
-import sklearn_din  # noqa: E402
 from sklearn_din import DINClassifier, SequenceFeatureTransformer  # noqa: E402
 from sklearn_din.datasets import leave_last_out_split, sample_negatives  # noqa: E402
 from sklearn_din.metrics import gauc_score, rela_impr  # noqa: E402
@@ -666,12 +664,9 @@ def targets(results: dict, args) -> list[dict]:
 
 
 def machine_info() -> dict:
-    cpu = platform.processor() or ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    """harness.machine_info(), plus the platform and the peers' versions."""
+    from harness import machine_info as common_info
+
     versions = {}
     for mod in ("torch_rechub", "deepctr_torch", "sklearn", "skorch", "pandas"):
         with contextlib.suppress(Exception), _quiet():
@@ -681,31 +676,8 @@ def machine_info() -> dict:
 
         versions["torch_rechub"] = version("torch-rechub")
         versions["deepctr_torch"] = version("deepctr-torch")
-    git = {"commit": "?", "sklearn_din_modified": None}
-    with contextlib.suppress(Exception):
-        import subprocess
-
-        def run(*cmd):
-            return subprocess.run(
-                cmd, cwd=ROOT, capture_output=True, text=True, check=True, timeout=30
-            ).stdout.strip()
-
-        git["commit"] = run("git", "rev-parse", "--short", "HEAD")
-        git["sklearn_din_modified"] = bool(run("git", "status", "--porcelain", "--", "sklearn_din"))
-    return {
-        "git_commit": git["commit"],
-        "sklearn_din_uncommitted_changes": git["sklearn_din_modified"],
-        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "sklearn_din": sklearn_din.__version__,
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "loadavg_start": list(os.getloadavg()),
-        **{f"{k}_version": v for k, v in versions.items()},
-    }
+    return {**common_info(), "platform": platform.platform(),
+            **{f"{k}_version": v for k, v in versions.items()}}
 
 
 def write_report(results, targets_, args, info, md_path: Path, command: str) -> None:

@@ -15,8 +15,9 @@ alike:
   its own copy of the history, as a server outside Python would run it.
 
 Sizes: the paper's (embedding 8, attention MLP (80, 40), output MLP (200, 80), Dice, raw
-attention scores, a user embedding), the same with softmax-normalised scores, and
-``DINClassifier()``'s defaults when they differ from the paper's. The model is fitted for
+attention scores, a user embedding, a history of items and categories), the same with
+softmax-normalised scores, and the defaults of ``DINClassifier()`` and
+``SequenceFeatureTransformer()`` when they differ from the paper's. The model is fitted for
 one epoch on a generated log (latency does not depend on what the weights learnt).
 
 Work: the FLOPs of the model's function on a request, counted per (candidate, history
@@ -71,29 +72,38 @@ from sklearn_din.datasets import make_interactions, sample_negatives  # noqa: E4
 RESULTS = HERE / "results"
 MAX_LEN = 50
 PAPER = dict(embed_dim=8, attention_units=(80, 40), hidden_units=(200, 80), activation="dice",
-             attention_normalization=None, pooling="attention", user_embedding=True)
+             attention_normalization=None, pooling="attention", user_embedding=True,
+             pooled_product=False)
+PAPER_TRANSFORMER = dict(recency=False)  # the paper's history: items and categories only
 TARGET_P99_MS = 3.0  # score_candidates at 200 candidates
 TARGET_SPEEDUP = 4.0  # vs today's pipeline path
 PATHS = ("pipeline.predict_proba", "classifier only", "score_candidates", "onnxruntime")
 
 
-def variants() -> dict[str, dict]:
-    out = {"paper": PAPER, "paper, softmax": {**PAPER, "attention_normalization": "softmax"}}
-    defaults = {k: v for k, v in DINClassifier().get_params().items() if k in PAPER}
-    if defaults != PAPER:
-        out["DINClassifier() defaults"] = defaults
+def variants() -> dict[str, tuple[dict, dict]]:
+    """Name -> (DINClassifier settings, SequenceFeatureTransformer settings)."""
+    softmax = {**PAPER, "attention_normalization": "softmax"}
+    out = {"paper": (PAPER, PAPER_TRANSFORMER), "paper, softmax": (softmax, PAPER_TRANSFORMER)}
+    defaults = ({k: v for k, v in DINClassifier().get_params().items() if k in PAPER},
+                {k: v for k, v in SequenceFeatureTransformer().get_params().items()
+                 if k in PAPER_TRANSFORMER})
+    if defaults != out["paper"]:
+        out["defaults"] = defaults
     return out
 
 
-def request_flops(sizes: dict, n_candidates: int, n_positions: int, n_sparse: int) -> float:
+def request_flops(sizes: dict, transformer: dict, n_candidates: int, n_positions: int
+                  ) -> float:
     """FLOPs of the per-row forward on one request (see the module docstring)."""
-    d = sizes["embed_dim"] * 2  # item + category
+    e = sizes["embed_dim"]
+    d = 2 * e  # item + category
+    c = e if transformer["recency"] else 0  # the recency bucket, a key-side feature
     a, h = sizes["attention_units"], sizes["hidden_units"]
     pairs = n_candidates * n_positions
-    attention = 4 * d * a[0] + sum(x * y for x, y in zip(a, a[1:], strict=False)) + a[-1]
-    mlp_in = 2 * d + sizes["embed_dim"] * n_sparse
+    attention = (4 * d + c) * a[0] + sum(x * y for x, y in zip(a, a[1:], strict=False)) + a[-1]
+    mlp_in = (3 if sizes["pooled_product"] else 2) * d + c + e * int(sizes["user_embedding"])
     mlp = sum(x * y for x, y in zip((mlp_in, *h), (*h, 1), strict=True))
-    return 2.0 * (pairs * (attention + d) + n_candidates * mlp)
+    return 2.0 * (pairs * (attention + d + c) + n_candidates * mlp)
 
 
 def percentiles(times: list[float]) -> dict:
@@ -102,12 +112,13 @@ def percentiles(times: list[float]) -> dict:
             "mean_ms": float(ms.mean()), "calls": len(ms)}
 
 
-def fit_model(log: pd.DataFrame, sizes: dict, seed: int):
+def fit_model(log: pd.DataFrame, sizes: dict, transformer: dict, seed: int):
     rows = sample_negatives(log, random_state=seed)
     X, y = rows.drop(columns="label"), rows["label"]
     classifier = DINClassifier(**sizes, max_epochs=1, batch_size=1024, verbose=0,
                                random_state=seed)
-    return make_pipeline(SequenceFeatureTransformer(max_len=MAX_LEN), classifier).fit(X, y), X
+    model = make_pipeline(SequenceFeatureTransformer(max_len=MAX_LEN, **transformer), classifier)
+    return model.fit(X, y), X
 
 
 def onnx_session(model, directory: Path):
@@ -121,10 +132,20 @@ def onnx_session(model, directory: Path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def _timed(function, *args, **kwargs):
+    """(result, wall seconds, this thread's CPU seconds) of ``function(*args, **kwargs)``."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - wall, time.thread_time() - cpu
+
+
 def time_requests(model, X, session, users, items, n_candidates, calls, warmup, rng) -> dict:
-    """Per path, the latency of ``calls`` requests (after ``warmup`` untimed ones)."""
+    """Per path, the latency of ``calls`` requests (after ``warmup`` untimed ones): wall
+    clock, and the CPU time of the calling thread (all the work runs on it with one torch
+    and one onnxruntime thread), which the other processes of a shared machine inflate
+    much less than the wall clock."""
     now = X["time"].max() + 1
-    times = {p: [] for p in PATHS}
+    wall, cpu = {p: [] for p in PATHS}, {p: [] for p in PATHS}
     worst = {"score_candidates": 0.0, "onnxruntime": 0.0}
     for call in range(warmup + calls):
         user = users[rng.integers(len(users))]
@@ -133,25 +154,23 @@ def time_requests(model, X, session, users, items, n_candidates, calls, warmup, 
         rows = candidates.assign(user_id=user, time=now)[X.columns]
         features = model[0].transform(rows)
         inputs = onnx_inputs(model, rows)
-        timed = {}
-        start = time.perf_counter()
-        expected = model.predict_proba(rows)[:, 1]
-        timed["pipeline.predict_proba"] = time.perf_counter() - start
-        start = time.perf_counter()
-        model[-1].predict_proba(features)
-        timed["classifier only"] = time.perf_counter() - start
-        start = time.perf_counter()
-        got = score_candidates(model, user, candidates)
-        timed["score_candidates"] = time.perf_counter() - start
-        start = time.perf_counter()
-        probability = session.run(["probability"], inputs)[0]
-        timed["onnxruntime"] = time.perf_counter() - start
-        worst["score_candidates"] = max(worst["score_candidates"], np.abs(got - expected).max())
-        worst["onnxruntime"] = max(worst["onnxruntime"], np.abs(probability - expected).max())
+        runs = {
+            "pipeline.predict_proba": _timed(model.predict_proba, rows),
+            "classifier only": _timed(model[-1].predict_proba, features),
+            "score_candidates": _timed(score_candidates, model, user, candidates, time=now),
+            "onnxruntime": _timed(session.run, ["probability"], inputs),
+        }
+        expected = runs["pipeline.predict_proba"][0][:, 1]
+        got = {"score_candidates": runs["score_candidates"][0],
+               "onnxruntime": runs["onnxruntime"][0][0]}
+        for path in worst:
+            worst[path] = max(worst[path], float(np.abs(got[path] - expected).max()))
         if call >= warmup:
-            for path, seconds in timed.items():
-                times[path].append(seconds)
-    return {"paths": {p: percentiles(t) for p, t in times.items()},
+            for path, (_, seconds, cpu_seconds) in runs.items():
+                wall[path].append(seconds)
+                cpu[path].append(cpu_seconds)
+    return {"paths": {p: percentiles(t) for p, t in wall.items()},
+            "cpu": {p: percentiles(t) for p, t in cpu.items()},
             "max_abs_diff_vs_predict_proba": worst}
 
 
@@ -168,7 +187,7 @@ def time_appends(model, X, users, items, n_candidates, calls, rng) -> dict:
         transformer.partial_fit(click)
         append.append(time.perf_counter() - start)
         start = time.perf_counter()
-        score_candidates(model, user, candidates.reset_index(drop=True))
+        score_candidates(model, user, candidates.reset_index(drop=True), time=later + k + 1)
         after.append(time.perf_counter() - start)
     return {"partial_fit (one click)": percentiles(append),
             "score_candidates after it": percentiles(after)}
@@ -205,24 +224,24 @@ def main(argv: list[str] | None = None) -> int:
     users = counts.index[counts >= MAX_LEN + 1].to_numpy()
     items = log[["item_id", "cate_id"]].drop_duplicates("item_id").reset_index(drop=True)
     rng = np.random.default_rng(args.seed)
-    report = {"command": "python3 benchmarks/serving.py " + shlex.join(
-                  sys.argv[1:] if argv is None else argv),
+    report = {"command": ("python3 benchmarks/serving.py " + shlex.join(
+                  sys.argv[1:] if argv is None else argv)).strip(),
               "machine": info, "matmul": matmul, "max_len": MAX_LEN,
               "data": {"clicks": len(log), "users_with_full_history": len(users),
                        "items": len(items)}, "runs": []}
-    chosen = {"paper": PAPER} if args.quick else variants()
+    chosen = {"paper": (PAPER, PAPER_TRANSFORMER)} if args.quick else variants()
     import tempfile
 
-    for name, sizes in chosen.items():
-        model, X = fit_model(log, sizes, args.seed)
+    for name, (sizes, transformer) in chosen.items():
+        model, X = fit_model(log, sizes, transformer, args.seed)
         with tempfile.TemporaryDirectory() as tmp:
             session = onnx_session(model, Path(tmp))
             for n_candidates in args.candidate_counts:
                 result = time_requests(model, X, session, users, items, n_candidates,
                                        args.calls, args.warmup, rng)
-                result.update(sizes=name, settings=sizes, candidates=n_candidates,
-                              flops=request_flops(sizes, n_candidates, MAX_LEN,
-                                                  n_sparse=int(sizes["user_embedding"])))
+                result.update(sizes=name, settings={**sizes, **transformer},
+                              candidates=n_candidates,
+                              flops=request_flops(sizes, transformer, n_candidates, MAX_LEN))
                 report["runs"].append(result)
                 line = "  ".join(f"{p} {r['p50_ms']:.2f}/{r['p99_ms']:.2f}"
                                  for p, r in result["paths"].items())
@@ -282,6 +301,20 @@ def render(report: dict) -> str:
                 f"| {run['sizes']} | {run['candidates']:,} | {path} | {r['p50_ms']:.2f} | "
                 f"{r['p99_ms']:.2f} | {today['p50_ms'] / r['p50_ms']:.1f}x | "
                 f"{today['p99_ms'] / r['p99_ms']:.1f}x | {gflops:.1f} | {gflops / peak:.0%} |")
+    lines += ["", "The same requests in CPU time of the calling thread (`time.thread_time`: what "
+              "a request costs one core, without the time the scheduler gave the core to the "
+              "other processes of this shared machine):", "",
+              "| sizes | C | path | CPU p50 ms | CPU p99 ms | speed-up p50 | speed-up p99 | "
+              "model GFLOP/s (CPU p50) | of matmul rate |",
+              "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for run in report["runs"]:
+        today = run["cpu"]["pipeline.predict_proba"]
+        for path, r in run["cpu"].items():
+            gflops = run["flops"] / (r["p50_ms"] / 1e3) / 1e9
+            lines.append(
+                f"| {run['sizes']} | {run['candidates']:,} | {path} | {r['p50_ms']:.2f} | "
+                f"{r['p99_ms']:.2f} | {today['p50_ms'] / r['p50_ms']:.1f}x | "
+                f"{today['p99_ms'] / r['p99_ms']:.1f}x | {gflops:.1f} | {gflops / peak:.0%} |")
     lines += ["", "Model FLOPs per request (per-row count, see the script's docstring): "
               + ", ".join(f"{r['sizes']} C={r['candidates']:,}: {r['flops'] / 1e6:.0f} MFLOP"
                           for r in report["runs"]) + ".", ""]
@@ -299,15 +332,16 @@ def render(report: dict) -> str:
     for run in report["runs"]:
         if run["candidates"] != 200:
             continue
-        ours, today = run["paths"]["score_candidates"], run["paths"]["pipeline.predict_proba"]
-        p99_ok = ours["p99_ms"] <= TARGET_P99_MS
-        ratio = today["p99_ms"] / ours["p99_ms"]
-        lines.append(f"- {run['sizes']}: score_candidates p99 at 200 candidates "
-                     f"{ours['p99_ms']:.2f} ms (target <= {TARGET_P99_MS} ms): "
-                     f"**{'PASS' if p99_ok else 'MISS'}**; {ratio:.1f}x today's p99 and "
-                     f"{today['p50_ms'] / ours['p50_ms']:.1f}x its p50 (target >= "
-                     f"{TARGET_SPEEDUP:.0f}x): "
-                     f"**{'PASS' if ratio >= TARGET_SPEEDUP else 'MISS'}**.")
+        for clock, key in (("wall clock", "paths"), ("CPU time", "cpu")):
+            ours, today = run[key]["score_candidates"], run[key]["pipeline.predict_proba"]
+            p99_ok = ours["p99_ms"] <= TARGET_P99_MS
+            ratios = [today[q] / ours[q] for q in ("p50_ms", "p99_ms")]
+            fast = min(ratios) >= TARGET_SPEEDUP
+            lines.append(f"- {run['sizes']}, {clock}: score_candidates p99 at 200 candidates "
+                         f"{ours['p99_ms']:.2f} ms (target <= {TARGET_P99_MS} ms): "
+                         f"**{'PASS' if p99_ok else 'MISS'}**; speed-up over today's path "
+                         f"{ratios[0]:.1f}x at p50, {ratios[1]:.1f}x at p99 (target >= "
+                         f"{TARGET_SPEEDUP:.0f}x at both): **{'PASS' if fast else 'MISS'}**.")
     return "\n".join(lines) + "\n"
 
 

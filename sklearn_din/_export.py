@@ -32,7 +32,9 @@ from ._transformer import (
     RECENCY_FEATURE,
     RECENCY_OCTAVES,
     UNKNOWN,
+    USER_COL,
     SequenceFeatureTransformer,
+    context_column,
 )
 from ._version import __version__
 
@@ -361,6 +363,12 @@ def export_tables(model: object, directory: str | os.PathLike) -> dict:
         "codes": {"padding": PADDING, "unknown": UNKNOWN, "first_known": _FIRST_KNOWN},
         "columns": {"user": transformer.user_col, "item": transformer.item_col,
                     "time": transformer.time_col, "history": list(transformer.history_cols),
+                    "categorical": list(transformer.categorical_cols),
+                    # output column (what the classifier's inputs name) -> input column
+                    "encoded_as": {USER_COL: transformer.user_col,
+                                   **{c: c for c in transformer._id_cols[1:]},
+                                   **{context_column(c): c
+                                      for c in transformer.categorical_cols}},
                     "passthrough": [str(c) for c in transformer.get_feature_names_out()
                                     [len(transformer._created_names()):]]},
         "max_len": transformer.max_len,

@@ -27,7 +27,9 @@ from ._transformer import (
     HIST_LEN_COL,
     RECENCY_FEATURE,
     UNKNOWN,
+    USER_COL,
     SequenceFeatureTransformer,
+    context_column,
     history_column,
     recency_buckets,
 )
@@ -179,16 +181,20 @@ def _with_recency(transformer: SequenceFeatureTransformer, codes: np.ndarray,
 def _transformer_columns(transformer: SequenceFeatureTransformer, values: dict,
                          vocabularies: dict, user_code: int, history: np.ndarray) -> dict:
     """The transformer's output columns for the candidate rows (``values``: their
-    columns as arrays), by name, except the history block (one row of it: ``history``)."""
+    columns as arrays), by output name, except the history block (one row of it:
+    ``history``)."""
     id_cols = transformer._id_cols
     n = len(values[id_cols[1]])
-    columns: dict[str, np.ndarray] = {transformer.user_col: np.full(n, user_code, np.int32)}
+    columns: dict[str, np.ndarray] = {USER_COL: np.full(n, user_code, np.int32)}
     for col in id_cols[1:]:
         columns[col] = _encode(transformer, vocabularies, col, values[col])
     columns[HIST_LEN_COL] = np.full(n, history.shape[1], np.int32)
+    for col in transformer.categorical_cols:  # the request's context: device, page, ...
+        columns[context_column(col)] = _encode(transformer, vocabularies, col, values[col])
+    encoded = set(transformer._vocabulary_cols)
     for col, array in values.items():
-        if col not in columns:
-            columns[col] = array
+        if col not in encoded:
+            columns[col] = array  # passed through unchanged, as transform does
     return columns
 
 
@@ -204,8 +210,8 @@ def _direct_inputs(classifier: DINClassifier, transformer: SequenceFeatureTransf
     """The shared-history forward's inputs straight from the columns (no DataFrame)."""
     layout = classifier.layout_
     n = len(candidates)
-    passthrough = [c for c in (*layout.sparse_cols, *layout.dense_cols)
-                   if c not in transformer._id_cols]
+    created = set(transformer._created_names())
+    passthrough = [c for c in (*layout.sparse_cols, *layout.dense_cols) if c not in created]
     if passthrough:  # the classifier's own checks, on the candidates' own columns
         InputLayout((), 0, False, tuple(c for c in layout.sparse_cols if c in passthrough),
                     tuple(c for c in layout.dense_cols if c in passthrough)
@@ -284,8 +290,10 @@ def score_candidates(
         gets the unknown user embedding.
     candidates : DataFrame
         One row per candidate, with every column the transformer was fit on except
-        the user and time columns: the item and its attributes (``history_cols``) and
-        any passed-through column (e.g. a price).
+        the user and time columns: the item and its attributes (``history_cols``),
+        the transformer's ``categorical_cols`` (the request's context, e.g. a device:
+        the same value in every row, or per candidate) and any passed-through column
+        (e.g. a price).
     time : object, default=None
         The request's time (same kind as the transformer's time column); the history
         holds the behaviours strictly before it. None: after every stored behaviour.
@@ -329,7 +337,7 @@ def score_candidates(
               if c not in (transformer.user_col, transformer.time_col)]
     check_columns_present(candidates, needed, who=f"{WHO}: candidates")
     values = {c: candidates[c].to_numpy() for c in needed}  # each column read once
-    for col in transformer._id_cols[1:]:
+    for col in transformer._vocabulary_cols[1:]:
         if values[col].dtype.kind not in "iub" and pd.isna(values[col]).any():
             check_no_missing(candidates, [col], who=f"{WHO}: candidates")  # says how many
     query_time = _query_time(transformer, time)

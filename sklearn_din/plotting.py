@@ -140,7 +140,7 @@ def plot_attention(
 
     Notes
     -----
-    With the default ``attention_normalization=None`` the weights are the
+    With ``attention_normalization=None`` the weights are the
     paper's raw activation scores: they can be negative and need not sum to 1,
     so the colour scale is diverging and centred on 0. With ``"softmax"`` each
     row's weights sum to 1 and the scale runs from 0.

@@ -59,10 +59,11 @@ def rows(log):
 
 
 def _fit(rows, activation="dice", normalization=None, pooling="attention", options="",
-         **kwargs):
+         categorical=(), user_col="user_id", **kwargs):
     X, y = rows.drop(columns="label"), rows["label"]
     model = make_pipeline(
-        SequenceFeatureTransformer(max_len=MAX_LEN, recency="recency" in options),
+        SequenceFeatureTransformer(max_len=MAX_LEN, recency="recency" in options,
+                                   categorical_cols=categorical, user_col=user_col),
         DINClassifier(**SIZES, activation=activation, attention_normalization=normalization,
                       pooling=pooling, user_embedding="user_embedding" in options, **kwargs),
     )
@@ -195,8 +196,10 @@ def _encode_without_sklearn_din(directory, requests):
             bucket = np.zeros((1, max_len), dtype=np.int64)
             bucket[0, : stop - first] = 2 + np.minimum(recency["octaves"] - 1, octave)
             history, features = np.vstack([history, bucket]), [*features, recency["feature"]]
-        encoded = {c: lookup[c].get(request[c], codes["unknown"]) for c in cols["history"]}
-        encoded[cols["user"]] = user
+        # every encoded column, by the name the classifier's inputs use
+        encoded = {out: user if col == cols["user"] else lookup[col].get(request[col],
+                                                                          codes["unknown"])
+                   for out, col in cols["encoded_as"].items()}
 
         def fit(code, size):
             return code if code < size else codes["unknown"]
@@ -223,8 +226,12 @@ def test_exported_tables_rebuild_the_inputs_without_sklearn_din(rows, tmp_path, 
     if user_kind == "str":
         rows["user_id"] = "u" + rows["user_id"].astype(str)
         rows["item_id"] = "i" + rows["item_id"].astype(str)
-    # with ints: recency buckets and a user embedding; with strings: neither
-    model = _fit(rows, options="recency+user_embedding" if user_kind == "int" else "")
+    # with ints: recency buckets, a user embedding and a context id (the transformer's
+    # categorical_cols); with strings: none of them
+    if user_kind == "int":
+        rows = rows.assign(device=rows["time"] % 3)
+    model = _fit(rows, options="recency+user_embedding" if user_kind == "int" else "",
+                 categorical=("device",) if user_kind == "int" else ())
     transformer = model[0]
     # an online click after fit: the exported store holds it, the vocabulary grew
     new = rows.iloc[[5]].drop(columns="label").assign(item_id=rows["item_id"].iloc[0] * 1,
@@ -359,6 +366,24 @@ def test_score_candidates_when_a_step_rewrites_the_histories(rows):
     np.testing.assert_allclose(score_candidates(model, user, candidates, time=time),
                                model.predict_proba(_requests(X, user, candidates, time))[:, 1],
                                rtol=0, atol=1e-6)
+
+
+def test_score_candidates_with_the_transformers_context_ids_and_another_user_column(rows):
+    """The transformer's categorical_cols (written as ctx_<col>) and a user column not
+    called user_id (written as user_id): the request is encoded as transform would."""
+    rows = rows.rename(columns={"user_id": "visitor"}).assign(device=rows["time"] % 4)
+    model = _fit(rows, "prelu", "softmax", "attention", options="recency+user_embedding",
+                 categorical=("device",), user_col="visitor")
+    X = rows.drop(columns="label")
+    assert "ctx_device" in model[-1].layout_.sparse_cols
+    visitor = X["visitor"].value_counts().index[0]
+    candidates = _candidates(X, 30).assign(device=[0, 1, 2, 3, 9] * 6)  # 9: never seen
+    time = X["time"].max() + 3
+    requests = candidates.assign(visitor=visitor, time=time)[X.columns]
+    np.testing.assert_allclose(score_candidates(model, visitor, candidates, time=time),
+                               model.predict_proba(requests)[:, 1], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"\['device'\] not found"):
+        score_candidates(model, visitor, candidates.drop(columns="device"), time=time)
 
 
 def test_score_candidates_says_what_is_wrong(models, X):

@@ -505,45 +505,50 @@ def mutate(members: dict[str, bytes], mutation, *,
     return members, frozenset()
 
 
-@settings(max_examples=120, deadline=None,
-          phases=[p for p in Phase if p is not Phase.explain],  # explain chokes on fixtures
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FILE_EDITS = settings(
+    max_examples=120, deadline=None,
+    phases=[p for p in Phase if p is not Phase.explain],  # explain chokes on the fixtures
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+def load_mutated(path, tmp_path, mutation, *, sign: bool):
+    """The model loaded from the file after ``mutation``; None for a ModelFileError (and
+    for compile=True: a valid setting that makes the first prediction compile for minutes)."""
+    members, compress = mutate(read_members(path), mutation, sign=sign)
+    if b'"compile": true' in members.get("meta.npy", b"").replace(b"\x00", b""):
+        return None
+    target = tmp_path / "mutated.npz"
+    write_members(target, members, compress)
+    try:
+        return load_model(target)
+    except ModelFileError:
+        return None
+
+
+@FILE_EDITS
 @given(mutation=mutations)
 def test_edited_files_raise_model_file_error_or_predict_identically(saved, rows, tmp_path,
                                                                     mutation):
     _, path, expected = saved
-    members, compress = mutate(read_members(path), mutation, sign=False)
-    target = tmp_path / "mutated.npz"
-    write_members(target, members, compress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            loaded = load_model(target)
-        except ModelFileError:
-            return
-        np.testing.assert_allclose(loaded.predict_proba(rows[0]), expected, rtol=1e-6,
-                                   atol=1e-9)
+        loaded = load_mutated(path, tmp_path, mutation, sign=False)
+        if loaded is not None:
+            np.testing.assert_allclose(loaded.predict_proba(rows[0]), expected, rtol=1e-6,
+                                       atol=1e-9)
 
 
-@settings(max_examples=120, deadline=None,
-          phases=[p for p in Phase if p is not Phase.explain],
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@FILE_EDITS
 @given(mutation=mutations)
 def test_signed_edits_raise_model_file_error_or_give_a_working_model(saved, rows, tmp_path,
                                                                      mutation):
     """Edits whose digest is made to match (a deliberate editor, or a faulty writer) reach
     every check past the digest: they give a ModelFileError or a model that predicts."""
     _, path, _ = saved
-    members, compress = mutate(read_members(path), mutation, sign=True)
-    if b'"compile": true' in members.get("meta.npy", b"").replace(b"\x00", b""):
-        return  # a valid setting that makes the first prediction compile for a minute
-    target = tmp_path / "signed.npz"
-    write_members(target, members, compress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            loaded = load_model(target)
-        except ModelFileError:
-            return
-        proba = loaded.predict_proba(rows[0])
-    assert proba.shape == (len(rows[0]), 2) and np.isfinite(proba).all()
+        loaded = load_mutated(path, tmp_path, mutation, sign=True)
+        if loaded is not None:
+            proba = loaded.predict_proba(rows[0])
+            assert proba.shape == (len(rows[0]), 2) and np.isfinite(proba).all()

@@ -608,9 +608,10 @@ def main() -> int:
                      + " | ".join(str(counter[o]) for o in outcomes) + " |")
     lines.append(f"| **all** | {sum(total.values())} | "
                  + " | ".join(str(total[o]) for o in outcomes) + " |")
-    lines += ["", "First example of each obscure or wrong outcome:", ""]
+    lines += ["", "First example of each obscure, wrong or changed outcome:", ""]
     bad = [(k, o, w) for (k, o), w in examples.items() if o in ("obscure", "wrong")]
-    lines += [f"- {k} ({o}): {w}" for k, o, w in bad] or ["- none"]
+    changed = [(k, o, w) for (k, o), w in examples.items() if o == "changed"]
+    lines += [f"- {k} ({o}): {w}" for k, o, w in bad + changed] or ["- none"]
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if not bad else 1

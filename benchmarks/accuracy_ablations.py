@@ -166,8 +166,8 @@ last one; from `nu_*` on, early stopping is on. `cand_plus_mean` changes DIN onl
 models are `cand_sm`'s.
 
 - **Early stopping.** Every configuration peaked after 2-5 epochs at lr 1e-3 and lost
-  0.7-2.8 points by epoch 8 (`s8_*` curves in `accuracy_ablations.jsonl`); the 0.1 default of 5 fixed
-  epochs was past the peak on Video Games.
+  0.7-2.8 points by epoch 8 (`s8_*` curves in `accuracy_ablations.jsonl`); the 0.1 default
+  of 5 fixed epochs was past the peak on Video Games.
 - **Softmax attention** was worth +1.9 to +2.8 points over raw scores (`nu_raw_rec` vs
   `nu_sm_rec`): raw scores behave like sum pooling, and sum lost to mean pooling everywhere.
   Length-normalised raw scores (`nu_mean_rec_l2.5`) lost 0.5-1.1 points to softmax.

@@ -21,6 +21,7 @@ import collections
 import io
 import json
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -41,6 +42,7 @@ from sklearn_din import (
     load_model,
     save_model,
 )
+from sklearn_din._model_file import _member_digest, content_digest
 from sklearn_din.datasets import make_interactions, sample_negatives
 from sklearn_din.metrics import gauc_score, rela_impr
 
@@ -74,7 +76,7 @@ def attempt(klass: str, what: str, run, reference=None, same=None) -> None:
         record(klass, outcome, f"{what}: {type(error).__name__}: {str(error)[:120]}")
         return
     ok = expected is None or (same(got, expected) if same is not None else got == expected)
-    record(klass, "right" if ok else "wrong", what)
+    record(klass, ok if isinstance(ok, str) else "right" if ok else "wrong", what)
 
 
 # ----------------------------------------------------------------- time columns
@@ -284,7 +286,7 @@ def sweep_classifier() -> None:
         "hidden_units": [(-4,), (0,), (True,), "8"], "activation": ["tanh", None],
         "attention_normalization": ["sigmoid", 1], "pooling": ["max", None],
         "dropout": [1.0, -0.1, "0"], "batch_norm": [1, "yes"],
-        "history_vocab_sizes": [(2, 2), (10**6,), "x"], "sparse_vocab_sizes": [(1,), ()],
+        "history_vocab_sizes": [(2, 2), (10**6,), "x"], "sparse_vocab_sizes": [(1,), (5, 5)],
         "n_dense": [3, -1], "sparse_gradients": [True], "id_frequencies": [[np.ones(3)]],
         "embed_dims": [4], "typo": [1],
     }
@@ -311,7 +313,8 @@ def sweep_classifier() -> None:
             table_rows = value + 1
             allowed = table_rows <= 1 << 22
             attempt("raw ids (embedding tables)", f"{column}={value}",
-                    lambda X2=X2: DINClassifier(**SMALL).fit(X2, y) is not None,
+                    lambda X2=X2: DINClassifier(**SMALL, user_embedding=True).fit(X2, y)
+                    is not None,
                     (lambda: True) if allowed else (lambda: "refused"))
     for max_len in (0, 1, 50, 10_000, 10_001, 100_000, 10**12, 2.5, True):
         log = pd.DataFrame({"user_id": [1, 1], "item_id": [5, 6], "cate_id": 1, "time": [1, 2]})
@@ -350,12 +353,57 @@ def sweep_classifier() -> None:
                          ("float ids", lambda d: d.assign(item_id=d.item_id.astype(float))),
                          ("missing column", lambda d: d.drop(columns="cate_id")),
                          ("huge numeric", lambda d: d.assign(price=1.7e9)),
-                         ("raw id", lambda d: d.assign(user_id=10**9))]:
+                         ("raw id", lambda d: d.assign(item_id=10**9))]:
         chunks = [rows.iloc[:half].assign(price=0.5), second(rows.iloc[half:].assign(price=0.5))]
         ok = name in ("bool labels", "float labels", "float ids")
         attempt("fit_stream chunks", name,
                 lambda c=chunks: fit_stream(DINClassifier(**SMALL), c) is not None,
                 (lambda: True) if ok else (lambda: "refused"))
+
+
+# ------------------------------------------------------------------- serving
+def sweep_serving() -> None:
+    from sklearn.pipeline import make_pipeline
+
+    from sklearn_din import score_candidates
+
+    rows = sample_negatives(make_interactions(n_users=40, n_items=60, random_state=3),
+                            random_state=3)
+    raw = rows.drop(columns="label")
+    model = make_pipeline(SequenceFeatureTransformer(max_len=4), DINClassifier(**SMALL)).fit(
+        raw, rows["label"])
+    user = int(raw["user_id"].iloc[0])
+    now = int(raw["time"].max()) + 1
+    candidates = raw[["item_id", "cate_id"]].drop_duplicates().head(5)
+    expected = score_candidates(model, user, candidates, time=now)
+
+    def same(got, want):
+        return bool(np.allclose(got, want, atol=1e-6))
+
+    for name, kwargs, ok in [
+        ("int user, int time", dict(user=user, time=now), True),
+        ("numpy int user", dict(user=np.int64(user), time=now), True),
+        ("float time", dict(user=user, time=float(now)), True),
+        ("str user", dict(user=str(user), time=now), False),
+        ("datetime time", dict(user=user, time=pd.Timestamp("2020-01-01")), False),
+        ("uint64 time >= 2**63", dict(user=user, time=np.uint64(2**63 + 1)), False),
+        ("bool time", dict(user=user, time=True), False),
+        ("str candidates", dict(user=user, time=now, candidates=candidates.astype(str)), False),
+        ("new visitor with a str id and a history",
+         dict(user="session-1", time=now, history=raw.iloc[:3][["item_id", "cate_id", "time"]]),
+         None),
+        ("history with datetime times",
+         dict(user=-1, time=now, history=raw.iloc[:3][["item_id", "cate_id"]].assign(
+             time=pd.Timestamp("2020-01-01"))), False),
+        ("history with fractional times",
+         dict(user=-1, time=now, history=raw.iloc[:3][["item_id", "cate_id", "time"]].assign(
+             time=lambda d: d["time"] + 0.5)), False),
+    ]:
+        args = {"candidates": candidates, **kwargs}
+        attempt("score_candidates requests", name,
+                lambda a=args: score_candidates(model, a.pop("user"), a.pop("candidates"), **a),
+                None if ok is None else (lambda: expected) if ok else (lambda: "refused"),
+                same if ok else None)
 
 
 # -------------------------------------------------------------- metrics, helpers
@@ -426,10 +474,27 @@ def sweep_model_files() -> None:
         np.save(buffer, array, allow_pickle=False)
         return buffer.getvalue()
 
-    def load(edited: dict, deflate=()):
+    def signed(edited: dict) -> dict:
+        """The edit with its header's digest made to match, as a deliberate editor would."""
+        try:
+            header = json.loads(str(np.load(io.BytesIO(edited["meta.npy"]))))
+        except (KeyError, ValueError, TypeError, EOFError, SyntaxError, MemoryError):
+            return edited  # the header itself is broken: nothing to sign
+        keys = set(re.findall(r'"key": "([^"]+)"', json.dumps(header)))
+        digests = {}
+        for key in keys:
+            try:
+                digests[key] = _member_digest(key, np.load(io.BytesIO(edited[f"{key}.npy"])))
+            except (KeyError, ValueError, TypeError, EOFError, SyntaxError, MemoryError):
+                pass
+        if isinstance(header, dict):
+            header = {**header, "digest": content_digest(header, digests)}
+        return {**edited, "meta.npy": npy(np.asarray(json.dumps(header)))}
+
+    def load(edited: dict, deflate=(), sign=False):
         path = folder / "e.npz"
         with zipfile.ZipFile(path, "w") as archive:
-            for name, data in edited.items():
+            for name, data in (signed(edited) if sign else edited).items():
                 archive.writestr(name, data, zipfile.ZIP_DEFLATED if name in deflate
                                  else zipfile.ZIP_STORED)
         try:
@@ -437,7 +502,17 @@ def sweep_model_files() -> None:
         except ModelFileError:
             return "refused"
         # any other exception is classified by attempt(): the contract allows none
-        return bool(np.allclose(loaded.predict_proba(raw), expected, rtol=1e-6, atol=1e-9))
+        proba = loaded.predict_proba(raw)
+        if np.allclose(proba, expected, rtol=1e-6, atol=1e-9):
+            return "identical"
+        return "changed" if np.isfinite(proba).all() else "NaN"
+
+    def attempt_both(klass: str, what: str, edited: dict, deflate=()) -> None:
+        # as edited: the digest no longer matches; signed again: every other check applies
+        attempt(f"model file: {klass} (as edited)", what,
+                lambda: load(edited, deflate), _refused_or_identical, _ok_file)
+        attempt(f"model file: {klass} (signed again)", what,
+                lambda: load(edited, deflate, sign=True), _refused_or_identical, _ok_signed)
 
     def paths(node, path=()):
         yield path
@@ -459,9 +534,8 @@ def sweep_model_files() -> None:
                 del node[path[-1]]
             else:
                 node[path[-1]] = value
-            attempt("model file: JSON fields", "/".join(map(str, path)) + f"={value!r}",
-                    lambda m=edited_meta: load({**members, "meta.npy": npy(np.asarray(
-                        json.dumps(m)))}), _refused_or_identical, _ok_file)
+            attempt_both("JSON fields", "/".join(map(str, path)) + f"={value!r}",
+                         {**members, "meta.npy": npy(np.asarray(json.dumps(edited_meta)))})
     for name, data in members.items():
         stream = io.BytesIO(data)
         np.lib.format.read_magic(stream)
@@ -476,21 +550,15 @@ def sweep_model_files() -> None:
             buffer = io.BytesIO()
             np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False,
                                                           "shape": new_shape})
-            edited = buffer.getvalue() + payload
-            attempt("model file: array headers", f"{name} {label}",
-                    lambda n=name, h=edited: load({**members, n: h}),
-                    _refused_or_identical, _ok_file)
+            attempt_both("array headers", f"{name} {label}",
+                         {**members, name: buffer.getvalue() + payload})
         for delta in (-len(data), -9, -1, 1, 8, 4096):
             cut = data[: len(data) + delta] if delta < 0 else data + b"\0" * delta
-            attempt("model file: member sizes", f"{name} {delta:+d} bytes",
-                    lambda n=name, c=cut: load({**members, n: c}), _refused_or_identical,
-                    _ok_file)
-        attempt("model file: members", f"drop {name}",
-                lambda n=name: load({k: v for k, v in members.items() if k != n}),
-                _refused_or_identical, _ok_file)
-    attempt("model file: members", "junk 256 MB deflated",
-            lambda: load({**members, "junk.npy": npy(np.zeros(256 << 20, np.uint8))},
-                         deflate=("junk.npy",)), _refused_or_identical, _ok_file)
+            attempt_both("member sizes", f"{name} {delta:+d} bytes", {**members, name: cut})
+        attempt_both("members", f"drop {name}", {k: v for k, v in members.items() if k != name})
+    attempt_both("members", "junk 256 MB deflated",
+                 {**members, "junk.npy": npy(np.zeros(256 << 20, np.uint8))},
+                 deflate=("junk.npy",))
     for device in ("cuda", "cuda:3", "mps", "banana", "cpu:0", "CPU", "cpu"):
         usable = device in ("cpu", "cpu:0") or (device.startswith("cuda")
                                                and torch.cuda.device_count() > 3)
@@ -504,16 +572,22 @@ def _refused_or_identical():
 
 
 def _ok_file(got, _expected):
-    return got in (True, "refused")
+    return got in ("identical", "refused")
+
+
+def _ok_signed(got, _expected):
+    """A signed edit may also give another working model: "changed" (not a defect)."""
+    return "changed" if got == "changed" else got in ("identical", "refused")
 
 
 def main() -> int:
     sweep_times()
     sweep_ids()
     sweep_classifier()
+    sweep_serving()
     sweep_metrics_and_helpers()
     sweep_model_files()
-    outcomes = ("right", "refused", "obscure", "wrong")
+    outcomes = ("right", "refused", "obscure", "wrong", "changed")
     lines = ["# Reliability sweep", "",
              "`python benchmarks/reliability_sweep.py` (torch threads: 1). Outcomes: `right` = "
              "what an independent reference says: its result, or a clear refusal (a "
@@ -521,7 +595,10 @@ def main() -> int:
              "checks) where no exact answer exists, and for edited model files a "
              "`ModelFileError` or predictions identical to the unedited model's; `refused` = "
              "a clear refusal where the reference has an answer; `obscure` = any other "
-             "exception; `wrong` = a result other than the reference.", "",
+             "exception; `wrong` = a result other than the reference; `changed` (edited "
+             "model files signed again with a matching digest, as a deliberate editor would) = "
+             "a working model other than the saved one (an edit of a free value, such as "
+             "`attention_normalization`: nothing in the file can tell it apart).", "",
              "| class | inputs | " + " | ".join(outcomes) + " |",
              "|---|---:|" + "---:|" * len(outcomes)]
     total = collections.Counter()
@@ -531,9 +608,10 @@ def main() -> int:
                      + " | ".join(str(counter[o]) for o in outcomes) + " |")
     lines.append(f"| **all** | {sum(total.values())} | "
                  + " | ".join(str(total[o]) for o in outcomes) + " |")
-    lines += ["", "First example of each obscure or wrong outcome:", ""]
+    lines += ["", "First example of each obscure, wrong or changed outcome:", ""]
     bad = [(k, o, w) for (k, o), w in examples.items() if o in ("obscure", "wrong")]
-    lines += [f"- {k} ({o}): {w}" for k, o, w in bad] or ["- none"]
+    changed = [(k, o, w) for (k, o), w in examples.items() if o == "changed"]
+    lines += [f"- {k} ({o}): {w}" for k, o, w in bad + changed] or ["- none"]
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if not bad else 1

@@ -5,10 +5,17 @@ the header names are opened, each ``.npy`` header is checked against the dtype a
 shape the JSON header expects before a byte of data is decompressed, and a member
 can never claim more memory than the file (or a bounded compression ratio) backs.
 Nothing is unpickled: only numbers, booleans and strings are read.
+
+The header carries a SHA-256 digest of itself and of every member it names, so a file
+edited after it was saved (a field changed by hand, an array swapped) is refused even
+where the edit leaves a consistent model. It guards against accidents, not attackers:
+whoever edits a file can compute a new digest, which is why everything loaded is
+also checked for consistency (``_persistence``), and why loading never runs code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tokenize
@@ -18,6 +25,7 @@ import zlib
 import numpy as np
 
 META = "meta"
+DIGEST = "digest"
 _MAX_META_BYTES = 64 << 20  # the JSON header: configuration, names and the epoch log
 _MAX_INFLATION = 100  # a compressed member may expand this much (save_model never compresses)
 _INFLATION_SLACK = 1 << 16
@@ -31,10 +39,26 @@ class ModelFileError(ValueError):
     """
 
 
+def _member_digest(key: str, values: np.ndarray) -> str:
+    digest = hashlib.sha256(f"{key}\0{values.dtype.str}\0{values.shape}\0".encode())
+    digest.update(memoryview(np.require(values, requirements="C")).cast("B"))
+    return digest.hexdigest()
+
+
+def content_digest(meta: dict, member_digests: dict[str, str]) -> str:
+    """The digest of a header (without its ``digest`` entry) and of the members it names."""
+    header = {k: v for k, v in meta.items() if k != DIGEST}
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True, allow_nan=True).encode())
+    for key in sorted(member_digests):
+        digest.update(f"\0{key}\0{member_digests[key]}".encode())
+    return digest.hexdigest()
+
+
 def write_model_file(path: str | os.PathLike, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``meta`` (as JSON) and ``arrays`` into one ``.npz`` file, without pickle."""
+    """Write ``meta`` (as JSON, with the content digest) and ``arrays`` into one ``.npz``."""
     members = {key: np.require(value, requirements="C") for key, value in arrays.items()}
-    members[META] = np.asarray(json.dumps(meta))
+    digests = {key: _member_digest(key, values) for key, values in members.items()}
+    members[META] = np.asarray(json.dumps({**meta, DIGEST: content_digest(meta, digests)}))
     with open(path, "wb") as f:
         np.savez(f, allow_pickle=False, **members)
 
@@ -50,6 +74,7 @@ class ModelFileReader:
         self.path = os.fspath(path)
         self._file = open(self.path, "rb")  # noqa: SIM115  (closed by close())
         self._size = os.fstat(self._file.fileno()).st_size
+        self.digests: dict[str, str] = {}  # of the members read so far
         try:
             self._zip = zipfile.ZipFile(self._file)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
@@ -151,4 +176,17 @@ class ModelFileReader:
             done += got
         if member.read(1):  # reading to the end also checks the member's CRC
             raise self.error(f"member {key!r} has trailing bytes")
+        if key != META:
+            self.digests[key] = _member_digest(key, values)
         return values
+
+    def check_digest(self, meta: dict) -> None:
+        """Refuse a file whose header or members changed since it was saved.
+
+        Call it once every member the header names has been read.
+        """
+        if content_digest(meta, self.digests) != meta.get(DIGEST):
+            raise ModelFileError(
+                f"{self.path} was edited after it was saved: its content no longer matches "
+                "the digest save_model wrote (re-save the model instead of editing the file)."
+            )

@@ -598,6 +598,8 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> object:
         try:
             read = _read_steps if version == FORMAT_VERSION else _read_steps_version_1
             saved = read(meta, reader)
+            if version == FORMAT_VERSION:  # files of 0.1.0 have no digest
+                reader.check_digest(meta)
             steps = []
             for step in saved:
                 _expect((step.kind in _CLASSES or step.kind == SKLEARN_KIND)

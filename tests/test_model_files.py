@@ -28,6 +28,7 @@ from sklearn_din import (
     load_model,
     save_model,
 )
+from sklearn_din._model_file import _member_digest, content_digest
 from sklearn_din.datasets import make_interactions, sample_negatives
 
 torch.set_num_threads(1)
@@ -185,16 +186,44 @@ def meta_of(members: dict[str, bytes]) -> dict:
     return json.loads(str(np.load(io.BytesIO(members["meta.npy"]), allow_pickle=False)))
 
 
-def with_meta(members: dict[str, bytes], meta: object, raw: str | None = None) -> dict:
+def referenced_keys(node) -> set[str]:
+    """The members a header names (in its array references)."""
+    if isinstance(node, dict):
+        if set(node) == {"array"} and isinstance(node["array"], dict):
+            key = node["array"].get("key")
+            return {key} if isinstance(key, str) else set()
+        return set().union(*(referenced_keys(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(referenced_keys(v) for v in node))
+    return set()
+
+
+def signed(members: dict[str, bytes], meta: dict) -> dict:
+    """``meta`` with the digest of what it names: as a deliberate editor would sign it."""
+    digests = {}
+    for key in referenced_keys(meta):
+        try:
+            digests[key] = _member_digest(key, np.load(io.BytesIO(members[f"{key}.npy"]),
+                                                       allow_pickle=False))
+        except (KeyError, TypeError, ValueError, EOFError, SyntaxError, MemoryError):
+            pass  # a member broken on purpose: the file is refused before the digest
+    return {**meta, "digest": content_digest(meta, digests)}
+
+
+def with_meta(members: dict[str, bytes], meta: object, raw: str | None = None, *,
+              sign: bool = True) -> dict:
+    if raw is None and sign and isinstance(meta, dict):
+        meta = signed(members, meta)
     text = raw if raw is not None else json.dumps(meta)
     return {**members, "meta.npy": npy_bytes(np.asarray(text))}
 
 
-def edited(path, target, edit) -> Path:
+def edited(path, target, edit, *, sign: bool = True) -> Path:
+    """A copy of the file with its header edited (and signed again, unless ``sign=False``)."""
     members = read_members(path)
     meta = meta_of(members)
     edit(meta)
-    write_members(target, with_meta(members, meta))
+    write_members(target, with_meta(members, meta, sign=sign))
     return target
 
 
@@ -243,6 +272,18 @@ def test_edited_headers_raise_model_file_errors(saved, tmp_path, edit, pattern):
         return
     with pytest.raises(ModelFileError, match=pattern):
         load_model(target)
+
+
+def test_an_edit_is_refused_even_where_it_leaves_a_consistent_model(saved, rows, tmp_path):
+    _, path, expected = saved
+    # a valid model, but not the one saved: only the digest can tell
+    other = None if saved[0][-1].attention_normalization is not None else "softmax"
+    change = lambda m: step_param(m, 1, "attention_normalization", other)  # noqa: E731
+    with pytest.raises(ModelFileError, match="edited after it was saved"):
+        load_model(edited(path, tmp_path / "unsigned.npz", change, sign=False))
+    # signed again, it is the other model (the digest guards against accidents only)
+    loaded = load_model(edited(path, tmp_path / "signed.npz", change))
+    assert not np.allclose(loaded.predict_proba(rows[0]), expected)
 
 
 def with_array(path, target, where, edit, *, compress=False) -> Path:
@@ -411,7 +452,9 @@ mutations = st.one_of(
 )
 
 
-def mutate(members: dict[str, bytes], mutation) -> tuple[dict[str, bytes], frozenset]:
+def mutate(members: dict[str, bytes], mutation, *,
+           sign: bool) -> tuple[dict[str, bytes], frozenset]:
+    """The members after ``mutation``; with ``sign``, the header's digest is made to match."""
     kind, index, *args = mutation
     members = dict(members)
     names = sorted(members)
@@ -432,7 +475,7 @@ def mutate(members: dict[str, bytes], mutation) -> tuple[dict[str, bytes], froze
             if value is DELETE and isinstance(path[-1], int):
                 value = None  # list elements are replaced, not deleted
         set_path(meta, path, value)
-        return with_meta(members, meta), frozenset()
+        return with_meta(members, meta, sign=sign), frozenset()
     data = members[name]
     version = np.lib.format.read_magic(io.BytesIO(data))
     stream = io.BytesIO(data)
@@ -457,24 +500,55 @@ def mutate(members: dict[str, bytes], mutation) -> tuple[dict[str, bytes], froze
     else:
         members["junk.npy"] = npy_bytes(np.zeros(1 << 20, dtype=np.uint8))
         return members, frozenset({"junk.npy"})
+    if sign and name != "meta.npy":  # an edited header itself cannot be signed
+        members = with_meta(members, meta_of(members))
     return members, frozenset()
 
 
-@settings(max_examples=120, deadline=None,
-          phases=[p for p in Phase if p is not Phase.explain],  # explain chokes on fixtures
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FILE_EDITS = settings(
+    max_examples=120, deadline=None,
+    phases=[p for p in Phase if p is not Phase.explain],  # explain chokes on the fixtures
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+def load_mutated(path, tmp_path, mutation, *, sign: bool):
+    """The model loaded from the file after ``mutation``; None for a ModelFileError (and
+    for compile=True: a valid setting that makes the first prediction compile for minutes)."""
+    members, compress = mutate(read_members(path), mutation, sign=sign)
+    if b'"compile": true' in members.get("meta.npy", b"").replace(b"\x00", b""):
+        return None
+    target = tmp_path / "mutated.npz"
+    write_members(target, members, compress)
+    try:
+        return load_model(target)
+    except ModelFileError:
+        return None
+
+
+@FILE_EDITS
 @given(mutation=mutations)
 def test_edited_files_raise_model_file_error_or_predict_identically(saved, rows, tmp_path,
                                                                     mutation):
     _, path, expected = saved
-    members, compress = mutate(read_members(path), mutation)
-    target = tmp_path / "mutated.npz"
-    write_members(target, members, compress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            loaded = load_model(target)
-        except ModelFileError:
-            return
-        np.testing.assert_allclose(loaded.predict_proba(rows[0]), expected, rtol=1e-6,
-                                   atol=1e-9)
+        loaded = load_mutated(path, tmp_path, mutation, sign=False)
+        if loaded is not None:
+            np.testing.assert_allclose(loaded.predict_proba(rows[0]), expected, rtol=1e-6,
+                                       atol=1e-9)
+
+
+@FILE_EDITS
+@given(mutation=mutations)
+def test_signed_edits_raise_model_file_error_or_give_a_working_model(saved, rows, tmp_path,
+                                                                     mutation):
+    """Edits whose digest is made to match (a deliberate editor, or a faulty writer) reach
+    every check past the digest: they give a ModelFileError or a model that predicts."""
+    _, path, _ = saved
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = load_mutated(path, tmp_path, mutation, sign=True)
+        if loaded is not None:
+            proba = loaded.predict_proba(rows[0])
+            assert proba.shape == (len(rows[0]), 2) and np.isfinite(proba).all()

@@ -104,6 +104,11 @@ def test_a_file_whose_step_names_untrusted_types_is_refused(workflow, tmp_path):
     ref = meta["steps"][1]["arrays"]["skops"]["array"]  # the header names the member and size
     arrays[ref["key"]] = np.frombuffer(evil, dtype=np.uint8)
     ref["shape"] = [len(evil)]
+    # signed again, as a deliberate editor would: the skops check itself must refuse it
+    from sklearn_din._model_file import _member_digest, content_digest
+
+    digests = {k: _member_digest(k, v) for k, v in arrays.items() if k != "meta"}
+    meta["digest"] = content_digest(meta, digests)
     arrays["meta"] = np.asarray(json.dumps(meta))
     tampered = tmp_path / "tampered.npz"
     with open(tampered, "wb") as f:

@@ -601,7 +601,9 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         return np.asarray(self._created_names() + passthrough, dtype=object)
 
     def __setstate__(self, state: dict) -> None:
-        state.setdefault("categorical_cols", ())  # pickled by 0.1, before the parameter
+        # Pickled by 0.1, before these parameters: the behaviour 0.1 had.
+        state.setdefault("categorical_cols", ())
+        state.setdefault("recency", False)
         super().__setstate__(state)
 
     def __sklearn_tags__(self):

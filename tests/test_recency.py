@@ -113,3 +113,20 @@ def test_recency_survives_save_and_load(recency_rows, tmp_path):
     assert loaded[0].recency_unit_ == model[0].recency_unit_
     X = test.drop(columns="label")
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_a_transformer_pickled_before_recency_keeps_its_columns():
+    """A 0.1 pickle has no ``recency`` attribute: it loads as ``recency=False``."""
+    import pickle
+
+    log = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [1, 2, 3], "cate_id": 1,
+                        "time": [1, 2, 3]})
+    t = SequenceFeatureTransformer(max_len=2, recency=False).fit(log)
+    state = t.__getstate__()
+    for name in ("recency", "recency_unit_"):
+        state.pop(name)  # what a 0.1 pickle holds
+    old = SequenceFeatureTransformer.__new__(SequenceFeatureTransformer)
+    old.__setstate__(state)
+    assert old.recency is False
+    pd.testing.assert_frame_equal(old.transform(log), t.transform(log))
+    assert pickle.loads(pickle.dumps(old)).transform(log).shape == (3, 3 + 2 * 2 + 1)

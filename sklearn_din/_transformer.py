@@ -487,13 +487,11 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
                     part[:, j] = _codes(indexes[col], X[col].iloc[rows])
             history = part[:, n_ids : n_ids + n_history].reshape(len(part), n_features,
                                                                    self.max_len)
+            behaviour_times = np.empty((len(part), self.max_len)) if self.recency else None
             _, part[:, hist_len] = self.behaviour_store_.histories(
-                part[:, 0], times[rows], self.max_len, history
+                part[:, 0], times[rows], self.max_len, history, times_out=behaviour_times
             )
             if self.recency:
-                behaviour_times = self.behaviour_store_.history_times(
-                    part[:, 0], times[rows], self.max_len
-                )
                 part[:, n_ids + n_history : hist_len] = recency_buckets(
                     times[rows], behaviour_times, self.recency_unit_
                 )

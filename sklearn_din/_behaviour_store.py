@@ -209,7 +209,8 @@ class BehaviourStore:
         for f in range(n_features):
             self._gather(self.codes[f], end, length, max_len, out[:, f, :])
         if times_out is not None:
-            self._gather(self._float_times(), end, length, max_len, times_out, fill=np.nan)
+            self._gather(self.times.astype(np.float64), end, length, max_len, times_out,
+                         fill=np.nan)
         return out, length.astype(np.int32)
 
     def user_history(
@@ -282,17 +283,8 @@ class BehaviourStore:
         """
         end, length = self._bounds(users, times, max_len)
         out = np.zeros((len(users), max_len), dtype=np.float64)
-        self._gather(self._float_times(), end, length, max_len, out, fill=np.nan)
+        self._gather(self.times.astype(np.float64), end, length, max_len, out, fill=np.nan)
         return out
-
-    def _float_times(self) -> np.ndarray:
-        """The stored times as float64, computed once per sorted form (not per look-up)."""
-        sorted_form = self._consolidate()
-        cached = self.__dict__.get("_float_times_of")
-        if cached is None or cached[0] is not sorted_form:
-            cached = (sorted_form, self.times.astype(np.float64))
-            self.__dict__["_float_times_of"] = cached
-        return cached[1]
 
     def _bounds(
         self, users: np.ndarray, times: np.ndarray, max_len: int

@@ -264,6 +264,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _latency_rows(runs: list[dict], clock: str, peak: float) -> list[str]:
+    """One table row per (run, path), timed by ``clock`` ("paths": wall, "cpu": CPU time)."""
+    rows = []
+    for run in runs:
+        today = run[clock]["pipeline.predict_proba"]
+        for path, r in run[clock].items():
+            gflops = run["flops"] / (r["p50_ms"] / 1e3) / 1e9
+            rows.append(
+                f"| {run['sizes']} | {run['candidates']:,} | {path} | {r['p50_ms']:.2f} | "
+                f"{r['p99_ms']:.2f} | {today['p50_ms'] / r['p50_ms']:.1f}x | "
+                f"{today['p99_ms'] / r['p99_ms']:.1f}x | {gflops:.1f} | {gflops / peak:.0%} |")
+    return rows
+
+
 def render(report: dict) -> str:
     m = report["machine"]
     peak = max(x["square_gflops"] for x in report["matmul"])
@@ -293,28 +307,14 @@ def render(report: dict) -> str:
         "(p50) | of matmul rate |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for run in report["runs"]:
-        today = run["paths"]["pipeline.predict_proba"]
-        for path, r in run["paths"].items():
-            gflops = run["flops"] / (r["p50_ms"] / 1e3) / 1e9
-            lines.append(
-                f"| {run['sizes']} | {run['candidates']:,} | {path} | {r['p50_ms']:.2f} | "
-                f"{r['p99_ms']:.2f} | {today['p50_ms'] / r['p50_ms']:.1f}x | "
-                f"{today['p99_ms'] / r['p99_ms']:.1f}x | {gflops:.1f} | {gflops / peak:.0%} |")
+    lines += _latency_rows(report["runs"], "paths", peak)
     lines += ["", "The same requests in CPU time of the calling thread (`time.thread_time`: what "
               "a request costs one core, without the time the scheduler gave the core to the "
               "other processes of this shared machine):", "",
               "| sizes | C | path | CPU p50 ms | CPU p99 ms | speed-up p50 | speed-up p99 | "
               "model GFLOP/s (CPU p50) | of matmul rate |",
               "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for run in report["runs"]:
-        today = run["cpu"]["pipeline.predict_proba"]
-        for path, r in run["cpu"].items():
-            gflops = run["flops"] / (r["p50_ms"] / 1e3) / 1e9
-            lines.append(
-                f"| {run['sizes']} | {run['candidates']:,} | {path} | {r['p50_ms']:.2f} | "
-                f"{r['p99_ms']:.2f} | {today['p50_ms'] / r['p50_ms']:.1f}x | "
-                f"{today['p99_ms'] / r['p99_ms']:.1f}x | {gflops:.1f} | {gflops / peak:.0%} |")
+    lines += _latency_rows(report["runs"], "cpu", peak)
     lines += ["", "Model FLOPs per request (per-row count, see the script's docstring): "
               + ", ".join(f"{r['sizes']} C={r['candidates']:,}: {r['flops'] / 1e6:.0f} MFLOP"
                           for r in report["runs"]) + ".", ""]

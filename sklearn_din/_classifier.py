@@ -172,7 +172,8 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         ``train_split``'s, or, with ``train_split=None``, an internal split that
         respects time: each of a random set of users gives its latest rows (those
         with its longest ``hist_len``; every training row of that user is strictly
-        earlier), about ``validation_fraction`` of the rows. Applies to ``fit``, not
+        earlier), about ``validation_fraction`` of the rows; users whose latest rows
+        exceed 5% of them are drawn last, so many users are validated. Applies to ``fit``, not
         to ``partial_fit`` or :func:`fit_stream`. ``early_stopping=False,
         max_epochs=N`` trains exactly N epochs on every row (the paper's way).
     validation_fraction : float, default=0.1

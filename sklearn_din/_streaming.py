@@ -8,16 +8,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import column_or_1d
 from skorch import NeuralNetBinaryClassifier
 
 from ._batching import WEIGHT_KEY
 from ._classifier import DINClassifier, _id_frequencies
 from ._layout import check_numeric_scale
 from ._messages import logger
+from ._model_parts import model_parts
 from ._stream_dataset import StreamDataset
 from ._validation import check_sample_weight, is_dataframe, label_kind, to_pandas
 from .datasets import _read_parquet_file
@@ -105,26 +105,13 @@ class _Source:
         return X, chunk[self.label_col].to_numpy(), weight
 
 
-def _parts(estimator: object, who: str = WHO) -> tuple[DINClassifier, Pipeline | None]:
+def _parts(estimator: object) -> tuple[DINClassifier, Pipeline | None]:
     """The classifier, and the fitted steps before it when ``estimator`` is a pipeline."""
-    if isinstance(estimator, DINClassifier):
-        return estimator, None
-    if isinstance(estimator, Pipeline) and isinstance(estimator.steps[-1][1], DINClassifier):
-        head = estimator[:-1]
-        for name, step in head.steps:
-            if step is None or step == "passthrough":
-                continue
-            try:
-                check_is_fitted(step)
-            except NotFittedError:
-                raise NotFittedError(
-                    f"{who}: pipeline step {name!r} is not fitted."
-                    + (" Fit it before the stream fit, e.g. SequenceFeatureTransformer."
-                       "partial_fit on every chunk." if who == WHO else "")
-                ) from None
-        return estimator.steps[-1][1], head
-    raise TypeError(f"{who}: the model must be a DINClassifier or a Pipeline ending in one, "
-                    f"got {type(estimator).__name__}.")
+    parts = model_parts(estimator, fitted=False)
+    classifier = parts.require_classifier(WHO)
+    parts.check_head_fitted(WHO, " Fit it before the stream fit, e.g. "
+                            "SequenceFeatureTransformer.partial_fit on every chunk.")
+    return classifier, parts.head
 
 
 def _grow(counts: list[np.ndarray] | None, new: list[np.ndarray]) -> list[np.ndarray]:

@@ -467,15 +467,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             "context_vocab_sizes": self.history_vocab_sizes_[n_shared:],
             "sparse_vocab_sizes": self.sparse_vocab_sizes_,
             "n_dense": len(self.layout_.dense_cols),
-            "embed_dim": self.embed_dim,
-            "attention_units": tuple(self.attention_units),
-            "hidden_units": tuple(self.hidden_units),
-            "activation": self.activation,
-            "attention_normalization": self.attention_normalization,
-            "pooling": self.pooling,
-            "dropout": self.dropout,
-            "batch_norm": self.batch_norm,
-            "pooled_product": self.pooled_product,
+            **self._network_settings(),
             "id_frequencies": self.id_frequencies_,
         }
         if self.sparse_embeddings:
@@ -485,6 +477,20 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         kwargs.update(explicit)
         self.module_ = self.initialized_instance(self.module, kwargs)
         return self
+
+    def _network_settings(self) -> dict[str, object]:
+        """The network's settings (``embed_dim``, ``attention_normalization``, ...): each
+        flat parameter, or the ``module__*`` value that overrides it.
+
+        The one place that resolves the two spellings: the network is built from it,
+        and plots and explanations read it, so that they describe the network as built.
+        """
+        explicit = self.get_params_for("module")
+        settings = {name: getattr(self, name) for name in _NETWORK_PARAMS}
+        settings["attention_units"] = tuple(settings["attention_units"])
+        settings["hidden_units"] = tuple(settings["hidden_units"])
+        settings.update((k, v) for k, v in explicit.items() if k in _NETWORK_PARAMS)
+        return settings
 
     def _check_inferred_network_args(self, explicit: dict) -> None:
         """Explicit ``module__*`` values of what fit infers must fit the data."""

@@ -207,7 +207,8 @@ def plot_attention(
     ]
 
     real = weights[np.isfinite(weights)]
-    softmax = getattr(classifier, "attention_normalization", None) == "softmax"
+    settings = classifier._network_settings()  # module__* values as the network was built
+    softmax = settings["attention_normalization"] == "softmax"
     if real.min() >= 0:
         cmap, vmin, vmax = "Blues", 0.0, max(float(real.max()), 1e-12)
     else:
@@ -228,9 +229,10 @@ def plot_attention(
     ax.set_xlabel(f"past behaviours ({label_name}), most recent first")
     ax.set_ylabel(f"candidate ({label_name})")
     ax.set_title("Attention over the history" + ("" if user is None else f" of user {user}"))
-    pooling = getattr(classifier, "pooling", "attention")
-    bar_label = ("attention weight (softmax)" if softmax else
-                 "attention score (raw)" if pooling == "attention" else f"{pooling} weight")
+    pooling = settings["pooling"]
+    # Sum and mean pooling have no scores to normalise: their weights are what they are.
+    bar_label = (f"{pooling} weight" if pooling != "attention" else
+                 "attention weight (softmax)" if softmax else "attention score (raw)")
     ax.figure.colorbar(image, ax=ax, label=bar_label)
 
     if annotate is None:

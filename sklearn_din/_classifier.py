@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Subset
 from ._batching import WEIGHT_KEY, TensorBatchIterator, dataset_arrays
 from ._callbacks import BatchProgress, EarlyStoppingOnValidation, EpochTable, StopOnNonFiniteLoss
 from ._distributed import DataParallelMixin, check_process_group
-from ._layout import InputLayout, check_numeric_scale
+from ._layout import InputLayout, InputState, check_numeric_scale
 from ._messages import warn
 from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
 from ._splitting import latest_rows_split
@@ -49,7 +49,6 @@ from ._validation import check_dataframe, check_sample_weight, label_kind, to_pa
 
 # Rows converted to tensors at a time when predicting: bounds memory to tens of MB.
 PREDICT_CHUNK_ROWS = 1 << 16
-FREQUENCY_CHUNK_ROWS = 1 << 16  # at max_len=50; fewer rows for longer histories
 # early_stopping="auto" switches early stopping on from this many training rows (as
 # scikit-learn's HistGradientBoostingClassifier does).
 EARLY_STOPPING_AUTO_ROWS = 10_000
@@ -727,7 +726,21 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         """Validate prediction-time X against the fitted layout and build the inputs."""
         frame, _ = self._frame(X, method, reset=False)
         self.layout_.check(frame, f"{type(self).__name__}.{method}")
-        return self.layout_.to_arrays(frame, self.history_vocab_sizes_, self.sparse_vocab_sizes_)
+        return self._input_state().to_arrays(frame)
+
+    def _input_state(self) -> InputState:
+        """The fitted input state (layout, table sizes, id frequencies)."""
+        return InputState(self.layout_, self.history_vocab_sizes_, self.sparse_vocab_sizes_,
+                          self.id_frequencies_)
+
+    def _set_input_state(self, state: InputState, classes: np.ndarray) -> None:
+        """Record what a fresh fit (``fit``, ``partial_fit``'s first call, ``fit_stream``'s
+        scan) learnt from its inputs: the one place that sets these fitted attributes."""
+        self.classes_ = classes
+        self.layout_ = state.layout
+        self.history_vocab_sizes_ = tuple(state.history_vocab_sizes)
+        self.sparse_vocab_sizes_ = tuple(state.sparse_vocab_sizes)
+        self.id_frequencies_ = list(state.id_frequencies)
 
     def _layout_for(self, frame: pd.DataFrame, named: bool) -> InputLayout:
         if not named:
@@ -798,17 +811,10 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                 )
             layout = self._layout_for(frame, named)
             layout.check(frame, who)
-            history_sizes, sparse_sizes = layout.vocab_sizes(frame)
-            layout.check_table_sizes(history_sizes, sparse_sizes, len(frame), who)
-            inputs = layout.to_arrays(frame, history_sizes, sparse_sizes)
+            state, inputs = InputState.learn(layout, frame, who, weight)
             check_numeric_scale(np.abs(inputs["dense"]).max(axis=0, initial=0.0),
                                 layout.dense_cols, who)
-            self.classes_ = labels
-            self.layout_ = layout
-            self.history_vocab_sizes_, self.sparse_vocab_sizes_ = history_sizes, sparse_sizes
-            self.id_frequencies_ = _id_frequencies(
-                inputs, self.history_vocab_sizes_, self.sparse_vocab_sizes_, weight
-            )
+            self._set_input_state(state, labels)
         else:
             if label_kind(labels) != label_kind(self.classes_):
                 raise ValueError(f"{who}: y holds {label_kind(labels)} but the first fit's "
@@ -819,9 +825,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                 raise ValueError(f"{who}: y has labels {unknown.tolist()} not seen in the first "
                                  f"fit (classes_ = {self.classes_.tolist()}).")
             self.layout_.check(frame, who)
-            inputs = self.layout_.to_arrays(
-                frame, self.history_vocab_sizes_, self.sparse_vocab_sizes_
-            )
+            inputs = self._input_state().to_arrays(frame)
         if weight is not None:
             inputs[WEIGHT_KEY] = weight
         return frame, inputs, (y == self.classes_[1]).astype(np.float32)
@@ -1050,37 +1054,6 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         tags.classifier_tags.multi_class = False
         tags.target_tags.required = True
         return tags
-
-
-def _id_frequencies(
-    inputs: dict[str, np.ndarray], history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...],
-    weight: np.ndarray | None = None,
-) -> list[np.ndarray]:
-    """Occurrences of each id per table: candidates and real history positions (shared and
-    context features), then sparse ids.
-
-    With row weights, each occurrence counts its row's weight (a row of weight 2 as
-    two rows): float counts.
-    """
-    history, length = inputs["history"], inputs["history_length"]
-    n_shared = inputs["candidate"].shape[1]
-    counts = [np.bincount(inputs["candidate"][:, f], weights=weight, minlength=size)
-              if f < n_shared else np.zeros(size, dtype=np.int64 if weight is None else float)
-              for f, size in enumerate(history_sizes)]
-    counts += [np.bincount(inputs["sparse"][:, j], weights=weight, minlength=size)
-               for j, size in enumerate(sparse_sizes)]
-    # In row chunks: the mask and the gathered ids of a whole million-row history would
-    # be a transient of ~0.6x the training arrays, more than fit otherwise adds.
-    positions = np.arange(history.shape[2])
-    chunk_rows = max(1, FREQUENCY_CHUNK_ROWS * 50 // max(history.shape[2], 1))
-    for start in range(0, len(length), chunk_rows):
-        rows = slice(start, start + chunk_rows)
-        valid = positions[None, :] < length[rows, None]
-        weights = (None if weight is None
-                   else np.broadcast_to(weight[rows, None], valid.shape)[valid])
-        for f, size in enumerate(history_sizes):
-            counts[f] += np.bincount(history[rows, f, :][valid], weights=weights, minlength=size)
-    return counts
 
 
 def _labels(y: np.ndarray, who: str) -> np.ndarray:

@@ -7,8 +7,8 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from ._classifier import DINClassifier
+from ._layout import HIST_LEN_COL, history_column
 from ._model_parts import model_parts
-from ._transformer import HIST_LEN_COL, history_column
 
 
 def explain_attention(model: Pipeline | DINClassifier, X: pd.DataFrame) -> pd.DataFrame:

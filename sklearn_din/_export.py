@@ -24,9 +24,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from ._classifier import DINClassifier
-from ._model_parts import model_parts
-from ._saved_values import plain_array
-from ._transformer import (
+from ._layout import (
     _FIRST_KNOWN,
     PADDING,
     RECENCY_FEATURE,
@@ -35,6 +33,8 @@ from ._transformer import (
     USER_COL,
     context_column,
 )
+from ._model_parts import model_parts
+from ._saved_values import plain_array
 from ._version import __version__
 
 INPUT_NAMES = ("candidate", "history", "history_length", "sparse", "dense")

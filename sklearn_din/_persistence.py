@@ -25,13 +25,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._behaviour_store import BehaviourStore
 from ._classifier import DINClassifier, _check_device, _parse_device
-from ._layout import InputLayout
+from ._layout import UNKNOWN, InputLayout
 from ._model_file import ModelFileError, ModelFileReader, write_model_file
 from ._saved_values import Decoder, Encoder, Unsaveable, behaviour_store, plain_json
 from ._sklearn_steps import KIND as SKLEARN_KIND
 from ._sklearn_steps import load_sklearn_step, sklearn_step_state
 from ._times import FLOAT64, INT64, LEGACY_DATETIME, TIME_DTYPES, time_kind
-from ._transformer import UNKNOWN, SequenceFeatureTransformer
+from ._transformer import SequenceFeatureTransformer
 from ._version import __version__
 
 __all__ = ["ModelFileError", "load_model", "save_model"]

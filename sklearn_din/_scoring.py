@@ -19,20 +19,20 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from ._classifier import DINClassifier
-from ._layout import InputLayout, clip_to_tables
-from ._model_parts import model_parts
-from ._times import align_times, read_times
-from ._transformer import (
+from ._layout import (
     _FIRST_KNOWN,
     HIST_LEN_COL,
     RECENCY_FEATURE,
     UNKNOWN,
     USER_COL,
-    SequenceFeatureTransformer,
+    InputLayout,
+    clip_to_tables,
     context_column,
     history_column,
-    recency_buckets,
 )
+from ._model_parts import model_parts
+from ._times import align_times, read_times
+from ._transformer import SequenceFeatureTransformer, recency_buckets
 from ._validation import check_columns_present, check_dataframe, check_no_missing, value_kind
 
 WHO = "score_candidates"

@@ -422,9 +422,9 @@ def test_id_frequencies_count_candidates_and_real_history_positions(ctr_data, mo
     # The counts behind the mini-batch aware penalty are accumulated in row chunks; a
     # chunk size that does not divide the rows must give the brute-force counts, and
     # ids written after a row's history length (not padding by the layout) are not counted.
-    import sklearn_din._classifier as classifier_module
+    import sklearn_din._layout as layout_module
 
-    monkeypatch.setattr(classifier_module, "FREQUENCY_CHUNK_ROWS", 777)
+    monkeypatch.setattr(layout_module, "FREQUENCY_CHUNK_ROWS", 777)
     X = ctr_data.X_train.copy()
     short = X["hist_len"] > 2
     X.loc[short, "hist_item_id_2"] = 3  # beyond hist_len = 2 below: must not be counted

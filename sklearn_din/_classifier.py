@@ -34,7 +34,7 @@ from sklearn.utils.validation import (
 from skorch import NeuralNetBinaryClassifier
 from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring
 from skorch.dataset import Dataset
-from skorch.utils import is_dataset, to_tensor
+from skorch.utils import TeeGenerator, is_dataset, to_tensor
 from torch.utils.data import DataLoader, Subset
 
 from ._batching import WEIGHT_KEY, TensorBatchIterator, dataset_arrays
@@ -417,8 +417,12 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
     def _get_param_names(self) -> list[str]:
         # skorch lists every attribute not ending in "_" as a parameter, its own private
         # bookkeeping (_params_to_validate, ...) included; clone() must not see those.
+        # A private override because there is no public hook: get_params, set_params,
+        # clone and the repr all read the names from here.
         return [k for k in super()._get_param_names() if not k.startswith("_")]
 
+    # skorch's way to replace its default callbacks (its own subclasses override it):
+    # ``callbacks=`` only adds to them.
     @property
     def _default_callbacks(self) -> list:
         return [
@@ -528,15 +532,26 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         )
         return self
 
-    def _step_optimizer(self, step_fn: object) -> None:
-        # skorch hands its closure (zero_grad, forward, backward) to every optimizer's
-        # step, so with sparse_embeddings each batch would be computed twice and the
-        # embeddings stepped on gradients taken after the dense weights had moved. The
-        # first optimizer runs the closure once; the others step on the same gradients.
-        first, *others = self._optimizers
-        getattr(self, first + "_").step(step_fn)
-        for name in others:
-            getattr(self, name + "_").step()
+    def train_step(self, batch: object, **fit_params: object) -> dict:
+        """skorch's training step; with ``sparse_embeddings``, one forward and backward
+        pass whose gradients both optimizers step on.
+
+        skorch hands its closure (zero_grad, forward, backward) to every optimizer's
+        ``step``, so with two optimizers each batch would be computed twice and the
+        embeddings stepped on gradients taken after the dense weights had moved. skorch
+        documents overriding ``train_step`` for this.
+        """
+        if not self.sparse_embeddings:
+            return super().train_step(batch, **fit_params)
+        optimizers = (self.optimizer_, self.optimizer_embeddings_)
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        step = self.train_step_single(batch, **fit_params)
+        self.notify("on_grad_computed", named_parameters=TeeGenerator(
+            self.get_all_learnable_params()), batch=batch, training=True)
+        for optimizer in optimizers:
+            optimizer.step()
+        return step
 
     def infer(self, x: object, **fit_params: object) -> torch.Tensor:
         """The forward pass; a batch's sample weights are for the loss, not the network."""

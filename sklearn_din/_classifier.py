@@ -592,8 +592,8 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             # A distributed fit penalises the ids of the whole global batch in every process:
             # the same term everywhere, so DDP's gradient average keeps it as it is.
             used = X if parallel is None else parallel.iterator.global_batch()
-            used = {k: v for k, v in used.items() if k != WEIGHT_KEY}
-            loss = loss + self.embedding_l2 * self.module_.embedding_penalty(**used)
+            ids = {k: used[k] for k in ("candidate", "history", "history_length", "sparse")}
+            loss = loss + self.embedding_l2 * self.module_.embedding_penalty(**ids)
         return loss
 
     def get_iterator(self, dataset: object, training: bool = False) -> object:

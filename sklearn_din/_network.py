@@ -361,7 +361,7 @@ class DeepInterestNetwork(nn.Module):
 
     def _embed_features(self, ids: torch.Tensor) -> torch.Tensor:
         """(..., F) or (..., F + G) ids -> their concatenated embeddings."""
-        tables = [*self.history_embeddings, *self.context_embeddings][: ids.shape[-1]]
+        tables = self.embedding_tables()[: ids.shape[-1]]  # history tables come first
         return torch.cat([t(ids[..., f]) for f, t in enumerate(tables)], dim=-1)
 
     def attend(
@@ -413,7 +413,6 @@ class DeepInterestNetwork(nn.Module):
         history: torch.Tensor,
         history_length: torch.Tensor,
         sparse: torch.Tensor,
-        dense: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mini-batch aware L2 penalty of the DIN paper (Eqs. 4-6).
 

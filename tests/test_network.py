@@ -84,8 +84,8 @@ def test_raw_attention_weights_are_unnormalised_and_padding_weighs_zero(ctr_data
     i = int(torch.argmax(length))
     n = int(length[i])
     # The item and category features, then the recency context feature (conftest's default).
-    tables = [*model.module_.history_embeddings, *model.module_.context_embeddings]
-    assert len(tables) == 3
+    tables = model.module_.embedding_tables()[:3]
+    assert len(model.module_.history_embeddings) + len(model.module_.context_embeddings) == 3
     with torch.no_grad():
         keys = torch.cat([tables[f](t["history"][i, f, :n].long()) for f in range(3)], dim=1)
     torch.testing.assert_close(pooled[i], weights[i, :n] @ keys, atol=1e-5, rtol=1e-5)

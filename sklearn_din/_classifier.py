@@ -42,7 +42,7 @@ from ._callbacks import BatchProgress, EarlyStoppingOnValidation, EpochTable, St
 from ._distributed import DataParallelMixin, check_process_group
 from ._layout import InputLayout, InputState, check_numeric_scale
 from ._messages import warn
-from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
+from ._network import ACTIVATIONS, POOLINGS, SCORER_NAMES, DeepInterestNetwork, scorer_class
 from ._splitting import latest_rows_split
 from ._stream_dataset import StreamDataset
 from ._validation import check_dataframe, check_sample_weight, label_kind, to_pandas
@@ -54,8 +54,8 @@ PREDICT_CHUNK_ROWS = 1 << 16
 EARLY_STOPPING_AUTO_ROWS = 10_000
 # The flat parameters that build the network: a ``module__<name>`` value overrides one.
 _NETWORK_PARAMS = ("embed_dim", "attention_units", "hidden_units", "activation",
-                   "attention_normalization", "pooling", "dropout", "batch_norm",
-                   "pooled_product")
+                   "attention_normalization", "pooling", "attention_scorer", "dropout",
+                   "batch_norm", "pooled_product")
 # Held by a fit with a random_state while it draws from torch's process-wide generator.
 _SEEDED_FITS = threading.RLock()
 
@@ -121,6 +121,13 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         paper's text); "mean" divides the raw scores by the history's length.
     pooling : {"attention", "sum", "mean"}, default="attention"
         How the history is pooled; "sum" and "mean" give the paper's base model.
+    attention_scorer : {"local_activation", "dot"} or class, default="local_activation"
+        What scores each history position against the candidate with
+        ``pooling="attention"``: the paper's local activation unit (an MLP, sized by
+        ``attention_units``), a scaled dot product of the item embeddings (no weights
+        of its own), or a subclass of :class:`AttentionScorer` (a class, not an
+        instance, so that ``clone`` and grid search build a fresh one). ``save_model``
+        saves the built-in ones, by name or as their classes, and refuses other classes.
     dropout : float, default=0.0
         Dropout after each hidden layer of the output MLP.
     batch_norm : bool, default=False
@@ -288,6 +295,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "activation": [StrOptions(set(ACTIVATIONS))],
         "attention_normalization": [None, StrOptions({"softmax", "mean"})],
         "pooling": [StrOptions(set(POOLINGS))],
+        "attention_scorer": [StrOptions(set(SCORER_NAMES)), type],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
         "pooled_product": ["boolean"],
@@ -325,6 +333,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         activation: str = "dice",
         attention_normalization: str | None = "softmax",
         pooling: str = "attention",
+        attention_scorer: str | type = "local_activation",
         dropout: float = 0.0,
         batch_norm: bool = False,
         pooled_product: bool = True,
@@ -388,6 +397,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self.activation = activation
         self.attention_normalization = attention_normalization
         self.pooling = pooling
+        self.attention_scorer = attention_scorer
         self.dropout = dropout
         self.batch_norm = batch_norm
         self.pooled_product = pooled_product
@@ -642,6 +652,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         )
         _check_units("attention_units", self.attention_units, allow_empty=False)
         _check_units("hidden_units", self.hidden_units, allow_empty=True)
+        scorer_class(self.attention_scorer)  # a class must be a torch module
         self._check_prefixed_params()
         bad = [c for c in self.categorical_cols if not isinstance(c, str)]
         if bad:

@@ -41,7 +41,7 @@ FORMAT_VERSION = 2  # 2: every parameter and fitted attribute, typed; 1: sklearn
 _KINDS: dict[type, str] = {SequenceFeatureTransformer: "transformer", DINClassifier: "classifier"}
 _CLASSES = {kind: cls for cls, kind in _KINDS.items()}
 # Parameters a classifier cannot predict without: refused at save if not saveable.
-_NEEDED_TO_PREDICT = ("module", "criterion")
+_NEEDED_TO_PREDICT = ("module", "criterion", "attention_scorer", "module__attention_scorer")
 # Attributes skorch builds from the parameters in initialize() (and the fit's log): not
 # fitted state. The network's weights and the epoch log are saved apart.
 _SKORCH_RUNTIME = frozenset({
@@ -105,8 +105,8 @@ def _encode_step(name: str, estimator: object, frozen: bool, arrays: dict, prefi
             if kind == "classifier" and key in _NEEDED_TO_PREDICT:
                 raise TypeError(
                     f"save_model: {key}={value!r} of step {name!r} cannot be saved without "
-                    "pickle (only the built-in DeepInterestNetwork and BCEWithLogitsLoss can); "
-                    "use joblib/pickle for a custom module."
+                    "pickle (only the built-in DeepInterestNetwork, BCEWithLogitsLoss and "
+                    "attention scorers can); use joblib/pickle for a custom module or scorer."
                 ) from None
             not_saved[key] = str(reason)
     fitted = {}

@@ -9,8 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from sklearn_din import DeepInterestNetwork, Dice, DINClassifier
-from sklearn_din._network import LocalActivationUnit
+from sklearn_din import (
+    AttentionScorer,
+    DeepInterestNetwork,
+    Dice,
+    DINClassifier,
+    DotProductScorer,
+    LocalActivationUnit,
+    load_model,
+    save_model,
+)
 
 MAX_LEN = 20
 # As in test_classifier: small and fast, but enough to learn something in two epochs.
@@ -248,3 +256,83 @@ def test_local_activation_unit_equals_linear_on_concat(activation, training):
 def test_network_refuses_an_unknown_pooling():
     with pytest.raises(ValueError, match="pooling"):
         DeepInterestNetwork((10, 5), pooling="max")
+
+
+# ----------------------------------------------------------------------------- scorers
+class _Cosine(AttentionScorer):
+    """A scorer of the user's own, as the AttentionScorer docstring shows."""
+
+    def __init__(self, dim, context_dim=0, **_):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, query, keys, rows):
+        return torch.cosine_similarity(query.index_select(0, rows), keys[:, : self.dim], dim=1)
+
+
+def test_dot_product_scorer_scores_and_shares_as_its_definition():
+    torch.manual_seed(0)
+    scorer = DotProductScorer(6, context_dim=2)
+    query, keys = torch.randn(4, 6), torch.randn(11, 8)
+    rows = torch.randint(0, 4, (11,))
+    expected = (query[rows] * keys[:, :6]).sum(1) / 6 ** 0.5
+    torch.testing.assert_close(scorer(query, keys, rows), expected)
+    shared = scorer.score_shared(query, keys)
+    torch.testing.assert_close(shared, query @ keys[:, :6].T / 6 ** 0.5)
+    # The default score_shared (forward over every pair) agrees with the fast one.
+    torch.testing.assert_close(AttentionScorer.score_shared(scorer, query, keys), shared)
+
+
+@pytest.mark.parametrize("scorer", ["dot", DotProductScorer, _Cosine])
+def test_a_swapped_scorer_trains_predicts_and_keeps_padding_out(ctr_data, fitted, scorer):
+    model = fitted(attention_scorer=scorer)
+    expected = DotProductScorer if scorer == "dot" else scorer
+    assert type(model.module_.attention) is expected
+    assert np.isfinite(model.history[:, "train_loss"]).all()
+    _, _, weights, length = _attend(model, ctr_data.X_test)
+    real = torch.arange(weights.shape[1])[None, :] < length[:, None]
+    assert torch.all(weights[~real] == 0)
+    has_history = length > 0
+    torch.testing.assert_close(weights[has_history].sum(dim=1),  # softmax, the default
+                               torch.ones(int(has_history.sum())), atol=1e-5, rtol=0)
+    # Another scorer is another model: its predictions differ from the default's.
+    default = fitted().predict_proba(ctr_data.X_test)
+    assert np.abs(model.predict_proba(ctr_data.X_test) - default).max() > 1e-4
+
+
+def test_the_scorer_is_a_parameter_clone_and_grid_search_build_anew(ctr_data):
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+
+    model = DINClassifier(**{**SMALL, "max_epochs": 1}, attention_scorer="dot")
+    assert clone(model).get_params()["attention_scorer"] == "dot"
+    search = GridSearchCV(model, {"attention_scorer": ["local_activation", "dot", _Cosine]},
+                          cv=2, scoring="roc_auc").fit(ctr_data.X_train, ctr_data.y_train)
+    assert len(search.cv_results_["mean_test_score"]) == 3
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    # module__attention_scorer wins over the flat parameter, as every network setting.
+    explicit = DINClassifier(**{**SMALL, "max_epochs": 1}, module__attention_scorer="dot")
+    explicit.fit(ctr_data.X_train, ctr_data.y_train)
+    assert isinstance(explicit.module_.attention, DotProductScorer)
+
+
+def test_built_in_scorers_round_trip_and_others_are_refused(ctr_data, fitted, tmp_path):
+    for scorer in ("dot", DotProductScorer, LocalActivationUnit):
+        model = fitted(attention_scorer=scorer)
+        path = tmp_path / "model.npz"
+        save_model(model, path)
+        loaded = load_model(path)
+        assert loaded.attention_scorer == scorer
+        np.testing.assert_array_equal(loaded.predict_proba(ctr_data.X_test),
+                                      model.predict_proba(ctr_data.X_test))
+    with pytest.raises(TypeError, match=r"attention_scorer=.*_Cosine.* cannot be saved"):
+        save_model(fitted(attention_scorer=_Cosine), tmp_path / "custom.npz")
+
+
+@pytest.mark.parametrize(("value", "error"), [("mlp", "attention_scorer"),
+                                              (int, "attention_scorer must be one of")])
+def test_a_bad_scorer_is_refused_before_training(ctr_data, value, error):
+    model = DINClassifier(**SMALL, attention_scorer=value)
+    with pytest.raises(ValueError, match=error):
+        model.fit(ctr_data.X_train, ctr_data.y_train)
+    assert not model.initialized_

@@ -965,13 +965,18 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             # Read by get_split_datasets; the rows are the fit's alone, not the model's.
             self.early_stopping_rows_ = self._early_stopping_rows(frame, inputs, target)
         try:
-            with self._seeded():
-                if not self.initialized_:
-                    self._initialize_checked()
-                super().partial_fit(inputs, target, **fit_params)
+            self._run_epochs(inputs, target, **fit_params)
         finally:
             self.__dict__.pop("early_stopping_rows_", None)
         return self
+
+    def _run_epochs(self, X: object, y: object, **fit_params: object) -> None:
+        """``max_epochs`` epochs of skorch's loop (callbacks, history), seeded; a fresh fit
+        builds the network first. ``X`` is the inputs' dict, or fit_stream's dataset."""
+        with self._seeded():
+            if not self.initialized_:
+                self._initialize_checked()
+            super().partial_fit(X, y, **fit_params)
 
     def _initialize_checked(self) -> None:
         """initialize(), naming the parameters at fault when torch refuses them."""

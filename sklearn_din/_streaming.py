@@ -11,7 +11,6 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
-from skorch import NeuralNetBinaryClassifier
 
 from ._batching import WEIGHT_KEY
 from ._classifier import DINClassifier
@@ -288,8 +287,6 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
             raise RuntimeError(f"{WHO}: the chunks gave {n_rows:,} rows in the scan but "
                                f"{read:,} or more in an epoch; every read must give the same rows.")
 
-    with clf._seeded():
-        clf._initialize_checked()
-        # skorch's own loop (callbacks, history), on a dataset whose iterator streams.
-        NeuralNetBinaryClassifier.partial_fit(clf, StreamDataset(epoch, chunk_rows), None)
+    # skorch's own loop (callbacks, history), on a dataset whose iterator streams.
+    clf._run_epochs(StreamDataset(epoch, chunk_rows), None)
     return estimator

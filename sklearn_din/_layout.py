@@ -346,6 +346,30 @@ class InputState:
             counts.append(total)
         return InputState(self.layout, *sizes, counts)
 
+    def problem(self) -> str | None:
+        """What makes this state inconsistent (as a damaged model file would), or None.
+
+        One size per table of the layout, each above the reserved ids and addressable
+        in int32; one finite, non-negative count per id of each table.
+        """
+        layout = self.layout
+        for what, sizes, n in (
+                ("history_vocab_sizes_", self.history_vocab_sizes, len(layout.history_tables())),
+                ("sparse_vocab_sizes_", self.sparse_vocab_sizes, len(layout.sparse_cols))):
+            if not (isinstance(sizes, tuple) and len(sizes) == n and all(
+                    isinstance(s, int) and not isinstance(s, bool) and UNKNOWN < s <= _TABLE_LIMIT
+                    for s in sizes)):
+                return f"{what} must be {n} table sizes"
+        sizes = (*self.history_vocab_sizes, *self.sparse_vocab_sizes)
+        counts = self.id_frequencies
+        if not (isinstance(counts, list) and len(counts) == len(sizes) and all(
+                isinstance(a, np.ndarray) and a.shape == (s,) and a.dtype.kind in "iuf"
+                for a, s in zip(counts, sizes, strict=True))):
+            return "id_frequencies_ must hold one count per id of each table"
+        if not all(bool(np.isfinite(a).all() and (a >= 0).all()) for a in counts):
+            return "id_frequencies_ holds negative, NaN or inf counts"
+        return None
+
     def check_table_sizes(self, n_rows: int, who: str) -> None:
         """See :meth:`InputLayout.check_table_sizes`."""
         self.layout.check_table_sizes(self.history_vocab_sizes, self.sparse_vocab_sizes,

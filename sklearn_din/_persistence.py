@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._behaviour_store import BehaviourStore
 from ._classifier import DINClassifier, _check_device, _parse_device
-from ._layout import UNKNOWN, InputLayout
+from ._layout import InputLayout
 from ._model_file import ModelFileError, ModelFileReader, write_model_file
 from ._saved_values import Decoder, Encoder, Unsaveable, behaviour_store, plain_json
 from ._sklearn_steps import KIND as SKLEARN_KIND
@@ -49,7 +49,6 @@ _SKORCH_RUNTIME = frozenset({
     "prefixes_", "cuda_dependent_attributes_", "data_parallel_",
     "module_", "criterion_", "optimizer_", "optimizer_embeddings_",
 })
-_MAX_TABLE = np.iinfo(np.int32).max
 # Parameters that sklearn-din 0.1.0 did not have (so its files do not hold them), at the
 # values that reproduce its models: today's defaults differ.
 _VERSION_1_PARAMS = {
@@ -370,12 +369,6 @@ def _check_transformer(t: SequenceFeatureTransformer, fail: Callable) -> None:
         _check_codes(codes[:, f], len(vocabularies[col]), fail, f"the behaviours' {col!r}")
 
 
-def _check_sizes(sizes: object, n: int, fail: Callable, what: str) -> None:
-    _expect(isinstance(sizes, tuple) and len(sizes) == n
-            and all(isinstance(s, int) and not isinstance(s, bool) and UNKNOWN < s <= _MAX_TABLE
-                    for s in sizes), fail, f"{what} must be {n} table sizes")
-
-
 def _check_classifier(c: DINClassifier, fail: Callable,
                       layout_fields: tuple[str, ...] | None = None) -> None:
     c._check_param_values()  # a model fit in a torchrun job loads in any process
@@ -405,18 +398,8 @@ def _check_classifier(c: DINClassifier, fail: Callable,
             "layout_ does not match the columns seen in fit")
         c.layout_ = expected
     _expect(c.layout_ == expected, fail, "layout_ does not match the columns seen in fit")
-    layout = c.layout_
-    _check_sizes(c.history_vocab_sizes_, len(layout.history_tables()), fail,
-                 "history_vocab_sizes_")
-    _check_sizes(c.sparse_vocab_sizes_, len(layout.sparse_cols), fail, "sparse_vocab_sizes_")
-    sizes = (*c.history_vocab_sizes_, *c.sparse_vocab_sizes_)
-    counts = c.id_frequencies_
-    _expect(isinstance(counts, list) and len(counts) == len(sizes)
-            and all(isinstance(a, np.ndarray) and a.shape == (s,) and a.dtype.kind in "iuf"
-                    for a, s in zip(counts, sizes, strict=False)), fail,
-            "id_frequencies_ must hold one count per id of each table")
-    _expect(all(bool(np.isfinite(a).all() and (a >= 0).all()) for a in counts), fail,
-            "id_frequencies_ holds negative, NaN or inf counts")
+    problem = c._input_state().problem()  # the sizes and counts agree with the layout
+    _expect(problem is None, fail, str(problem))
     _expect(isinstance(getattr(c, "do_early_stopping_", False), bool), fail,
             "do_early_stopping_ must be a boolean")
 

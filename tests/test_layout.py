@@ -1,5 +1,7 @@
 """The input contract (_layout): the fitted input state learnt, merged and applied."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,3 +71,21 @@ def test_a_weighted_stream_counts_ids_as_a_weighted_fit_does(small_frame):
     memory = DINClassifier(max_epochs=0, **SMALL).fit(X, y, sample_weight=rows["w"])
     for got, expected in zip(stream.id_frequencies_, memory.id_frequencies_, strict=True):
         np.testing.assert_allclose(got, expected)
+
+
+def test_an_inconsistent_state_names_its_problem(small_frame):
+    # What load_model checks of a file's fitted input state before building a model.
+    X, _ = small_frame
+    state, _ = InputState.learn(_layout(X), X, "test")
+    assert state.problem() is None
+    sizes = state.history_vocab_sizes
+    broken = {
+        "history_vocab_sizes_ must be": dict(history_vocab_sizes=sizes[:-1]),
+        "sparse_vocab_sizes_ must be": dict(sparse_vocab_sizes=(1,) * len(
+            state.sparse_vocab_sizes) or (5,)),
+        "one count per id": dict(id_frequencies=state.id_frequencies[:-1]),
+        "negative, NaN or inf": dict(id_frequencies=[-a for a in state.id_frequencies]),
+    }
+    for message, change in broken.items():
+        problem = dataclasses.replace(state, **change).problem()
+        assert problem is not None and message in problem, (message, problem)

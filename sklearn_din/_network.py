@@ -413,6 +413,9 @@ class DeepInterestNetwork(nn.Module):
             nn.Embedding(n, embed_dim, padding_idx=0, sparse=sparse_gradients)
             for n in context_vocab_sizes
         )
+        # The tables of the ``sparse`` input (the other id columns), whatever the gradient
+        # (DINClassifier's sparse_embeddings, a bool, is about sparse gradients): the name
+        # stays, since it is in the weights' keys of every saved model.
         self.sparse_embeddings = nn.ModuleList(
             nn.Embedding(n, embed_dim, padding_idx=0, sparse=sparse_gradients)
             for n in sparse_vocab_sizes

@@ -527,13 +527,16 @@ class DeepInterestNetwork(nn.Module):
         history: torch.Tensor,
         history_length: torch.Tensor,
         sparse: torch.Tensor,
+        dense: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mini-batch aware L2 penalty of the DIN paper (Eqs. 4-6).
 
         ``0.5 * sum_j ||w_j||^2 / n_j`` over the ids ``j`` present in this batch
         (padding excluded) of every embedding table, ``n_j`` being the id's
         frequency in the training data: its gradient moves only the rows the batch
-        uses, each by ``w_j / n_j``, as in the paper's update (Eq. 6).
+        uses, each by ``w_j / n_j``, as in the paper's update (Eq. 6). ``dense`` is
+        not read (numeric features have no embedding rows): it is accepted so that the
+        forward pass's inputs can be passed as they are, ``embedding_penalty(**inputs)``.
         """
         max_len = history.shape[2]
         valid = torch.arange(max_len, device=history.device) < history_length[:, None]

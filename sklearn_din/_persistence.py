@@ -190,9 +190,12 @@ def save_model(model: object, path: str | os.PathLike) -> None:
         elif isinstance(model, Pipeline):  # scikit-learn's own steps, through skops
             meta_steps.append(_encode_sklearn_step(name, step, frozen, arrays, f"{i}/"))
         else:
+            # A search or a calibrated model is not saved whole; a search's model can be.
+            hint = (" Save its best_estimator_ (what it predicts with)."
+                    if hasattr(step, "best_estimator_") else "")
             raise TypeError(f"save_model: cannot save a {type(step).__name__}; supported: "
                             "SequenceFeatureTransformer, DINClassifier and pipelines of them "
-                            "and scikit-learn's own steps.")
+                            f"and scikit-learn's own steps.{hint}")
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "sklearn_din": __version__,
             "pipeline": isinstance(model, Pipeline), "steps": meta_steps}
     write_model_file(path, meta, arrays)

@@ -9,7 +9,13 @@ from sklearn.model_selection import GridSearchCV, GroupKFold, RandomizedSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_din import DINClassifier, SequenceFeatureTransformer, explain_attention, onnx_inputs
+from sklearn_din import (
+    DINClassifier,
+    SequenceFeatureTransformer,
+    explain_attention,
+    onnx_inputs,
+    save_model,
+)
 from sklearn_din._model_parts import model_parts
 from sklearn_din.datasets import make_interactions, sample_negatives
 
@@ -65,6 +71,14 @@ def test_every_wrapper_leads_to_the_same_classifier_and_transformer(data, search
     assert bare.classifier is best[-1] and bare.transformer is None and bare.head is None
     np.testing.assert_array_equal(onnx_inputs(searched, X.head(5))["history"],
                                   onnx_inputs(best, X.head(5))["history"])
+
+
+def test_save_model_says_to_save_a_searchs_best_estimator(searched, tmp_path):
+    # save_model keeps wrappers as they are (a frozen step stays frozen): a search is not
+    # a model file, and the error says what to save instead.
+    with pytest.raises(TypeError, match="cannot save a GridSearchCV.*best_estimator_"):
+        save_model(searched, tmp_path / "search.npz")
+    save_model(searched.best_estimator_, tmp_path / "best.npz")
 
 
 def test_a_calibrated_ensemble_is_not_taken_for_one_model(data):

@@ -336,3 +336,31 @@ def test_a_bad_scorer_is_refused_before_training(ctr_data, value, error):
     with pytest.raises(ValueError, match=error):
         model.fit(ctr_data.X_train, ctr_data.y_train)
     assert not model.initialized_
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"attention_scorer": "dot"}, {"attention_scorer": _Cosine},
+    {"pooling": "sum"}, {"pooling": "mean"}, {"attention_normalization": None},
+    {"attention_scorer": "dot", "attention_normalization": "mean"},
+], ids=repr)
+def test_every_scorer_gives_one_function_on_the_three_forward_paths(params):
+    # forward (training, predict_proba), forward_masked (export) and forward_shared_history
+    # (serving) score through the same scorer: the same logits.
+    torch.manual_seed(0)
+    net = DeepInterestNetwork([30, 6], [9], 2, context_vocab_sizes=[8], embed_dim=4,
+                              attention_units=(6,), hidden_units=(5,), **params).eval()
+    n, max_len, real = 5, 7, 4
+    history = torch.zeros(n, 3, max_len, dtype=torch.long)
+    history[:, 0, :real] = torch.randint(2, 30, (real,))
+    history[:, 1, :real] = torch.randint(2, 6, (real,))
+    history[:, 2, :real] = torch.randint(2, 8, (real,))
+    history[:, :, real:] = 5  # padding content must not matter
+    candidate = torch.stack([torch.randint(2, 30, (n,)), torch.randint(2, 6, (n,))], dim=1)
+    sparse, dense = torch.randint(2, 9, (n, 1)), torch.randn(n, 2)
+    length = torch.full((n,), real)
+    with torch.no_grad():
+        expected = net(candidate, history, length, sparse, dense)
+        torch.testing.assert_close(net.forward_masked(candidate, history, length, sparse, dense),
+                                   expected, atol=1e-5, rtol=1e-5)
+        shared = net.forward_shared_history(candidate, history[0, :, :real], sparse, dense)
+        torch.testing.assert_close(shared, expected, atol=1e-5, rtol=1e-5)

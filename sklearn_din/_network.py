@@ -424,10 +424,11 @@ class DeepInterestNetwork(nn.Module):
             raise ValueError("context features need history features to belong to.")
         item_dim = embed_dim * len(history_vocab_sizes)
         context_dim = embed_dim * len(context_vocab_sizes)
+        scorer = scorer_class(attention_scorer)  # checked whatever the pooling
         # None with sum or mean pooling: _scorer() gives the pooling's scorer then.
         self.attention = (
-            scorer_class(attention_scorer)(item_dim, units=attention_units,
-                                           activation=activation, context_dim=context_dim)
+            scorer(item_dim, units=attention_units, activation=activation,
+                   context_dim=context_dim)
             if pooling == "attention" and item_dim
             else None
         )

@@ -569,7 +569,8 @@ def fit_predict_fuxictr_din(
     weights and reloads them when it returns: we call ``fit(epochs=1)`` once per epoch (its first
     evaluation is always the best, so the reload restores the weights just trained) with a
     2-row validation loader of training rows, so the timed epoch includes that tiny evaluation and
-    one checkpoint save/load. ``num_workers=0`` as for torch-rechub (its default starts a worker
+    one checkpoint save/load. A batch whose histories are all empty makes FuxiCTR's attention raise
+    (a reshape of 0 elements): real batches of 1,024 rows always hold some history. ``num_workers=0`` as for torch-rechub (its default starts a worker
     process).
     """
     import logging
@@ -595,8 +596,11 @@ def fit_predict_fuxictr_din(
         pd.DataFrame(item_info).to_parquet(f"{tmp}/item_info.parquet")
         pd.DataFrame({"full_item_seq": sequences}).to_parquet(f"{tmp}/user_info.parquet")
         table = pd.DataFrame(rows)
-        positives = np.flatnonzero(rows["label"][:n_train] == 1)[:1]
-        negatives = np.flatnonzero(rows["label"][:n_train] == 0)[:1]
+        # FuxiCTR's DIN_Attention fails on a batch whose histories are all empty ("cannot reshape
+        # tensor of 0 elements"): the validation pair is drawn from rows that have a history.
+        labels, has_history = rows["label"][:n_train], rows["seq_len"][:n_train] > 0
+        positives = np.flatnonzero((labels == 1) & has_history)[:1]
+        negatives = np.flatnonzero((labels == 0) & has_history)[:1]
         for name, part in (("train", table.iloc[:n_train]), ("test", table.iloc[n_train:]),
                            ("valid", table.iloc[np.concatenate([positives, negatives])])):
             part.to_parquet(f"{tmp}/{name}.parquet", index=False)

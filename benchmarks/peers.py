@@ -117,6 +117,15 @@ def _check_data(data, name):
     return n, L
 
 
+def _check_pair(train, test):
+    """Rows of ``train`` and ``test`` and their common history length L."""
+    n_train, L = _check_data(train, "train")
+    n_test, L_test = _check_data(test, "test")
+    if L != L_test:
+        raise ValueError(f"train L={L} != test L={L_test}")
+    return n_train, n_test, L
+
+
 def to_peer_history(hist, hist_len):
     """Our layout (most recent first, right-padded) -> peers' layout (oldest first, right-padded).
 
@@ -286,10 +295,7 @@ def fit_predict_rechub_din(
     from torch_rechub.trainers import CTRTrainer
     from torch_rechub.utils.data import DataGenerator
 
-    n_train, L = _check_data(train, "train")
-    n_test, L_test = _check_data(test, "test")
-    if L != L_test:
-        raise ValueError(f"train L={L} != test L={L_test}")
+    n_train, n_test, L = _check_pair(train, test)
     vocab = _vocab_sizes(train, test)
     x_tr, y_tr = _peer_inputs(train)
     x_te, y_te = _peer_inputs(test)
@@ -414,10 +420,7 @@ def fit_predict_deepctr_din(
     from deepctr_torch.inputs import SparseFeat, VarLenSparseFeat
     from deepctr_torch.models import DIN
 
-    n_train, L = _check_data(train, "train")
-    n_test, L_test = _check_data(test, "test")
-    if L != L_test:
-        raise ValueError(f"train L={L} != test L={L_test}")
+    n_train, n_test, L = _check_pair(train, test)
     vocab = _vocab_sizes(train, test)
     if max(vocab.values()) > 2**24:
         warnings.warn(
@@ -585,10 +588,7 @@ def fit_predict_fuxictr_din(
 
     if weight_decay:
         raise ValueError("FuxiCTR's optimizer has no weight decay; pass weight_decay=0")
-    n_train, L = _check_data(train, "train")
-    n_test, L_test = _check_data(test, "test")
-    if L != L_test:
-        raise ValueError(f"train L={L} != test L={L_test}")
+    n_train, n_test, L = _check_pair(train, test)
     item_info, sequences, rows = _fuxictr_tables(train, test)
     logging.getLogger().setLevel(logging.WARNING)  # fit logs every evaluation at INFO
 

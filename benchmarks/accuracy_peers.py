@@ -336,13 +336,8 @@ def run_main_table(
     )
     tf = fit_transformer(train, max_len)
     Xtr, Xva = features(tf, train), features(tf, valid)
-    data = (
-        Xtr,
-        train["label"].to_numpy(),
-        Xva,
-        valid["label"].to_numpy(),
-        valid["user_id"].to_numpy(),
-    )
+    data = (Xtr, train["label"].to_numpy(), Xva, valid["label"].to_numpy(),
+            valid["user_id"].to_numpy())
     full = pd.concat([train, valid])
     tf_full = fit_transformer(full, max_len)
     Xfull, Xte = features(tf_full, full), features(tf_full, test)
@@ -364,12 +359,9 @@ def run_main_table(
         tune_s = time.perf_counter() - t
         runs = refit_and_test(params, uses_hist, best, Xfull, yfull, Xte, yte, ute, seeds)
         s = summarise(runs)
-        log(
-            f"  {key:<13} chosen {best}  test AUC {s['auc']['mean']:.4f} +/- {s['auc']['std']:.4f} "
-            " "
-            f"GAUC {s['gauc']['mean']:.4f}  logloss {s['logloss']['mean']:.4f}  fit "
-            f"{s['fit_seconds']['mean']:.1f}s"
-        )
+        log(f"  {key:<13} chosen {best}  test AUC {s['auc']['mean']:.4f} +/- "
+            f"{s['auc']['std']:.4f}  GAUC {s['gauc']['mean']:.4f}  logloss "
+            f"{s['logloss']['mean']:.4f}  fit {s['fit_seconds']['mean']:.1f}s")
         result["models"][key] = {
             "label": label,
             "params": {**params, **COMMON},

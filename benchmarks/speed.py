@@ -330,6 +330,11 @@ def run(args: argparse.Namespace, command: str) -> dict:
             return result
 
         for name in args.datasets:
+            csv = args.data_dir / "amazon-beauty" / "interactions.csv"
+            if DATASETS[name][1] is None and not csv.exists():
+                say(f"{name}: skipped, {csv} not found (--data-dir or SKLEARN_DIN_DATA)")
+                report["skipped"] = {name: f"{csv} not found"}
+                continue
             log = click_log(name, args.n_train, args.seed, args.data_dir)
             meta = save_rows(transformed_rows(log, args.seed), workdir / name, log)
             report["datasets"][name] = {**meta, "kind": DATASETS[name][0]}
@@ -468,8 +473,8 @@ def thread_scaling(report: dict) -> list[tuple[str, float | None, bool]]:
 def render(report: dict) -> str:
     info, data, args = report["machine"], report["datasets"], report["args"]
     peers = [p for p in PEERS if p in args["peers"]]
-    names = ", ".join(PEERS[p] for p in peers)
-    lines = [f"# Training and prediction speed: sklearn-din vs {names}",
+    names = "vs " + ", ".join(PEERS[p] for p in peers) if peers else "alone"
+    lines = [f"# Training and prediction speed: sklearn-din {names}",
              "", f"Command: `{report['command']}` (runtime {report['runtime_s'] / 60:.1f} min)", "",
              machine_line(info) + " Peers: " + ", ".join(f"{k} {v}" for k, v in
                                                          info["peers"].items()) + ".", ""]
@@ -484,6 +489,7 @@ def render(report: dict) -> str:
         [[n, m["kind"], f"{m['clicks']:,}", f"{m['users']:,}", f"{m['n_train']:,}",
           f"{m['n_test']:,}", f"{m['mean_hist_len']:.1f} of {MAX_LEN}", f"{m['share_full']:.0%}"]
          for n, m in data.items()])
+    lines += [f"\nSkipped: {name}, {why}." for name, why in report.get("skipped", {}).items()]
     lines += ["", f"Every system: embedding {EMBED_DIM}, history {MAX_LEN}, batch {BATCH_SIZE}, "
               f"Adam lr {LR}, {args['epochs']} epoch(s) on the same rows; predictions on the test "
               "rows followed by the training rows. Sizes: tutorial = attention and MLP (256, 128); "

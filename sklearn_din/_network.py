@@ -60,8 +60,14 @@ class Dice(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # A single row has no variance: it is normalised with the running statistics.
         batch_stats = self.training and x.shape[0] > 1
-        if not batch_stats and not torch.is_grad_enabled():
-            return self._infer(x)
+        if not torch.is_grad_enabled():
+            if not batch_stats:
+                return self._infer(x)
+        elif x.requires_grad or self.alpha.requires_grad:
+            # Training: one autograd node with a hand-written backward (see _DiceFunction).
+            # Without anything to differentiate (torch.export's trace) the plain path below.
+            return _DiceFunction.apply(x, self.alpha, self.running_mean, self.running_var,
+                                       batch_stats, self.momentum, self.eps)
         # batch_norm without weight and bias is exactly (s - E[s]) / sqrt(Var[s] + eps), with
         # the running averages updated as in BatchNorm; its fused kernel is ~10x faster than
         # var_mean + arithmetic.
@@ -103,6 +109,68 @@ class Dice(nn.Module):
                 cached = (key, (-self.running_mean * scale, scale, 1.0 - self.alpha))
             self.__dict__["_constants"] = cached
         return cached[1]
+
+
+class _DiceFunction(torch.autograd.Function):
+    """Dice's forward and backward as one autograd node, over as few buffers as possible.
+
+    Composed of torch's own ops, Dice records five nodes whose forward and backward
+    allocate about ten activation-sized tensors a step and save three; on the
+    attention's (positions x units) activations, each fresh tensor costs more in page
+    faults than its arithmetic (past glibc's 32 MiB mmap threshold, about five times a
+    pass over reused memory). Here the forward allocates the output and the gate, saves
+    the input and the gate, and the backward allocates one work tensor besides the
+    input's gradient; everything else happens in place. The statistics and running
+    averages come from ``batch_norm_update_stats``, the kernel ``batch_norm`` itself uses.
+
+    With ``gate = sigmoid((x - mean) * rstd)``, ``out = x * (alpha + (1 - alpha) gate)``:
+
+    - ``d alpha = sum_n dout x (1 - gate)``;
+    - ``d xhat = (1 - alpha) dout x gate (1 - gate)``;
+    - ``d x = dout (alpha + (1 - alpha) gate) + rstd (d xhat - mean_n(d xhat)
+      - xhat mean_n(d xhat xhat))``, the last two terms only with batch statistics.
+    """
+
+    @staticmethod
+    def forward(ctx, x, alpha, running_mean, running_var, batch_stats, momentum, eps):
+        if batch_stats:
+            # Mean and biased variance; the running averages updated as batch_norm does.
+            mean, var = torch.batch_norm_update_stats(x, running_mean, running_var, momentum)
+        else:
+            mean, var = running_mean, running_var
+        rstd = torch.rsqrt(var + eps)
+        shift = -mean * rstd
+        gate = torch.addcmul(shift, x, rstd).sigmoid_()
+        out = torch.addcmul(alpha, gate, 1.0 - alpha).mul_(x)
+        ctx.batch_stats = batch_stats
+        ctx.save_for_backward(x, gate, alpha, rstd, shift)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dout):
+        x, gate, alpha, rstd, shift = ctx.saved_tensors
+        keep = 1.0 - alpha
+        work = dout * x
+        sum_dout_x = work.sum(0)
+        work.mul_(gate)  # dout x gate
+        grad_alpha = sum_dout_x - work.sum(0)
+        work.addcmul_(work, gate, value=-1.0)  # dout x gate (1 - gate) = d xhat / (1 - alpha)
+        grad_x = torch.addcmul(alpha, gate, keep).mul_(dout)  # dout (alpha + keep gate)
+        grad_x.addcmul_(work, rstd * keep)  # + rstd d xhat
+        if ctx.batch_stats:
+            # mean_n(d xhat) and mean_n(d xhat xhat), xhat = x rstd + shift; the work
+            # tensor is not needed any more, so the product is built in it.
+            n = x.shape[0]
+            sum_work = work.sum(0)
+            sum_work_x = work.mul_(x).sum(0)
+            mean_d = keep * sum_work / n
+            mean_dx = keep * (rstd * sum_work_x + shift * sum_work) / n
+            # - rstd (mean_d + xhat mean_dx) == x c1 + c0
+            c1 = -rstd * rstd * mean_dx
+            c0 = -rstd * (mean_d + shift * mean_dx)
+            grad_x.addcmul_(x, c1).add_(c0)
+        return grad_x, grad_alpha, None, None, None, None, None
 
 
 def _activation(name: str, width: int) -> nn.Module:

@@ -63,7 +63,7 @@ class Dice(nn.Module):
         if not torch.is_grad_enabled():
             if not batch_stats:
                 return self._infer(x)
-        elif x.requires_grad or self.alpha.requires_grad:
+        elif x.dim() == 2 and (x.requires_grad or self.alpha.requires_grad):
             # Training: one autograd node with a hand-written backward (see _DiceFunction).
             # Without anything to differentiate (torch.export's trace) the plain path below.
             return _DiceFunction.apply(x, self.alpha, self.running_mean, self.running_var,
@@ -112,16 +112,17 @@ class Dice(nn.Module):
 
 
 class _DiceFunction(torch.autograd.Function):
-    """Dice's forward and backward as one autograd node, over as few buffers as possible.
+    """Dice's forward and backward as one autograd node, in cache-sized blocks of rows.
 
     Composed of torch's own ops, Dice records five nodes whose forward and backward
-    allocate about ten activation-sized tensors a step and save three; on the
-    attention's (positions x units) activations, each fresh tensor costs more in page
-    faults than its arithmetic (past glibc's 32 MiB mmap threshold, about five times a
-    pass over reused memory). Here the forward allocates the output and the gate, saves
-    the input and the gate, and the backward allocates one work tensor besides the
-    input's gradient; everything else happens in place. The statistics and running
-    averages come from ``batch_norm_update_stats``, the kernel ``batch_norm`` itself uses.
+    allocate about ten activation-sized tensors a step and save three, each op one pass
+    over memory: on the attention's (positions x units) activations, tens of MB, every
+    fresh tensor costs more in page faults than its arithmetic (past glibc's 32 MiB mmap
+    threshold, about five times a pass over reused memory). Here the forward allocates
+    only the output and the gate (saved with the input), the backward only the input's
+    gradient, and both run their chain of elementwise steps block by block (about 2 MB a
+    block, in cache) with one block-sized work buffer. The statistics and running averages
+    come from ``batch_norm_update_stats``, the kernel ``batch_norm`` itself uses.
 
     With ``gate = sigmoid((x - mean) * rstd)``, ``out = x * (alpha + (1 - alpha) gate)``:
 
@@ -130,6 +131,13 @@ class _DiceFunction(torch.autograd.Function):
     - ``d x = dout (alpha + (1 - alpha) gate) + rstd (d xhat - mean_n(d xhat)
       - xhat mean_n(d xhat xhat))``, the last two terms only with batch statistics.
     """
+
+    BLOCK_ELEMENTS = 1 << 19
+
+    @staticmethod
+    def _blocks(x: torch.Tensor) -> list[slice]:
+        step = max(1, _DiceFunction.BLOCK_ELEMENTS // max(x.shape[1], 1))
+        return [slice(s, s + step) for s in range(0, x.shape[0], step)]
 
     @staticmethod
     def forward(ctx, x, alpha, running_mean, running_var, batch_stats, momentum, eps):
@@ -140,8 +148,11 @@ class _DiceFunction(torch.autograd.Function):
             mean, var = running_mean, running_var
         rstd = torch.rsqrt(var + eps)
         shift = -mean * rstd
-        gate = torch.addcmul(shift, x, rstd).sigmoid_()
-        out = torch.addcmul(alpha, gate, 1.0 - alpha).mul_(x)
+        keep = 1.0 - alpha
+        gate, out = torch.empty_like(x), torch.empty_like(x)
+        for block in _DiceFunction._blocks(x):
+            g = torch.addcmul(shift, x[block], rstd, out=gate[block]).sigmoid_()
+            torch.addcmul(alpha, g, keep, out=out[block]).mul_(x[block])
         ctx.batch_stats = batch_stats
         ctx.save_for_backward(x, gate, alpha, rstd, shift)
         return out
@@ -151,25 +162,35 @@ class _DiceFunction(torch.autograd.Function):
     def backward(ctx, dout):
         x, gate, alpha, rstd, shift = ctx.saved_tensors
         keep = 1.0 - alpha
-        work = dout * x
-        sum_dout_x = work.sum(0)
-        work.mul_(gate)  # dout x gate
-        grad_alpha = sum_dout_x - work.sum(0)
-        work.addcmul_(work, gate, value=-1.0)  # dout x gate (1 - gate) = d xhat / (1 - alpha)
-        grad_x = torch.addcmul(alpha, gate, keep).mul_(dout)  # dout (alpha + keep gate)
-        grad_x.addcmul_(work, rstd * keep)  # + rstd d xhat
+        scale = rstd * keep  # d x gets rstd d xhat = scale * work
+        blocks = _DiceFunction._blocks(x)
+        grad_x = torch.empty_like(x)
+        buffer = torch.empty((min(blocks[0].stop, len(x)), x.shape[1]), dtype=x.dtype,
+                             device=x.device)
+        sum_dout_x, sum_dout_x_gate, sum_work, sum_work_x = x.new_zeros((4, x.shape[1]))
+        for block in blocks:
+            d, xb, g, gx = dout[block], x[block], gate[block], grad_x[block]
+            work = torch.mul(d, xb, out=buffer[: len(d)])
+            sum_dout_x += work.sum(0)
+            work.mul_(g)
+            sum_dout_x_gate += work.sum(0)
+            work.addcmul_(work, g, value=-1.0)  # dout x gate (1 - gate) = d xhat / keep
+            torch.addcmul(alpha, g, keep, out=gx).mul_(d)  # dout (alpha + keep gate)
+            gx.addcmul_(work, scale)
+            if ctx.batch_stats:
+                sum_work += work.sum(0)
+                sum_work_x += work.mul_(xb).sum(0)
+        grad_alpha = sum_dout_x - sum_dout_x_gate
         if ctx.batch_stats:
-            # mean_n(d xhat) and mean_n(d xhat xhat), xhat = x rstd + shift; the work
-            # tensor is not needed any more, so the product is built in it.
+            # mean_n(d xhat) and mean_n(d xhat xhat), xhat = x rstd + shift, enter every
+            # row: - rstd (mean_d + xhat mean_dx) == x c1 + c0, added once the sums are known.
             n = x.shape[0]
-            sum_work = work.sum(0)
-            sum_work_x = work.mul_(x).sum(0)
             mean_d = keep * sum_work / n
             mean_dx = keep * (rstd * sum_work_x + shift * sum_work) / n
-            # - rstd (mean_d + xhat mean_dx) == x c1 + c0
             c1 = -rstd * rstd * mean_dx
             c0 = -rstd * (mean_d + shift * mean_dx)
-            grad_x.addcmul_(x, c1).add_(c0)
+            for block in blocks:
+                grad_x[block].addcmul_(x[block], c1).add_(c0)
         return grad_x, grad_alpha, None, None, None, None, None
 
 

@@ -135,8 +135,12 @@ class _DiceFunction(torch.autograd.Function):
     BLOCK_ELEMENTS = 1 << 19
 
     @staticmethod
+    def _block_rows(x: torch.Tensor) -> int:
+        return max(1, _DiceFunction.BLOCK_ELEMENTS // max(x.shape[1], 1))
+
+    @staticmethod
     def _blocks(x: torch.Tensor) -> list[slice]:
-        step = max(1, _DiceFunction.BLOCK_ELEMENTS // max(x.shape[1], 1))
+        step = _DiceFunction._block_rows(x)
         return [slice(s, s + step) for s in range(0, x.shape[0], step)]
 
     @staticmethod
@@ -165,7 +169,7 @@ class _DiceFunction(torch.autograd.Function):
         scale = rstd * keep  # d x gets rstd d xhat = scale * work
         blocks = _DiceFunction._blocks(x)
         grad_x = torch.empty_like(x)
-        buffer = torch.empty((min(blocks[0].stop, len(x)), x.shape[1]), dtype=x.dtype,
+        buffer = torch.empty((min(_DiceFunction._block_rows(x), len(x)), x.shape[1]), dtype=x.dtype,
                              device=x.device)
         sum_dout_x, sum_dout_x_gate, sum_work, sum_work_x = x.new_zeros((4, x.shape[1]))
         for block in blocks:

@@ -34,7 +34,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.util
+import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -56,6 +58,8 @@ N_ITEMS, N_CATEGORIES = 20_000, 500
 EMBEDDING_L2 = 0.5  # DINClassifier's default
 BATCHES_PER_CONFIG = 4
 TARGET_FRACTION = 0.5  # issue 18: the train step >= 50% of the matmul rate
+# Process-wide allocator settings that change the step's page faults; recorded with a run.
+ALLOCATOR_ENV = ("GLIBC_TUNABLES", "THP_MEM_ALLOC_ENABLE", "OMP_NUM_THREADS")
 
 
 def baseline_network(ref: str):
@@ -134,14 +138,17 @@ def run_config(baseline, size: str, kind: str, threads: int, reps: int, seed: in
     for name in ("A", "B"):  # warm-up: one pass over the batches
         for batch in batches:
             trainers[name].step(batch)
-    times = {"A": [], "B": []}
+    times, faults = {"A": [], "B": []}, {"A": [], "B": []}
     for rep in range(reps):
         order = ("A", "B") if rep % 2 == 0 else ("B", "A")
         for name in order:
+            faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             start = time.perf_counter()
             for batch in batches:
                 trainers[name].step(batch)
             times[name].append((time.perf_counter() - start) / len(batches))
+            faulted = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
+            faults[name].append(faulted * resource.getpagesize() / 2**20 / len(batches))
     hist_len_sum = sum(int(b["history_length"].sum()) for b in batches) / len(batches)
     flops = speed_train_flops(size, hist_len_sum, BATCH_SIZE)
     median = {k: statistics.median(v) for k, v in times.items()}
@@ -151,6 +158,8 @@ def run_config(baseline, size: str, kind: str, threads: int, reps: int, seed: in
         "a_ms": median["A"] * 1e3, "b_ms": median["B"] * 1e3,
         "ratio": median["A"] / median["B"],
         "a_gflops": flops / median["A"] / 1e9, "b_gflops": flops / median["B"] / 1e9,
+        "a_faulted_mb": statistics.median(faults["A"]),
+        "b_faulted_mb": statistics.median(faults["B"]),
         "state_difference": max_state_difference(trainers["A"].net, trainers["B"].net),
     }
 
@@ -166,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="alternating repetitions per implementation (each: 4 steps)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "train_step.md")
+    parser.add_argument("--append", action="store_true",
+                        help="add this run's table to --out instead of replacing it")
     args = parser.parse_args(argv)
     baseline = baseline_network(args.baseline_ref)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent,
@@ -182,10 +193,12 @@ def main(argv: list[str] | None = None) -> None:
                       f"{row['a_gflops']:.1f} -> {row['b_gflops']:.1f} GFLOP/s", flush=True)
     for t in args.threads:
         matmul[t].append(measure_matmul(t, 2048, 5)["square_gflops"])
+    env = " ".join(f"{k}={os.environ[k]}" for k in ALLOCATOR_ENV if k in os.environ)
     lines = [
-        "# Training step: reference vs this checkout",
+        "## Run" if args.append else "# Training step: reference vs this checkout",
         "",
-        f"Command: `python3 {' '.join(['benchmarks/train_step.py', *sys.argv[1:]])}`  ",
+        f"Command: `{env + ' ' if env else ''}python3 "
+        f"{' '.join(['benchmarks/train_step.py', *sys.argv[1:]])}`  ",
         f"Reference (A): `sklearn_din/_network.py` at `{args.baseline_ref}`; candidate (B): "
         f"the checkout at `{head}` (plus uncommitted changes, if any).  ",
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
@@ -195,10 +208,14 @@ def main(argv: list[str] | None = None) -> None:
         "Matmul rate (fp32 square 2048, before / after): "
         + "; ".join(f"{t} thread{'s' if t > 1 else ''} {m[0]:.1f} / {m[1]:.1f} GFLOP/s"
                     for t, m in matmul.items()) + ". The percentages use the higher figure.",
+        "Page-faulted MB/step: minor page faults during the timed steps (getrusage), i.e. "
+        "fresh memory the allocator had to take from the kernel; glibc serves tensors over "
+        "its mmap threshold (32 MiB at most) from fresh pages every time.",
         "",
         "| sizes | histories (mean of 50) | threads | A ms/step | B ms/step | B speed-up | "
-        "A GFLOP/s (% matmul) | B GFLOP/s (% matmul) | B >= 50%? | max param diff A-B |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "A GFLOP/s (% matmul) | B GFLOP/s (% matmul) | B >= 50%? | page-faulted MB/step A / B | "
+        "max param diff A-B |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:
         peak = max(matmul[r["threads"]])
@@ -208,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['a_gflops']:.1f} ({r['a_gflops'] / peak:.0%}) | "
             f"{r['b_gflops']:.1f} ({r['b_gflops'] / peak:.0%}) | "
             f"{'PASS' if r['b_gflops'] >= TARGET_FRACTION * peak else 'MISS'} | "
-            f"{r['state_difference']:.1e} |")
+            f"{r['a_faulted_mb']:.0f} / {r['b_faulted_mb']:.0f} | {r['state_difference']:.1e} |")
     by_threads = {(r["size"], r["histories"]): {} for r in rows}
     for r in rows:
         by_threads[(r["size"], r["histories"])][r["threads"]] = r
@@ -220,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.append and args.out.exists():
+        text = args.out.read_text() + "\n" + text
     args.out.write_text(text)
 
 

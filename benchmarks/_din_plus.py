@@ -43,3 +43,82 @@ class DINPlus(DeepInterestNetwork):
         if dense.shape[1]:
             parts.append(dense)
         return self.output(self.mlp(torch.cat(parts, dim=1))).squeeze(1)
+
+
+class DINMeanToo(DeepInterestNetwork):
+    """DIN whose MLP reads the mean-pooled history (and its product with the candidate) next
+    to the attention-pooled one: the pooled model's inputs are then a subset of DIN's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        item_dim = len(self.history_embeddings) * self.history_embeddings[0].embedding_dim
+        pooled_dim = item_dim + len(self.context_embeddings) * self.history_embeddings[
+            0].embedding_dim
+        extra = pooled_dim + (item_dim if self.pooled_product else 0)
+        hidden = [m.out_features for m in self.mlp if isinstance(m, torch.nn.Linear)]
+        act = "dice" if type(self.mlp[1]).__name__ == "Dice" else "prelu"
+        self.mlp = _mlp(self.mlp[0].in_features + extra, hidden, act)
+
+    def forward(self, candidate, history, history_length, sparse, dense):
+        query, pooled, _ = self.attend(candidate, history, history_length)
+        pooling, attention = self.pooling, self.attention
+        self.pooling, self.attention = "mean", None
+        try:
+            _, mean, _ = self.attend(candidate, history, history_length)
+        finally:
+            self.pooling, self.attention = pooling, attention
+        parts = self._history_parts(query, pooled) + self._history_parts(query, mean)[1:]
+        return self._logits(parts, sparse, dense)
+
+
+class DINHeads(DeepInterestNetwork):
+    """DIN with ``heads`` softmax attention heads: the local activation unit scores each
+    behaviour ``heads`` times (one output per head), each head pools the history with its
+    own softmax, and the MLP reads every head's pooled vector (and product)."""
+
+    def __init__(self, *args, heads: int = 2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.heads = heads
+        if self.attention is None:
+            return
+        units = self.attention.score.in_features
+        self.attention.score = torch.nn.Linear(units, heads)
+        item_dim = len(self.history_embeddings) * self.history_embeddings[0].embedding_dim
+        pooled_dim = item_dim + len(self.context_embeddings) * self.history_embeddings[
+            0].embedding_dim
+        extra = (heads - 1) * (pooled_dim + (item_dim if self.pooled_product else 0))
+        hidden = [m.out_features for m in self.mlp if isinstance(m, torch.nn.Linear)]
+        act = "dice" if type(self.mlp[1]).__name__ == "Dice" else "prelu"
+        self.mlp = _mlp(self.mlp[0].in_features + extra, hidden, act)
+
+    def attend(self, candidate, history, history_length):
+        if self.attention is None:
+            return super().attend(candidate, history, history_length)
+        query = self._embed_features(candidate)
+        n_rows, n_features, max_len = history.shape
+        length = history_length.clamp(0, max_len)
+        longest = int(length.max()) if n_rows else 0
+        valid = torch.arange(longest, device=history.device) < length[:, None]
+        rows, cols = valid.nonzero(as_tuple=True)
+        flat = rows * longest + cols
+        by_position = history[:, :, :longest].transpose(1, 2).reshape(-1, n_features)
+        keys = self._embed_features(by_position.index_select(0, flat))
+        scores = self.attention(query, keys, rows).reshape(len(rows), self.heads)
+        logits = keys.new_full((n_rows * longest, self.heads), float("-inf"))
+        logits = logits.index_copy(0, flat, scores)
+        weights = torch.softmax(logits.view(n_rows, longest, self.heads), dim=1).nan_to_num(0.0)
+        w = weights.view(-1, self.heads).index_select(0, flat)  # (N, H)
+        pooled = keys.new_zeros(n_rows, self.heads, keys.shape[1]).index_add(
+            0, rows, keys[:, None, :] * w[:, :, None])
+        self._pooled_heads = pooled
+        return query, pooled.reshape(n_rows, -1), weights.mean(2)
+
+    def _history_parts(self, query, pooled):
+        if self.attention is None:
+            return super()._history_parts(query, pooled)
+        heads = self._pooled_heads
+        parts = [query, pooled]
+        if self.pooled_product:
+            d = query.shape[1]
+            parts += [query * heads[:, h, :d] for h in range(self.heads)]
+        return parts

@@ -40,7 +40,7 @@ from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from accuracy_ablations import SAME_AS_DEFAULTS, VARIANTS  # noqa: E402
+from accuracy_ablations import MAX_USER_SHARE, SAME_AS_DEFAULTS, VARIANTS  # noqa: E402
 from harness import machine_info, machine_line, markdown_table, mean_std  # noqa: E402
 from protocol import DATASETS, load_split, xy  # noqa: E402
 
@@ -74,7 +74,10 @@ def chosen_variant(dataset: str) -> tuple[str, dict, dict] | None:
     if not ABLATIONS.exists():
         return None
     scores = json.loads(ABLATIONS.read_text())["summary"].get(dataset, {})
-    scores = {v: s["din"]["valid_auc"] for v, s in scores.items() if "din" in s}
+    # A variant that changes the package's internals (the early-stopping split's rule
+    # before it changed) is a record of a decision, not a setting a user can choose.
+    scores = {v: s["din"]["valid_auc"] for v, s in scores.items()
+              if "din" in s and MAX_USER_SHARE not in VARIANTS[v][1]}
     if not scores:
         return None
     name = max(scores, key=scores.get)

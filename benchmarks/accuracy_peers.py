@@ -1,6 +1,6 @@
 """Accuracy against the peers (version 0.1, issue 5): DIN variants and two peer DINs, same rows.
 
-Datasets (read from ``../shared/data/``, never copied):
+Datasets (read from ``$SKLEARN_DIN_DATA``, default ``../shared/data/``, never copied):
 
 * ``beauty`` -- Amazon Beauty 5-core (153,776 reviews), the DIN paper's Amazon protocol: every
   review is a click, one negative per click drawn uniformly from the items that user never
@@ -40,8 +40,8 @@ systems) and lr chosen per system from ``LR_GRID`` on the validation rows.
 
 Usage::
 
-    benchmarks/.venv/bin/python benchmarks/accuracy.py          # full run, 20-30 min, 1 thread
-    benchmarks/.venv/bin/python benchmarks/accuracy.py --quick  # ~1 min smoke run, subsamples
+    benchmarks/.venv/bin/python benchmarks/accuracy_peers.py          # full run, 1 thread
+    benchmarks/.venv/bin/python benchmarks/accuracy_peers.py --quick  # smoke run, subsamples
 """
 
 from __future__ import annotations
@@ -55,8 +55,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import io  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -74,9 +72,16 @@ from sklearn_din.datasets import leave_last_out_split, sample_negatives  # noqa:
 from sklearn_din.metrics import gauc_score, rela_impr  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(HERE))
+from harness import (  # noqa: E402
+    DATA,
+    RESULTS,
+    machine_info,
+    machine_line,
+    markdown_table,
+    package_versions,
+    write_report,
+)
 
 N_THREADS = 1
 torch.set_num_threads(N_THREADS)
@@ -84,14 +89,12 @@ warnings.filterwarnings("ignore", category=UserWarning)
 
 MAX_LEN = 50  # Amazon (the peers' tutorial length)
 ML_MAX_LEN = 20  # MovieLens: users have hundreds of clicks; 20 keeps the run in budget
-COMMON = dict(
-    embed_dim=8,
-    attention_units=(80, 40),
-    hidden_units=(200, 80),
-    batch_size=1024,
-    user_col=None,
-    verbose=0,
-)
+# Version 0.1's settings, pinned so that later defaults (softmax attention, pooled product,
+# embedding_l2=0.5, early stopping, the recency feature) leave this comparison's figures as
+# they were measured.
+COMMON = dict(embed_dim=8, attention_units=(80, 40), hidden_units=(200, 80), batch_size=1024,
+              user_col=None, verbose=0, attention_normalization=None, pooled_product=False,
+              embedding_l2=0.0, early_stopping=False)
 LR_GRID = (4e-3, 1e-2)
 L2_GRID = (0.01, 0.1)
 PATIENCE = 1
@@ -101,25 +104,13 @@ ITEM_COLS = ["item_id", "cate_id"]
 
 # key, label, DINClassifier parameters, uses history
 MODELS = [
-    (
-        "item_only",
-        "item-only (no history)",
-        dict(activation="prelu", categorical_cols=("item_id", "cate_id")),
-        False,
-    ),
-    (
-        "pooled",
-        "pooled history (sum pooling, base model)",
-        dict(activation="prelu", pooling="sum"),
-        True,
-    ),
+    ("item_only", "item-only (no history)",
+     dict(activation="prelu", categorical_cols=("item_id", "cate_id")), False),
+    ("pooled", "pooled history (sum pooling, base model)",
+     dict(activation="prelu", pooling="sum"), True),
     ("din", "DIN (attention, raw scores, PReLU)", dict(activation="prelu"), True),
-    (
-        "din_softmax",
-        "DIN + softmax",
-        dict(activation="prelu", attention_normalization="softmax"),
-        True,
-    ),
+    ("din_softmax", "DIN + softmax",
+     dict(activation="prelu", attention_normalization="softmax"), True),
     ("din_dice", "DIN + Dice", dict(activation="dice"), True),
     ("din_dice_mba", "DIN + Dice + MBA reg", dict(activation="dice"), True),
 ]
@@ -184,7 +175,7 @@ def last_rows_split(rows: pd.DataFrame, k: int):
 
 # ---------------- features
 def fit_transformer(rows: pd.DataFrame, max_len: int = MAX_LEN) -> SequenceFeatureTransformer:
-    return SequenceFeatureTransformer(max_len=max_len).fit(
+    return SequenceFeatureTransformer(max_len=max_len, recency=False).fit(
         rows.drop(columns="label"), rows["label"]
     )
 
@@ -345,13 +336,8 @@ def run_main_table(
     )
     tf = fit_transformer(train, max_len)
     Xtr, Xva = features(tf, train), features(tf, valid)
-    data = (
-        Xtr,
-        train["label"].to_numpy(),
-        Xva,
-        valid["label"].to_numpy(),
-        valid["user_id"].to_numpy(),
-    )
+    data = (Xtr, train["label"].to_numpy(), Xva, valid["label"].to_numpy(),
+            valid["user_id"].to_numpy())
     full = pd.concat([train, valid])
     tf_full = fit_transformer(full, max_len)
     Xfull, Xte = features(tf_full, full), features(tf_full, test)
@@ -373,12 +359,9 @@ def run_main_table(
         tune_s = time.perf_counter() - t
         runs = refit_and_test(params, uses_hist, best, Xfull, yfull, Xte, yte, ute, seeds)
         s = summarise(runs)
-        log(
-            f"  {key:<13} chosen {best}  test AUC {s['auc']['mean']:.4f} +/- {s['auc']['std']:.4f} "
-            " "
-            f"GAUC {s['gauc']['mean']:.4f}  logloss {s['logloss']['mean']:.4f}  fit "
-            f"{s['fit_seconds']['mean']:.1f}s"
-        )
+        log(f"  {key:<13} chosen {best}  test AUC {s['auc']['mean']:.4f} +/- "
+            f"{s['auc']['std']:.4f}  GAUC {s['gauc']['mean']:.4f}  logloss "
+            f"{s['logloss']['mean']:.4f}  fit {s['fit_seconds']['mean']:.1f}s")
         result["models"][key] = {
             "label": label,
             "params": {**params, **COMMON},
@@ -510,10 +493,9 @@ def run_peer_table(name, train, valid, test, lr_grid, epochs, seeds, note):
 
 # ---------------- report
 def fmt(s: dict, k: str, nd: int = 4) -> str:
+    """``mean ± sample std`` of a summarised metric."""
     m, sd = s[k]["mean"], s[k]["std"]
-    if not np.isfinite(m):
-        return "n/a"
-    return f"{m:.{nd}f} ± {sd:.{nd}f}"
+    return "n/a" if not np.isfinite(m) else f"{m:.{nd}f} ± {sd:.{nd}f}"
 
 
 def hp_text(ch: dict) -> str:
@@ -525,77 +507,51 @@ def hp_text(ch: dict) -> str:
 
 def main_table_md(res: dict) -> list[str]:
     base = res["models"]["pooled"]["summary"]["auc"]["mean"]
-    lines = [
-        "| model | chosen on validation | test AUC | test GAUC | test log loss | RelaImpr vs "
-        "pooled (AUC) "
-        "| test AUC per seed | fit s (train+valid) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for r in res["models"].values():
         s = r["summary"]
-        ri = (
-            f"{rela_impr(s['auc']['mean'], base):+.1f}%"
-            if np.isfinite(base) and base > 0.5
-            else "n/a"
-        )
+        relaimpr = (f"{rela_impr(s['auc']['mean'], base):+.1f}%" if np.isfinite(base)
+                    and base > 0.5 else "n/a")
         per_seed = ", ".join(f"{run['auc']:.4f}" for run in r["runs"])
-        lines.append(
-            f"| {r['label']} | {hp_text(r['chosen'])} | {fmt(s, 'auc')} | {fmt(s, 'gauc')} | "
-            f"{fmt(s, 'logloss')} | {ri} | {per_seed} | {s['fit_seconds']['mean']:.1f} |"
-        )
-    lines += heuristic_md(res["heuristics"])
-    return lines
+        rows.append([r["label"], hp_text(r["chosen"]), fmt(s, "auc"), fmt(s, "gauc"),
+                     fmt(s, "logloss"), relaimpr, per_seed, f"{s['fit_seconds']['mean']:.1f}"])
+    header = ["model", "chosen on validation", "test AUC", "test GAUC", "test log loss",
+              "RelaImpr vs pooled (AUC)", "test AUC per seed", "fit s (train+valid)"]
+    return markdown_table(header, rows) + heuristic_md(res["heuristics"])
 
 
 def peer_table_md(res: dict) -> list[str]:
-    lines = [
-        "| system | lr chosen on validation (valid AUC) | test AUC | test GAUC | test log loss "
-        "| test AUC per seed | fit s (train+valid) | train rows/s | note |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for label, e in res["systems"].items():
         if e.get("error"):
-            lines.append(f"| {label} | - | FAILED | - | - | - | - | - | `{e['error'][:200]}` |")
+            rows.append([label, "-", "FAILED", "-", "-", "-", "-", "-", f"`{e['error'][:200]}`"])
             continue
         s = e["summary"]
-        rps = np.mean([r["rows_per_s"] for r in e["runs"]])
-        notes = [
-            f"seed {r['seed']} did not learn (test AUC {r['auc']:.3f}, std of its predictions "
-            f"{r['pred_std']:.2g})"
-            for r in e["runs"]
-            if not (r["auc"] > 0.55)
-        ]
-        per_seed = ", ".join(f"{r['auc']:.4f}" for r in e["runs"])
-        cands = ", ".join(f"{c['lr']:g}: {c['auc']:.4f}" for c in e["candidates"])
-        lines.append(
-            f"| {label} | {e['chosen']['lr']:g} ({cands}) | {fmt(s, 'auc')} | {fmt(s, 'gauc')} | "
-            f"{fmt(s, 'logloss')} | {per_seed} | {s['fit_seconds']['mean']:.1f} | {rps:,.0f} | "
-            f"{'; '.join(notes)} |"
-        )
-    lines += heuristic_md(res["heuristics"])
-    return lines
+        notes = [f"seed {r['seed']} did not learn (test AUC {r['auc']:.3f}, std of its "
+                 f"predictions {r['pred_std']:.2g})" for r in e["runs"] if not (r["auc"] > 0.55)]
+        candidates = ", ".join(f"{c['lr']:g}: {c['auc']:.4f}" for c in e["candidates"])
+        rows.append([label, f"{e['chosen']['lr']:g} ({candidates})", fmt(s, "auc"),
+                     fmt(s, "gauc"), fmt(s, "logloss"),
+                     ", ".join(f"{r['auc']:.4f}" for r in e["runs"]),
+                     f"{s['fit_seconds']['mean']:.1f}",
+                     f"{np.mean([r['rows_per_s'] for r in e['runs']]):,.0f}", "; ".join(notes)])
+    header = ["system", "lr chosen on validation (valid AUC)", "test AUC", "test GAUC",
+              "test log loss", "test AUC per seed", "fit s (train+valid)", "train rows/s", "note"]
+    return markdown_table(header, rows) + heuristic_md(res["heuristics"])
 
 
 def heuristic_md(h: dict) -> list[str]:
-    return [
-        "",
-        "Untrained references on the same test rows: "
-        + "; ".join(f"{k}: AUC {v['auc']:.4f}, GAUC {v['gauc']:.4f}" for k, v in h.items())
-        + ".",
-    ]
+    return ["", "Untrained references on the same test rows: "
+            + "; ".join(f"{k}: AUC {v['auc']:.4f}, GAUC {v['gauc']:.4f}" for k, v in h.items())
+            + "."]
 
 
 def targets(results: dict, args) -> list[dict]:
     out = []
 
     def add(name, ok, detail):
-        out.append(
-            {
-                "target": name,
-                "status": "n/a" if ok is None else ("PASS" if ok else "MISS"),
-                "detail": detail,
-            }
-        )
+        status = "n/a" if ok is None else ("PASS" if ok else "MISS")
+        out.append({"target": name, "status": status, "detail": detail})
 
     b = results.get("beauty")
     if b is None:
@@ -604,226 +560,145 @@ def targets(results: dict, args) -> list[dict]:
     s = {k: v["summary"] for k, v in b["main"]["models"].items()}
     auc = {k: v["auc"]["mean"] for k, v in s.items()}
     d_item = auc["din"] - auc["item_only"]
-    add(
-        "DIN >= item-only + 3 AUC points (test)",
-        d_item >= 0.03,
-        f"DIN {auc['din']:.4f} - item-only {auc['item_only']:.4f} = {100 * d_item:+.2f} points",
-    )
+    add("DIN >= item-only + 3 AUC points (test)", d_item >= 0.03,
+        f"DIN {auc['din']:.4f} - item-only {auc['item_only']:.4f} = {100 * d_item:+.2f} points")
     d_pool = auc["din"] - auc["pooled"]
-    add(
-        "DIN >= pooled history + 0.5 AUC points (test)",
-        d_pool >= 0.005,
-        f"DIN {auc['din']:.4f} - pooled {auc['pooled']:.4f} = {100 * d_pool:+.2f} points",
-    )
+    add("DIN >= pooled history + 0.5 AUC points (test)", d_pool >= 0.005,
+        f"DIN {auc['din']:.4f} - pooled {auc['pooled']:.4f} = {100 * d_pool:+.2f} points")
     sd = s["din"]["auc"]["std"]
-    add(
-        f"DIN run-to-run std of test AUC < 0.002 ({len(b['main']['models']['din']['runs'])} seeds, "
-        "ddof=1)",
-        sd < 0.002,
-        f"std {sd:.4f}",
-    )
+    add(f"DIN run-to-run std of test AUC < 0.002 ({len(b['main']['models']['din']['runs'])} "
+        "seeds, ddof=1)", sd < 0.002, f"std {sd:.4f}")
     d_mba = auc["din_dice_mba"] - auc["din"]
-    add(
-        "DIN + Dice + MBA >= DIN (test AUC)",
-        d_mba >= 0,
-        f"DIN + Dice + MBA {auc['din_dice_mba']:.4f} vs DIN {auc['din']:.4f} ({100 * d_mba:+.2f} "
-        "points)",
-    )
+    add("DIN + Dice + MBA >= DIN (test AUC)", d_mba >= 0,
+        f"DIN + Dice + MBA {auc['din_dice_mba']:.4f} vs DIN {auc['din']:.4f} "
+        f"({100 * d_mba:+.2f} points)")
     p = b.get("peers")
     if p is None:
         add("sklearn-din DIN >= both peers' DIN (equal budget)", None, "peer comparison not run")
-    else:
-        sysm = p["systems"]
-        # Like for like: both peers' DIN use Dice in their attention units, and Dice is
-        # DINClassifier's default, so "sklearn-din's DIN" here is DINClassifier as shipped.
-        # The PReLU row is reported alongside it.
-        ours = sysm[PEER_TARGET_SYSTEM]
-        prelu = sysm.get("sklearn-din DIN", {})
-        also = ("" if prelu.get("error") or "summary" not in prelu else
-                f"; sklearn-din DIN with PReLU {prelu['summary']['auc']['mean']:.4f}")
-        for peer in ("torch-rechub DIN", "DeepCTR-Torch DIN"):
-            e = sysm[peer]
-            name = f"sklearn-din DIN (default, Dice) >= {peer}"
-            if ours.get("error"):
-                add(name, False, f"ours failed: {ours['error']}")
-            elif e.get("error"):
-                add(
-                    name,
-                    True,
-                    f"the peer failed to run ({e['error'][:120]}); ours "
-                    f"{ours['summary']['auc']['mean']:.4f}",
-                )
-            else:
-                a, q = ours["summary"]["auc"]["mean"], e["summary"]["auc"]["mean"]
-                add(
-                    f"{name} (peer table, test AUC)",
-                    a >= q,
-                    f"ours {a:.4f} vs {q:.4f} ({100 * (a - q):+.2f} points){also}",
-                )
+        return out
+    systems = p["systems"]
+    # Like for like: both peers' DIN use Dice in their attention units, and Dice is
+    # DINClassifier's default, so "sklearn-din's DIN" here is DINClassifier as shipped in 0.1.
+    # The PReLU row is reported alongside it.
+    ours = systems[PEER_TARGET_SYSTEM]
+    prelu = systems.get("sklearn-din DIN", {})
+    also = ("" if prelu.get("error") or "summary" not in prelu else
+            f"; sklearn-din DIN with PReLU {prelu['summary']['auc']['mean']:.4f}")
+    for peer in ("torch-rechub DIN", "DeepCTR-Torch DIN"):
+        e = systems[peer]
+        name = f"sklearn-din DIN (default, Dice) >= {peer}"
+        if ours.get("error"):
+            add(name, False, f"ours failed: {ours['error']}")
+        elif e.get("error"):
+            add(name, True, f"the peer failed to run ({e['error'][:120]}); ours "
+                f"{ours['summary']['auc']['mean']:.4f}")
+        else:
+            a, q = ours["summary"]["auc"]["mean"], e["summary"]["auc"]["mean"]
+            add(f"{name} (peer table, test AUC)", a >= q,
+                f"ours {a:.4f} vs {q:.4f} ({100 * (a - q):+.2f} points){also}")
     return out
 
 
-def machine_info() -> dict:
-    """harness.machine_info(), plus the platform and the peers' versions."""
-    from harness import machine_info as common_info
-
-    versions = {}
-    for mod in ("torch_rechub", "deepctr_torch", "sklearn", "skorch", "pandas"):
-        with contextlib.suppress(Exception), _quiet():
-            versions[mod] = __import__(mod).__version__
-    with contextlib.suppress(Exception):
-        from importlib.metadata import version
-
-        versions["torch_rechub"] = version("torch-rechub")
-        versions["deepctr_torch"] = version("deepctr-torch")
-    return {**common_info(), "platform": platform.platform(),
-            **{f"{k}_version": v for k, v in versions.items()}}
+TITLES = {"beauty": "Amazon Beauty", "movielens": "MovieLens latest-small",
+          "electronics": "Amazon Electronics sample (100 rows: NOISE)"}
 
 
-def write_report(results, targets_, args, info, md_path: Path, command: str) -> None:
-    L = ["# Accuracy benchmark (issue 5): DIN's gains on real data", ""]
-    if args.quick:
-        L += ["**QUICK SMOKE RUN on subsamples: not the benchmark's numbers.**", ""]
-    L += [
-        "Command (from the repository root):",
-        "",
-        f"    {command}",
-        "",
-        f"Date {info['date']}; torch {info['torch']} (CPU), {info['torch_threads']} thread; "
-        f"{info['cpu']}, {info['cpu_count']} cores shared with other work (load average at start "
-        f"{info['loadavg_start'][0]:.1f}, at end "
-        f"{info.get('loadavg_end', [float('nan')])[0]:.1f}); "
-        f"python {info['python']}; sklearn-din {info['sklearn_din']} at git commit "
-        f"{info['git_commit']}"
-        + (
-            " with uncommitted changes in sklearn_din/"
-            if info["sklearn_din_uncommitted_changes"]
-            else ""
-        )
-        + "; torch-rechub "
-        f"{info.get('torch_rechub_version', '?')}; deepctr-torch "
-        f"{info.get('deepctr_torch_version', '?')}. "
-        f"Total runtime {info.get('runtime_seconds', float('nan')) / 60:.1f} min.",
-        "",
-    ]
-    L += [
+def protocol_md(args) -> list[str]:
+    c = COMMON
+    return [
         "## Protocol",
         "",
         "- Amazon (Beauty, Electronics sample): every review is a click; one negative per click "
-        "drawn "
-        "uniformly from the items the user never reviewed (`sample_negatives`, data seed 0, the "
-        "same rows "
-        "for every model and seed); per user the last event (distinct day) -> test, the one before "
-        "-> "
-        "validation, the rest -> training (`leave_last_out_split`). Same-day reviews form one "
-        "event, so "
-        "the test set has more rows than users.",
+        "drawn uniformly from the items the user never reviewed (`sample_negatives`, data seed 0, "
+        "the same rows for every model and seed); per user the last event (distinct day) -> test, "
+        "the one before -> validation, the rest -> training (`leave_last_out_split`). Same-day "
+        "reviews form one event, so the test set has more rows than users.",
         "- MovieLens latest-small: rating >= 4 is a click, lower a non-click; first genre = "
-        "category; per "
-        f"user the last {args.ml_test_rows} ratings by time -> test, the {args.ml_test_rows} "
-        "before -> "
-        "validation, the rest -> training.",
-        f"- All models: embed_dim {COMMON['embed_dim']}, attention MLP "
-        f"{COMMON['attention_units']}, output "
-        f"MLP {COMMON['hidden_units']}, batch {COMMON['batch_size']}, Adam, the {MAX_LEN} "
-        "(MovieLens: "
+        f"category; per user the last {args.ml_test_rows} ratings by time -> test, the "
+        f"{args.ml_test_rows} before -> validation, the rest -> training.",
+        f"- All models: embed_dim {c['embed_dim']}, attention MLP {c['attention_units']}, output "
+        f"MLP {c['hidden_units']}, batch {c['batch_size']}, Adam, the {MAX_LEN} (MovieLens: "
         f"{ML_MAX_LEN}, its users have hundreds of clicks) most recent clicks strictly before the "
-        "row as "
-        "history, no user embedding (the official DIN Amazon code "
-        "feeds none; every model gets the same information). Item-only = candidate item and "
-        "category "
-        "embeddings only.",
+        "row as history, no user embedding (the official DIN Amazon code feeds none; every model "
+        "gets the same information). Item-only = candidate item and category embeddings only.",
         "- **Hyperparameters chosen on validation rows only, never on test.** Fit the "
         "SequenceFeatureTransformer and the model (seed 0) on the training rows, score ROC AUC on "
-        "the "
-        f"validation rows after every epoch (up to {args.epochs} epochs, a curve stops after "
-        f"{PATIENCE} "
-        f"epoch(s) without improvement); candidates lr in {list(args.lr_grid)}, and for DIN + Dice "
-        "+ MBA "
-        f"embedding_l2 in {list(args.l2_grid)} at DIN + Dice's chosen lr. The (lr, epochs[, "
-        "embedding_l2]) "
-        "with the best validation AUC is refit on train + validation (the transformer's behaviour "
-        "store "
-        "too, so test histories include validation clicks), once per seed "
-        f"({', '.join(map(str, args.seed_list))}), and scored on test.",
+        f"the validation rows after every epoch (up to {args.epochs} epochs, a curve stops after "
+        f"{PATIENCE} epoch(s) without improvement); candidates lr in {list(args.lr_grid)}, and for "
+        f"DIN + Dice + MBA embedding_l2 in {list(args.l2_grid)} at DIN + Dice's chosen lr. The "
+        "(lr, epochs[, embedding_l2]) with the best validation AUC is refit on train + validation "
+        "(the transformer's behaviour store too, so test histories include validation clicks), "
+        f"once per seed ({', '.join(map(str, args.seed_list))}), and scored on test.",
         "- Reported: mean ± sample std (ddof=1) over seeds of test ROC AUC, GAUC "
-        "(impression-weighted "
-        "per-user AUC, users with one class skipped), log loss; fit time = wall seconds of the "
-        "final fit "
-        "(train + validation). RelaImpr = ((AUC - 0.5) / (AUC_pooled - 0.5) - 1) * 100%.",
+        "(impression-weighted per-user AUC, users with one class skipped), log loss; fit time = "
+        "wall seconds of the final fit (train + validation). RelaImpr = ((AUC - 0.5) / "
+        "(AUC_pooled - 0.5) - 1) * 100%.",
         "",
     ]
-    for name, r in results.items():
-        title = {
-            "beauty": "Amazon Beauty",
-            "movielens": "MovieLens latest-small",
-            "electronics": "Amazon Electronics sample (100 rows: NOISE)",
-        }[name]
-        m = r["main"]
-        L += [
-            f"## {title}",
-            "",
-            "Rows train/valid/test "
-            f"{m['rows']['train']:,}/{m['rows']['valid']:,}/{m['rows']['test']:,}, "
-            f"{m['users']:,} users, mean history length of test rows {m['mean_hist_len_test']:.1f}."
-            + (f" {r['note']}" if r.get("note") else ""),
+
+
+ELECTRONICS_NOTE = (
+    "Why AUCs fall below 0.5 here: the file has 99 items in 100 rows, so few test positives are "
+    "items clicked in training ({pos:.0f}%), while {neg:.0f}% of the sampled negatives are items "
+    "other users clicked, which every model has learnt as positives: the models rank the "
+    "negatives first. An artifact of the tiny file, not a property of any model.\n\n"
+    "**These numbers are noise**: a test set of a few dozen rows from 17 users; no claim can rest "
+    "on them. Reported to show the whole pipeline runs on the tutorial's file."
+)
+
+
+def dataset_md(name: str, r: dict, args) -> list[str]:
+    m, title = r["main"], TITLES[name]
+    lines = [f"## {title}", "", f"Rows train/valid/test {m['rows']['train']:,}/"
+             f"{m['rows']['valid']:,}/{m['rows']['test']:,}, {m['users']:,} users, mean history "
+             f"length of test rows {m['mean_hist_len_test']:.1f}."
+             + (f" {r['note']}" if r.get("note") else ""), ""]
+    if name == "electronics":
+        seen = m["test_items_clicked_in_train"]
+        lines += [ELECTRONICS_NOTE.format(pos=100 * seen["positives"],
+                                          neg=100 * seen["negatives"]), ""]
+    lines += main_table_md(m) + [""]
+    p = r.get("peers")
+    if p:
+        c = COMMON
+        lines += [
+            f"### Peer comparison ({title})", "", p["note"], "",
+            f"Rows train/valid/test {p['rows']['train']:,}/{p['rows']['valid']:,}/"
+            f"{p['rows']['test']:,} ({p['users']:,} users); every system: {p['epochs']} epochs, "
+            f"embed_dim {c['embed_dim']}, history length {MAX_LEN}, attention MLP "
+            f"{c['attention_units']}, output MLP {c['hidden_units']}, batch {c['batch_size']}, "
+            f"Adam; lr chosen per system from {list(args.lr_grid)} on the validation rows (seed "
+            "0), then refit on train + validation per seed. Peers get our transformed rows through "
+            "`benchmarks/peers.py` (histories reordered oldest-first, a constant user id). Fit "
+            "time of the peers = their training calls only.",
             "",
         ]
-        seen = m["test_items_clicked_in_train"]
-        if name == "electronics":
-            L += [
-                f"Why AUCs fall below 0.5 here: the file has 99 items in 100 rows, so few test "
-                f"positives are items clicked in training ({100 * seen['positives']:.0f}%), while "
-                f"{100 * seen['negatives']:.0f}% of the sampled negatives are items other users "
-                "clicked, which every model has learnt as positives: the models rank the negatives "
-                "first. An artifact of the tiny file, not a property of any model.",
-                "",
-                "**These numbers are noise**: a test set of a few dozen rows from 17 users; no "
-                "claim "
-                "can rest on them. Reported to show the whole pipeline runs on the tutorial's "
-                "file.",
-                "",
-            ]
-        L += main_table_md(m) + [""]
-        if r.get("peers"):
-            p = r["peers"]
-            L += [
-                f"### Peer comparison ({title})",
-                "",
-                p["note"],
-                "",
-                "Rows train/valid/test "
-                f"{p['rows']['train']:,}/{p['rows']['valid']:,}/{p['rows']['test']:,} "
-                f"({p['users']:,} users); every system: {p['epochs']} epochs, embed_dim "
-                f"{COMMON['embed_dim']}, history length {MAX_LEN}, attention MLP "
-                f"{COMMON['attention_units']}, "
-                f"output MLP {COMMON['hidden_units']}, batch {COMMON['batch_size']}, Adam; lr "
-                "chosen per "
-                f"system from {list(args.lr_grid)} on the validation rows (seed 0), then refit on "
-                "train + "
-                "validation per seed. Peers get our transformed rows through `benchmarks/peers.py` "
-                "(histories reordered oldest-first, a constant user id). Fit time of the peers = "
-                "their "
-                "training calls only.",
-                "",
-            ]
-            L += peer_table_md(p) + [""]
-    L += ["## Targets (Amazon Beauty, test set)", ""]
-    for t in targets_:
-        L.append(f"- **{t['status']}** {t['target']}: {t['detail']}")
+        lines += peer_table_md(p) + [""]
+    return lines
+
+
+def render(results, targets_, args, info, command: str) -> str:
+    lines = ["# Accuracy benchmark (issue 5): DIN's gains on real data", ""]
+    if args.quick:
+        lines += ["**QUICK SMOKE RUN on subsamples: not the benchmark's numbers.**", ""]
+    versions = ", ".join(f"{k} {v}" for k, v in info["peers"].items())
+    lines += ["Command (from the repository root):", "", f"    {command}", "",
+              f"{machine_line(info)} Peers: {versions}. Total runtime "
+              f"{info['runtime_seconds'] / 60:.1f} min.", ""]
+    lines += protocol_md(args)
+    for name, r in results.items():
+        lines += dataset_md(name, r, args)
+    lines += ["## Targets (Amazon Beauty, test set)", ""]
+    lines += [f"- **{t['status']}** {t['target']}: {t['detail']}" for t in targets_]
     missed = [t for t in targets_ if t["status"] == "MISS"]
-    L += ["", f"{len(missed)} target(s) missed." if missed else "All targets passed.", ""]
+    lines += ["", f"{len(missed)} target(s) missed." if missed else "All targets passed.", ""]
     obs = observations(results)
     if obs:
-        L += ["## Reading the results", ""] + [f"- {o}" for o in obs] + [""]
+        lines += ["## Reading the results", ""] + [f"- {o}" for o in obs] + [""]
     if any("pooled" in t["target"] for t in missed):
-        L += [
-            "## Tried for the DIN vs pooled target (development, validation rows only)",
-            "",
-            TRIED,
-            "",
-        ]
-    md_path.write_text("\n".join(L) + "\n")
+        lines += ["## Tried for the DIN vs pooled target (development, validation rows only)", "",
+                  TRIED, ""]
+    return "\n".join(lines) + "\n"
 
 
 TRIED = (
@@ -845,35 +720,27 @@ TRIED = (
 
 
 def observations(results: dict) -> list[str]:
-    out = []
     b = results.get("beauty")
     if b is None:
-        return out
+        return []
     s = {k: v["summary"] for k, v in b["main"]["models"].items()}
     base_auc, base_gauc = s["pooled"]["auc"]["mean"], s["pooled"]["gauc"]["mean"]
-    parts = [
-        f"{LABELS[k]} {100 * (s[k]['auc']['mean'] - base_auc):+.2f} AUC / "
-        f"{100 * (s[k]['gauc']['mean'] - base_gauc):+.2f} GAUC points"
-        for k in ("din", "din_softmax", "din_dice", "din_dice_mba")
-    ]
-    out.append("Amazon Beauty, test, against pooled history: " + "; ".join(parts) + ".")
+    parts = [f"{LABELS[k]} {100 * (s[k]['auc']['mean'] - base_auc):+.2f} AUC / "
+             f"{100 * (s[k]['gauc']['mean'] - base_gauc):+.2f} GAUC points"
+             for k in ("din", "din_softmax", "din_dice", "din_dice_mba")]
+    out = ["Amazon Beauty, test, against pooled history: " + "; ".join(parts) + "."]
     h = b["main"]["heuristics"]
-    out.append(
-        "Amazon Beauty, untrained references on the test rows: "
-        + "; ".join(f"{k} AUC {v['auc']:.4f}" for k, v in h.items())
-        + f"; the item-only model reaches {s['item_only']['auc']['mean']:.4f}."
-    )
+    out.append("Amazon Beauty, untrained references on the test rows: "
+               + "; ".join(f"{k} AUC {v['auc']:.4f}" for k, v in h.items())
+               + f"; the item-only model reaches {s['item_only']['auc']['mean']:.4f}.")
     p = b.get("peers")
-    if p:
-        ok = {k: v for k, v in p["systems"].items() if not v.get("error")}
-        if ok:
-            ranked = sorted(ok.items(), key=lambda kv: -kv[1]["summary"]["auc"]["mean"])
-            out.append(
-                "Peer comparison (subsample), test AUC ranking: "
-                + " > ".join(f"{k} {v['summary']['auc']['mean']:.4f}" for k, v in ranked)
-                + f". Every system trains exactly {p['epochs']} epochs (no early stopping), so "
-                "log losses above 0.69 there mean a system had started to overfit by then."
-            )
+    ok = {k: v for k, v in (p or {}).get("systems", {}).items() if not v.get("error")}
+    if ok:
+        ranked = sorted(ok.items(), key=lambda kv: -kv[1]["summary"]["auc"]["mean"])
+        out.append("Peer comparison (subsample), test AUC ranking: "
+                   + " > ".join(f"{k} {v['summary']['auc']['mean']:.4f}" for k, v in ranked)
+                   + f". Every system trains exactly {p['epochs']} epochs (no early stopping), "
+                   "so log losses above 0.69 there mean a system had started to overfit by then.")
     return out
 
 
@@ -909,48 +776,24 @@ def print_tables(results, targets_):
 
 # ---------------- main
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument(
-        "--datasets",
-        default="beauty,movielens,electronics",
-        help="comma list of beauty, movielens, electronics (default: all)",
-    )
-    ap.add_argument(
-        "--seeds",
-        default=None,
-        help="N (seeds 0..N-1) or a comma list of seeds (default 3; --quick 2)",
-    )
-    ap.add_argument(
-        "--epochs",
-        type=int,
-        default=None,
-        help="most epochs of a validation curve (default 5; --quick 2)",
-    )
-    ap.add_argument(
-        "--peer-epochs",
-        type=int,
-        default=None,
-        help="epochs of every system in the peer comparison (default 3; --quick 1)",
-    )
-    ap.add_argument(
-        "--peer-users",
-        type=int,
-        default=None,
-        help="random users of Amazon Beauty in the peer comparison (default 5000; --quick 300)",
-    )
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="beauty,movielens,electronics",
+                    help="comma list of beauty, movielens, electronics (default: all)")
+    ap.add_argument("--seeds", default=None,
+                    help="N (seeds 0..N-1) or a comma list of seeds (default 3; --quick 2)")
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="most epochs of a validation curve (default 5; --quick 2)")
+    ap.add_argument("--peer-epochs", type=int, default=None,
+                    help="epochs of every system in the peer comparison (default 3; --quick 1)")
+    ap.add_argument("--peer-users", type=int, default=None, help="random users of Amazon Beauty "
+                    "in the peer comparison (default 5000; --quick 300)")
     ap.add_argument("--no-peers", action="store_true", help="skip the peer comparison")
-    ap.add_argument(
-        "--ml-test-rows", type=int, default=5, help="MovieLens test (and validation) rows per user"
-    )
-    ap.add_argument("--quick", action="store_true", help="~2 minute smoke run on subsamples")
-    ap.add_argument(
-        "--out",
-        default=None,
-        help="markdown output path; JSON next to it (default benchmarks/results/accuracy_peers.md, "
-        "--quick: benchmarks/results/accuracy_peers-quick.md)",
-    )
+    ap.add_argument("--ml-test-rows", type=int, default=5,
+                    help="MovieLens test (and validation) rows per user")
+    ap.add_argument("--quick", action="store_true", help="smoke run on subsamples")
+    ap.add_argument("--out", default=None, help="markdown output path; JSON next to it (default "
+                    "benchmarks/results/accuracy_peers.md, --quick: accuracy_peers-quick.md)")
     args = ap.parse_args(argv)
     q = args.quick
     seeds = args.seeds or ("2" if q else "3")
@@ -963,7 +806,7 @@ def parse_args(argv=None):
     args.beauty_users = 2000 if q else None
     args.ml_users = 100 if q else None
     name = "accuracy_peers-quick.md" if q else "accuracy_peers.md"
-    args.out = Path(args.out or (HERE / "results" / name))
+    args.out = Path(args.out or (RESULTS / name))
     args.datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     bad = set(args.datasets) - {"beauty", "movielens", "electronics"}
     if bad:
@@ -971,118 +814,92 @@ def parse_args(argv=None):
     return args
 
 
+def split(name: str, args) -> tuple[tuple[pd.DataFrame, ...], str]:
+    """(train, valid, test) of a data set, and the report's note on any subsample."""
+    if name == "electronics":
+        return amazon_split(load_electronics()), ""
+    if name == "beauty":
+        reviews, note = load_beauty(), ""
+        if args.beauty_users:
+            reviews = subsample_users(reviews, args.beauty_users)
+            note = f"Quick run: {args.beauty_users} random users."
+        return amazon_split(reviews), note
+    rows, note = load_movielens(args.ml_test_rows), ""
+    if args.ml_users:
+        rows = subsample_users(rows, args.ml_users)
+        note = f"Quick run: {args.ml_users} random users."
+    return last_rows_split(rows, args.ml_test_rows), note
+
+
+def peer_rows(name: str, train, valid, test, args) -> tuple[tuple[pd.DataFrame, ...], str]:
+    """The peer comparison's rows: on Beauty a random subsample of users (the peers are slow)."""
+    if name != "beauty":
+        return (train, valid, test), "All rows (noise, as above)."
+    full_rows = len(train) + len(valid)
+    users = np.sort(pd.concat([train, valid, test])["user_id"].unique())
+    keep = np.random.default_rng(1).choice(users, min(args.peer_users, len(users)), replace=False)
+    peer_train_rows = args.peer_epochs * (len(args.seed_list) * full_rows
+                                          + len(args.lr_grid) * len(train))
+    note = (
+        "The peers train at about 1,500-2,200 rows/s here (1 thread) against sklearn-din's "
+        f"15-40k: {len(args.seed_list)} seeds x {args.peer_epochs} epochs on the full "
+        f"{full_rows:,} train + validation rows, plus the lr search, is "
+        f"{peer_train_rows / 1e6:.1f}M training rows per peer, about "
+        f"{peer_train_rows / 1800 / 60:.0f} minutes each: beyond the 35-minute budget of this "
+        f"benchmark. So all systems here use the same random subsample of {len(keep):,} users "
+        "(numpy seed 1) with their train/valid/test rows from the split above; the numbers are "
+        "lower than in the full table (less data)."
+    )
+    return tuple(part[part["user_id"].isin(keep)] for part in (train, valid, test)), note
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    command = "benchmarks/.venv/bin/python benchmarks/accuracy.py" + (
-        " " + shlex.join(sys.argv[1:] if argv is None else argv)
-        if (sys.argv[1:] if argv is None else argv)
-        else ""
-    )
+    argv = sys.argv[1:] if argv is None else argv
+    command = " ".join(["benchmarks/.venv/bin/python benchmarks/accuracy_peers.py",
+                        shlex.join(argv)]).strip()
     info = machine_info()
-    log(
-        f"torch {info['torch']}, {info['torch_threads']} thread, {info['cpu_count']} cores, load "
+    info["peers"] = package_versions("torch-rechub", "deepctr-torch")
+    log(f"torch {info['torch']}, {info['torch_threads']} thread, {info['cpu_count']} cores, load "
         f"{info['loadavg_start'][0]:.1f}; datasets {args.datasets}; seeds {args.seed_list}; "
-        f"epochs <= {args.epochs}; quick={args.quick}"
-    )
+        f"epochs <= {args.epochs}; quick={args.quick}")
     results = {}
     for name in args.datasets:
         t = time.perf_counter()
-        if name == "beauty":
-            reviews = load_beauty()
-            note = ""
-            if args.beauty_users:
-                reviews = subsample_users(reviews, args.beauty_users)
-                note = f"Quick run: {args.beauty_users} random users."
-            train, valid, test = amazon_split(reviews)
-        elif name == "electronics":
-            train, valid, test = amazon_split(load_electronics())
-            note = ""
-        else:
-            rows = load_movielens(args.ml_test_rows)
-            note = ""
-            if args.ml_users:
-                rows = subsample_users(rows, args.ml_users)
-                note = f"Quick run: {args.ml_users} random users."
-            train, valid, test = last_rows_split(rows, args.ml_test_rows)
-        r = {"note": note}
-        r["main"] = run_main_table(
-            name,
-            train,
-            valid,
-            test,
-            args,
-            args.lr_grid,
-            args.l2_grid,
-            args.epochs,
-            args.seed_list,
-            ML_MAX_LEN if name == "movielens" else MAX_LEN,
-        )
+        (train, valid, test), note = split(name, args)
+        max_len = ML_MAX_LEN if name == "movielens" else MAX_LEN
+        r = {"note": note, "main": run_main_table(name, train, valid, test, args, args.lr_grid,
+                                                  args.l2_grid, args.epochs, args.seed_list,
+                                                  max_len)}
         if not args.no_peers and name in ("beauty", "electronics"):
-            if name == "beauty":
-                full_rows = len(train) + len(valid)
-                users = np.sort(pd.concat([train, valid, test])["user_id"].unique())
-                keep = np.random.default_rng(1).choice(
-                    users, min(args.peer_users, len(users)), replace=False
-                )
-                sub = [part[part["user_id"].isin(keep)] for part in (train, valid, test)]
-                n_users = len(keep)
-                peer_rows = args.peer_epochs * (
-                    len(args.seed_list) * full_rows + len(args.lr_grid) * len(train)
-                )
-                pnote = (
-                    f"The peers train at about 1,500-2,200 rows/s here (1 thread) against "
-                    f"sklearn-din's 15-40k: {len(args.seed_list)} seeds x {args.peer_epochs} "
-                    "epochs "
-                    f"on the full {full_rows:,} train + validation rows, plus the lr search, is "
-                    f"{peer_rows / 1e6:.1f}M training rows per peer, about "
-                    f"{peer_rows / 1800 / 60:.0f} minutes each: beyond the 35-minute budget of "
-                    "this "
-                    f"benchmark. So all systems here use the same random subsample of {n_users:,} "
-                    "users (numpy seed 1) with their train/valid/test rows from the split above; "
-                    "the "
-                    f"numbers are lower than in the full table (less data)."
-                )
-            else:
-                sub, pnote = (train, valid, test), "All rows (noise, as above)."
-            r["peers"] = run_peer_table(
-                name, *sub, args.lr_grid, args.peer_epochs, args.seed_list, pnote
-            )
+            rows, peer_note = peer_rows(name, train, valid, test, args)
+            r["peers"] = run_peer_table(name, *rows, args.lr_grid, args.peer_epochs,
+                                        args.seed_list, peer_note)
         r["seconds"] = time.perf_counter() - t
         results[name] = r
         log(f"{name} done in {r['seconds']:.0f}s")
 
-    info["loadavg_end"] = list(os.getloadavg())
     info["runtime_seconds"] = time.perf_counter() - T0
     targets_ = targets(results, args)
     print_tables(results, targets_)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_report(results, targets_, args, info, args.out, command)
     payload = {
         "command": command,
         "machine": info,
         "protocol": {
-            "lr_grid": list(args.lr_grid),
-            "l2_grid": list(args.l2_grid),
-            "max_epochs": args.epochs,
-            "patience": PATIENCE,
-            "seeds": args.seed_list,
-            "peer_epochs": args.peer_epochs,
-            "peer_users": args.peer_users,
-            "max_len": MAX_LEN,
-            "movielens_max_len": ML_MAX_LEN,
-            "common_params": COMMON,
-            "selection": (
-                "validation ROC AUC (seed 0, fit on train); refit on train+valid per seed; "
-                "test once"
-            ),
+            "lr_grid": list(args.lr_grid), "l2_grid": list(args.l2_grid),
+            "max_epochs": args.epochs, "patience": PATIENCE, "seeds": args.seed_list,
+            "peer_epochs": args.peer_epochs, "peer_users": args.peer_users, "max_len": MAX_LEN,
+            "movielens_max_len": ML_MAX_LEN, "common_params": COMMON,
+            "selection": ("validation ROC AUC (seed 0, fit on train); refit on train+valid per "
+                          "seed; test once"),
             "std": "sample standard deviation over seeds (ddof=1)",
         },
         "results": results,
         "targets": targets_,
     }
-    json_path = args.out.with_suffix(".json")
-    json_path.write_text(json.dumps(to_jsonable(payload), indent=1))
-    log(f"wrote {args.out} and {json_path}; total {info['runtime_seconds'] / 60:.1f} min")
+    markdown = render(results, targets_, args, info, command)
+    write_report(args.out.parent, args.out.stem, markdown, to_jsonable(payload))
+    log(f"total {info['runtime_seconds'] / 60:.1f} min")
     return 0
 
 

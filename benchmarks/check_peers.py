@@ -1,4 +1,4 @@
-"""Smoke check: both peer DINs train and predict on a small synthetic dataset in OUR column convention.
+"""Smoke check: the three peer DINs train and predict on a small synthetic dataset in OUR column convention.
 
 Run with the benchmark venv:  benchmarks/.venv/bin/python benchmarks/check_peers.py [--threads 1] [--json PATH]
 
@@ -126,6 +126,7 @@ def main(argv=None):
     for name, fn in [
         ("torch-rechub", peers.fit_predict_rechub_din),
         ("deepctr-torch", peers.fit_predict_deepctr_din),
+        ("fuxictr", peers.fit_predict_fuxictr_din),
     ]:
         t0 = time.perf_counter()
         try:

@@ -1,12 +1,19 @@
-"""What every benchmark report needs: the machine it ran on, and markdown tables."""
+"""What every benchmark needs: the machine it ran on, the data's home, fresh worker processes,
+timing helpers, and markdown tables."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
+import math
 import os
 import platform
 import subprocess
+import sys
+import time
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -14,6 +21,9 @@ import torch
 import sklearn_din
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+# The shared data sets live next to the checkout, never in it (SKLEARN_DIN_DATA overrides).
+DATA = Path(os.environ.get("SKLEARN_DIN_DATA", ROOT.parent / "shared" / "data"))
 
 
 def machine_info() -> dict:
@@ -69,3 +79,68 @@ def mean_std(values: list[float], digits: int = 4) -> str:
     if len(values) < 2:
         return f"{values.mean():.{digits}f}"
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def fmt(value: object, spec: str = ",.0f") -> str:
+    """A number for a table; ``n/a`` for None and non-finite values, strings unchanged."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return value if isinstance(value, str) else format(value, spec)
+
+
+def auc_se(auc: float, n_pos: int, n_neg: int) -> float:
+    """Hanley & McNeil (1982) standard error of an AUC."""
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)
+    return float(math.sqrt(max(var, 0.0) / max(n_pos * n_neg, 1)))
+
+
+def package_versions(*names: str) -> dict[str, str]:
+    """Installed versions of the named distributions (``missing`` when not installed)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
+
+
+def source_digest() -> str:
+    """Short hash of sklearn_din's source: shows whether the code changed during a run (every
+    worker process imports the package afresh from the working tree)."""
+    digest = hashlib.sha1()
+    for path in sorted(Path(sklearn_din.__file__).parent.rglob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+def run_worker(script: Path, spec: dict, workdir: Path, *, threads: int,
+               timeout: float | None = None) -> dict:
+    """Run ``script --worker SPEC --worker-out OUT`` in a fresh process with ``threads`` BLAS/OpenMP
+    threads; its JSON result plus ``wall_s``, or ``{"error": ...}`` with the end of its output."""
+    spec_path, out_path = workdir / f"spec_{spec['tag']}.json", workdir / f"out_{spec['tag']}.json"
+    spec_path.write_text(json.dumps(spec))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "OPENBLAS_NUM_THREADS": str(threads), "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, str(script), "--worker", str(spec_path),
+                               "--worker-out", str(out_path)], env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s", "wall_s": time.perf_counter() - start}
+    wall = time.perf_counter() - start
+    if proc.returncode != 0 or not out_path.exists():
+        return {"error": f"exit {proc.returncode}: {(proc.stderr or proc.stdout)[-3000:]}",
+                "wall_s": wall}
+    return {**json.loads(out_path.read_text()), "wall_s": wall}
+
+
+def write_report(out_dir: Path, stem: str, markdown: str, report: dict) -> None:
+    """``<stem>.md`` and ``<stem>.json`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.md").write_text(markdown)
+    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str))
+    print(f"wrote {out_dir / (stem + '.md')} and {out_dir / (stem + '.json')}")

@@ -1,4 +1,4 @@
-"""Adapters that train and score the two peer DIN implementations on OUR data.
+"""Adapters that train and score the three peer DIN implementations on OUR data.
 
 Only the peers' public imports are used (no copies of their code):
 
@@ -6,6 +6,9 @@ Only the peers' public imports are used (no copies of their code):
   ``torch_rechub.utils.data.DataGenerator``, ``torch_rechub.trainers.CTRTrainer``.
 * deepctr-torch 0.3.0 -- ``deepctr_torch.inputs``, ``deepctr_torch.models.DIN`` with
   ``compile`` / ``fit`` / ``predict``.
+* FuxiCTR 2.3.10 -- ``fuxictr.features.FeatureMap`` and the DIN the wheel ships,
+  ``model_zoo.LongCTR.DIN.DIN`` with its ``LongCTRDataLoader`` (``fit`` / ``predict``); see
+  ``fit_predict_fuxictr_din`` for its data layout.
 
 Our column convention (input of every function here)
 -----------------------------------------------------
@@ -112,6 +115,15 @@ def _check_data(data, name):
                 f"{name}[{k!r}] has non-zero entries past hist_len (padding must be 0, on the right)"
             )
     return n, L
+
+
+def _check_pair(train, test):
+    """Rows of ``train`` and ``test`` and their common history length L."""
+    n_train, L = _check_data(train, "train")
+    n_test, L_test = _check_data(test, "test")
+    if L != L_test:
+        raise ValueError(f"train L={L} != test L={L_test}")
+    return n_train, n_test, L
 
 
 def to_peer_history(hist, hist_len):
@@ -283,10 +295,7 @@ def fit_predict_rechub_din(
     from torch_rechub.trainers import CTRTrainer
     from torch_rechub.utils.data import DataGenerator
 
-    n_train, L = _check_data(train, "train")
-    n_test, L_test = _check_data(test, "test")
-    if L != L_test:
-        raise ValueError(f"train L={L} != test L={L_test}")
+    n_train, n_test, L = _check_pair(train, test)
     vocab = _vocab_sizes(train, test)
     x_tr, y_tr = _peer_inputs(train)
     x_te, y_te = _peer_inputs(test)
@@ -411,10 +420,7 @@ def fit_predict_deepctr_din(
     from deepctr_torch.inputs import SparseFeat, VarLenSparseFeat
     from deepctr_torch.models import DIN
 
-    n_train, L = _check_data(train, "train")
-    n_test, L_test = _check_data(test, "test")
-    if L != L_test:
-        raise ValueError(f"train L={L} != test L={L_test}")
+    n_train, n_test, L = _check_pair(train, test)
     vocab = _vocab_sizes(train, test)
     if max(vocab.values()) > 2**24:
         warnings.warn(
@@ -501,6 +507,159 @@ def fit_predict_deepctr_din(
         rss.mb,
         n_threads,
         extra={"peer": "deepctr-torch", "vocab_sizes": vocab, "L": L},
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# FuxiCTR
+# --------------------------------------------------------------------------------------------------------
+def _fuxictr_tables(train, test):
+    """FuxiCTR's LongCTR layout of our rows: an item table, one sequence per row, the row table.
+
+    The LongCTR loader looks every history position and the candidate up in an item table
+    (``item_info``: row ``i`` = the features of item index ``i``, row 0 = padding) and each row's
+    history in a sequence table (``user_info["full_item_seq"]``, chronological, of which a row uses
+    the first ``seq_len`` entries). Our histories carry the category of each event, so the item
+    index enumerates the (item, category) pairs that occur (an unknown item of a known category
+    keeps its category); every row gets its own sequence (``user_index`` = row number, train rows
+    then test rows), so each system sees exactly the same histories.
+    """
+    hist = {k: np.concatenate([train[k], test[k]]) for k in HIST_KEYS}
+    lens = np.concatenate([train["hist_len"], test["hist_len"]]).astype(np.int64)
+    items = np.concatenate([train["item_id"], test["item_id"]]).astype(np.int64)
+    cates = np.concatenate([train["cate_id"], test["cate_id"]]).astype(np.int64)
+    n_cates = int(max(cates.max(initial=0), hist["hist_cate_id"].max(initial=0))) + 1
+    key_hist = hist["hist_item_id"] * n_cates + hist["hist_cate_id"]
+    key_target = items * n_cates + cates
+    keys, inverse = np.unique(np.concatenate([[0], key_target, key_hist.ravel()]),
+                              return_inverse=True)  # key 0 = (0, 0), padding: index 0
+    target_index = inverse[1:1 + len(items)]
+    hist_index = inverse[1 + len(items):].reshape(key_hist.shape)
+    sequences = to_peer_history(hist_index, lens)
+    item_info = {"item_index": np.arange(len(keys)), "item_id": keys // n_cates,
+                 "cate_id": keys % n_cates}
+    rows = {"user_id": np.concatenate([train["user_id"], test["user_id"]]).astype(np.int64),
+            "item_index": target_index, "user_index": np.arange(len(items)), "seq_len": lens,
+            "label": np.concatenate([train["label"], test["label"]]).astype(np.int64)}
+    return item_info, [s[:n] for s, n in zip(sequences, lens, strict=True)], rows
+
+
+def fit_predict_fuxictr_din(
+    train,
+    test,
+    *,
+    embed_dim=8,
+    attention_units=(256, 128),
+    hidden_units=(256, 128),
+    epochs=1,
+    batch_size=1024,
+    lr=1e-3,
+    weight_decay=0.0,
+    seed=0,
+    n_threads=1,
+    model_kwargs=None,
+):
+    """Train FuxiCTR's DIN on ``train`` and score ``test`` (see the module docstring for the layout).
+
+    FuxiCTR 2.3.10's wheel ships its DIN as ``model_zoo.LongCTR.DIN`` (the classic ``model_zoo/DIN``
+    lives only in its git repository), fed by ``LongCTRDataLoader`` from three parquet files written
+    here (``_fuxictr_tables``; untimed, like the other peers' array building). The loader pads each
+    batch to its longest history (pre-padding, the mask removes padding), not to ``L``.
+    Model: its defaults (Dice in the attention MLP, ReLU output MLP, embeddings N(0, 1e-4),
+    gradient norm clipped at 10) with our sizes, Adam (``optimizer="adam"``, ``learning_rate``).
+    FuxiCTR's optimizer takes no weight decay: ``weight_decay`` must be 0.
+    ``BaseModel.fit`` evaluates on validation data at the end of every epoch, saves the best
+    weights and reloads them when it returns: we call ``fit(epochs=1)`` once per epoch (its first
+    evaluation is always the best, so the reload restores the weights just trained) with a
+    2-row validation loader of training rows, so the timed epoch includes that tiny evaluation and
+    one checkpoint save/load. A batch whose histories are all empty makes FuxiCTR's attention raise
+    (a reshape of 0 elements): real batches of 1,024 rows always hold some history. ``num_workers=0`` as for torch-rechub (its default starts a worker
+    process).
+    """
+    import logging
+    import tempfile
+    from collections import OrderedDict
+
+    import pandas as pd
+    from fuxictr.features import FeatureMap
+    from fuxictr.pytorch.torch_utils import seed_everything
+    from model_zoo.LongCTR.DIN import DIN
+    from model_zoo.LongCTR.longctr_dataloader import LongCTRDataLoader
+
+    if weight_decay:
+        raise ValueError("FuxiCTR's optimizer has no weight decay; pass weight_decay=0")
+    n_train, n_test, L = _check_pair(train, test)
+    item_info, sequences, rows = _fuxictr_tables(train, test)
+    logging.getLogger().setLevel(logging.WARNING)  # fit logs every evaluation at INFO
+
+    with _num_threads(n_threads), tempfile.TemporaryDirectory(prefix="fuxictr_") as tmp:
+        pd.DataFrame(item_info).to_parquet(f"{tmp}/item_info.parquet")
+        pd.DataFrame({"full_item_seq": sequences}).to_parquet(f"{tmp}/user_info.parquet")
+        table = pd.DataFrame(rows)
+        # FuxiCTR's DIN_Attention fails on a batch whose histories are all empty ("cannot reshape
+        # tensor of 0 elements"): the validation pair is drawn from rows that have a history.
+        labels, has_history = rows["label"][:n_train], rows["seq_len"][:n_train] > 0
+        positives = np.flatnonzero((labels == 1) & has_history)[:1]
+        negatives = np.flatnonzero((labels == 0) & has_history)[:1]
+        for name, part in (("train", table.iloc[:n_train]), ("test", table.iloc[n_train:]),
+                           ("valid", table.iloc[np.concatenate([positives, negatives])])):
+            part.to_parquet(f"{tmp}/{name}.parquet", index=False)
+
+        feature_map = FeatureMap("bench", tmp)
+        feature_map.default_emb_dim = embed_dim
+        feature_map.labels = ["label"]
+        feature_map.features = OrderedDict([
+            ("user_id", {"type": "categorical", "source": "user",
+                         "vocab_size": int(rows["user_id"].max()) + 1}),
+            ("item_id", {"type": "categorical", "source": "item", "padding_idx": 0,
+                         "vocab_size": int(item_info["item_id"].max()) + 1}),
+            ("cate_id", {"type": "categorical", "source": "item", "padding_idx": 0,
+                         "vocab_size": int(item_info["cate_id"].max()) + 1}),
+            ("item_index", {"type": "meta"}), ("user_index", {"type": "meta"}),
+            ("seq_len", {"type": "meta"}),
+        ])
+        feature_map.num_fields = feature_map.get_num_fields()
+        feature_map.set_column_index()
+
+        def loader(name, shuffle):
+            return LongCTRDataLoader(feature_map, f"{tmp}/{name}.parquet",
+                                     user_info=f"{tmp}/user_info.parquet",
+                                     item_info=f"{tmp}/item_info.parquet", batch_size=batch_size,
+                                     shuffle=shuffle, num_workers=0, max_len=L)
+
+        _seed_all(seed)
+        seed_everything(seed)
+        kwargs = dict(
+            gpu=-1, embedding_dim=embed_dim, learning_rate=lr,
+            attention_hidden_units=list(attention_units), dnn_hidden_units=list(hidden_units),
+            optimizer="adam", loss="binary_crossentropy", metrics=["AUC"], monitor="AUC",
+            reduce_lr_on_plateau=False, verbose=0, model_root=tmp,
+        )
+        kwargs.update(model_kwargs or {})
+        model = DIN(feature_map, **kwargs)
+        os.makedirs(model.model_dir, exist_ok=True)
+        train_gen, valid_gen, test_gen = (loader("train", True), loader("valid", False),
+                                          loader("test", False))
+        epoch_seconds = []
+        with _PeakRSS() as rss:
+            for _ in range(epochs):
+                t0 = time.perf_counter()
+                model.fit(train_gen, epochs=1, validation_data=valid_gen)
+                epoch_seconds.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            proba = model.predict(test_gen)
+            predict_seconds = time.perf_counter() - t0
+
+    return _result(
+        epoch_seconds,
+        n_train,
+        predict_seconds,
+        n_test,
+        proba,
+        test["label"],
+        rss.mb,
+        n_threads,
+        extra={"peer": "fuxictr", "n_items_table": len(item_info["item_index"]), "L": L},
     )
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# (Re)create the benchmark venv at benchmarks/.venv: torch 2.13.0 CPU, the two peer DINs
-# (torch-rechub 0.9.0, deepctr-torch 0.3.0) and sklearn-din itself (editable). Idempotent: safe to rerun.
+# (Re)create the benchmark venv at benchmarks/.venv: torch 2.13.0 CPU, the three peer DINs
+# (torch-rechub 0.9.0, deepctr-torch 0.3.0, fuxictr 2.3.10) and sklearn-din itself (editable). Idempotent: safe to rerun.
 # Usage: bash benchmarks/setup_env.sh        (PYTHON=python3.11 to choose the interpreter)
 set -euo pipefail
 
@@ -38,4 +38,4 @@ case "$TV" in
     "$TORCH_VERSION+cpu") echo "ok: torch $TV in $VENV" ;;
     *) echo "ERROR: torch in $VENV is '$TV', expected $TORCH_VERSION+cpu" >&2; exit 1 ;;
 esac
-"$VPY" -c 'import torch_rechub, deepctr_torch, sklearn, skorch; print("peers import: torch-rechub", torch_rechub.__version__ if hasattr(torch_rechub, "__version__") else "?", "deepctr-torch", deepctr_torch.__version__)'
+"$VPY" -c 'import torch_rechub, deepctr_torch, fuxictr, sklearn, skorch; from model_zoo.LongCTR.DIN import DIN; print("peers import: torch-rechub", getattr(torch_rechub, "__version__", "?"), "deepctr-torch", deepctr_torch.__version__, "fuxictr", fuxictr.__version__)'

@@ -19,7 +19,7 @@ well: both must have trained the same model (within float tolerance).
 - FLOPs counted as ``benchmarks/speed.py`` counts them (``train_flops``: only real
   history positions, the attention's first layer on its full 4D input, backward = 2x
   forward), against the machine's fp32 matmul rate measured the same way
-  (``measure_matmul``, square 2048, same thread count) before and after.
+  (``matmul_gflops``, square 2048, same thread count) before and after.
 
 Run::
 
@@ -49,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from speed import BATCH_SIZE, EMBED_DIM, LR, MAX_LEN, SIZES, measure_matmul  # noqa: E402
+from speed import BATCH_SIZE, EMBED_DIM, LR, MAX_LEN, SIZES, matmul_gflops  # noqa: E402
 from speed import train_flops as speed_train_flops  # noqa: E402
 
 from sklearn_din import _network as candidate_network  # noqa: E402
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     baseline = baseline_network(args.baseline_ref)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent,
                           capture_output=True, text=True).stdout.strip()
-    matmul = {t: [measure_matmul(t, 2048, 5)["square_gflops"]] for t in args.threads}
+    matmul = {t: [matmul_gflops(t, 2048, 5)] for t in args.threads}
     rows = []
     for threads in args.threads:
         for size in args.sizes:
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
                       f"B {row['b_ms']:7.1f} ms  x{row['ratio']:.2f}  "
                       f"{row['a_gflops']:.1f} -> {row['b_gflops']:.1f} GFLOP/s", flush=True)
     for t in args.threads:
-        matmul[t].append(measure_matmul(t, 2048, 5)["square_gflops"])
+        matmul[t].append(matmul_gflops(t, 2048, 5))
     env = " ".join(f"{k}={os.environ[k]}" for k in ALLOCATOR_ENV if k in os.environ)
     lines = [
         "## Run" if args.append else "# Training step: reference vs this checkout",

@@ -4,7 +4,15 @@ from ._callbacks import NonFiniteLossError, StopOnNonFiniteLoss
 from ._classifier import DINClassifier, NoHistoryWarning
 from ._explain import explain_attention
 from ._export import export_onnx, export_program, export_tables, onnx_inputs
-from ._network import DeepInterestNetwork, Dice
+from ._network import (
+    AttentionScorer,
+    DeepInterestNetwork,
+    Dice,
+    DotProductScorer,
+    LocalActivationUnit,
+    MeanPooling,
+    SumPooling,
+)
 from ._persistence import ModelFileError, load_model, save_model
 from ._scoring import score_candidates
 from ._streaming import fit_stream
@@ -12,13 +20,18 @@ from ._transformer import SequenceFeatureTransformer, UnknownUsersWarning
 from ._version import __version__
 
 __all__ = [
+    "AttentionScorer",
     "DINClassifier",
     "DeepInterestNetwork",
     "Dice",
+    "DotProductScorer",
+    "LocalActivationUnit",
+    "MeanPooling",
     "ModelFileError",
     "NoHistoryWarning",
     "NonFiniteLossError",
     "StopOnNonFiniteLoss",
+    "SumPooling",
     "UnknownUsersWarning",
     "SequenceFeatureTransformer",
     "__version__",

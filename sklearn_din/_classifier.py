@@ -34,29 +34,28 @@ from sklearn.utils.validation import (
 from skorch import NeuralNetBinaryClassifier
 from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring
 from skorch.dataset import Dataset
-from skorch.utils import is_dataset, to_tensor
+from skorch.utils import TeeGenerator, is_dataset, to_tensor
 from torch.utils.data import DataLoader, Subset
 
 from ._batching import WEIGHT_KEY, TensorBatchIterator, dataset_arrays
 from ._callbacks import BatchProgress, EarlyStoppingOnValidation, EpochTable, StopOnNonFiniteLoss
 from ._distributed import DataParallelMixin, check_process_group
-from ._layout import InputLayout, check_numeric_scale
+from ._layout import InputLayout, InputState, check_numeric_scale
 from ._messages import warn
-from ._network import ACTIVATIONS, POOLINGS, DeepInterestNetwork
+from ._network import ACTIVATIONS, POOLINGS, SCORER_NAMES, DeepInterestNetwork, scorer_class
 from ._splitting import latest_rows_split
 from ._stream_dataset import StreamDataset
 from ._validation import check_dataframe, check_sample_weight, label_kind, to_pandas
 
 # Rows converted to tensors at a time when predicting: bounds memory to tens of MB.
 PREDICT_CHUNK_ROWS = 1 << 16
-FREQUENCY_CHUNK_ROWS = 1 << 16  # at max_len=50; fewer rows for longer histories
 # early_stopping="auto" switches early stopping on from this many training rows (as
 # scikit-learn's HistGradientBoostingClassifier does).
 EARLY_STOPPING_AUTO_ROWS = 10_000
 # The flat parameters that build the network: a ``module__<name>`` value overrides one.
 _NETWORK_PARAMS = ("embed_dim", "attention_units", "hidden_units", "activation",
-                   "attention_normalization", "pooling", "dropout", "batch_norm",
-                   "pooled_product")
+                   "attention_normalization", "pooling", "attention_scorer", "dropout",
+                   "batch_norm", "pooled_product")
 # Held by a fit with a random_state while it draws from torch's process-wide generator.
 _SEEDED_FITS = threading.RLock()
 
@@ -122,6 +121,13 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         paper's text); "mean" divides the raw scores by the history's length.
     pooling : {"attention", "sum", "mean"}, default="attention"
         How the history is pooled; "sum" and "mean" give the paper's base model.
+    attention_scorer : {"local_activation", "dot"} or class, default="local_activation"
+        What scores each history position against the candidate with
+        ``pooling="attention"``: the paper's local activation unit (an MLP, sized by
+        ``attention_units``), a scaled dot product of the item embeddings (no weights
+        of its own), or a subclass of :class:`AttentionScorer` (a class, not an
+        instance, so that ``clone`` and grid search build a fresh one). ``save_model``
+        saves the built-in ones, by name or as their classes, and refuses other classes.
     dropout : float, default=0.0
         Dropout after each hidden layer of the output MLP.
     batch_norm : bool, default=False
@@ -172,7 +178,8 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         ``train_split``'s, or, with ``train_split=None``, an internal split that
         respects time: each of a random set of users gives its latest rows (those
         with its longest ``hist_len``; every training row of that user is strictly
-        earlier), about ``validation_fraction`` of the rows. Applies to ``fit``, not
+        earlier), about ``validation_fraction`` of the rows; users whose latest rows
+        exceed 5% of them are drawn last, so many users are validated. Applies to ``fit``, not
         to ``partial_fit`` or :func:`fit_stream`. ``early_stopping=False,
         max_epochs=N`` trains exactly N epochs on every row (the paper's way).
     validation_fraction : float, default=0.1
@@ -289,6 +296,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "activation": [StrOptions(set(ACTIVATIONS))],
         "attention_normalization": [None, StrOptions({"softmax", "mean"})],
         "pooling": [StrOptions(set(POOLINGS))],
+        "attention_scorer": [StrOptions(set(SCORER_NAMES)), type],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
         "pooled_product": ["boolean"],
@@ -326,6 +334,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         activation: str = "dice",
         attention_normalization: str | None = "softmax",
         pooling: str = "attention",
+        attention_scorer: str | type = "local_activation",
         dropout: float = 0.0,
         batch_norm: bool = False,
         pooled_product: bool = True,
@@ -389,6 +398,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self.activation = activation
         self.attention_normalization = attention_normalization
         self.pooling = pooling
+        self.attention_scorer = attention_scorer
         self.dropout = dropout
         self.batch_norm = batch_norm
         self.pooled_product = pooled_product
@@ -418,8 +428,12 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
     def _get_param_names(self) -> list[str]:
         # skorch lists every attribute not ending in "_" as a parameter, its own private
         # bookkeeping (_params_to_validate, ...) included; clone() must not see those.
+        # A private override because there is no public hook: get_params, set_params,
+        # clone and the repr all read the names from here.
         return [k for k in super()._get_param_names() if not k.startswith("_")]
 
+    # skorch's way to replace its default callbacks (its own subclasses override it):
+    # ``callbacks=`` only adds to them.
     @property
     def _default_callbacks(self) -> list:
         return [
@@ -467,15 +481,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             "context_vocab_sizes": self.history_vocab_sizes_[n_shared:],
             "sparse_vocab_sizes": self.sparse_vocab_sizes_,
             "n_dense": len(self.layout_.dense_cols),
-            "embed_dim": self.embed_dim,
-            "attention_units": tuple(self.attention_units),
-            "hidden_units": tuple(self.hidden_units),
-            "activation": self.activation,
-            "attention_normalization": self.attention_normalization,
-            "pooling": self.pooling,
-            "dropout": self.dropout,
-            "batch_norm": self.batch_norm,
-            "pooled_product": self.pooled_product,
+            **self._network_settings(),
             "id_frequencies": self.id_frequencies_,
         }
         if self.sparse_embeddings:
@@ -485,6 +491,20 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         kwargs.update(explicit)
         self.module_ = self.initialized_instance(self.module, kwargs)
         return self
+
+    def _network_settings(self) -> dict[str, object]:
+        """The network's settings (``embed_dim``, ``attention_normalization``, ...): each
+        flat parameter, or the ``module__*`` value that overrides it.
+
+        The one place that resolves the two spellings: the network is built from it,
+        and plots and explanations read it, so that they describe the network as built.
+        """
+        explicit = self.get_params_for("module")
+        settings = {name: getattr(self, name) for name in _NETWORK_PARAMS}
+        settings["attention_units"] = tuple(settings["attention_units"])
+        settings["hidden_units"] = tuple(settings["hidden_units"])
+        settings.update((k, v) for k, v in explicit.items() if k in _NETWORK_PARAMS)
+        return settings
 
     def _check_inferred_network_args(self, explicit: dict) -> None:
         """Explicit ``module__*`` values of what fit infers must fit the data."""
@@ -523,15 +543,26 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         )
         return self
 
-    def _step_optimizer(self, step_fn: object) -> None:
-        # skorch hands its closure (zero_grad, forward, backward) to every optimizer's
-        # step, so with sparse_embeddings each batch would be computed twice and the
-        # embeddings stepped on gradients taken after the dense weights had moved. The
-        # first optimizer runs the closure once; the others step on the same gradients.
-        first, *others = self._optimizers
-        getattr(self, first + "_").step(step_fn)
-        for name in others:
-            getattr(self, name + "_").step()
+    def train_step(self, batch: object, **fit_params: object) -> dict:
+        """skorch's training step; with ``sparse_embeddings``, one forward and backward
+        pass whose gradients both optimizers step on.
+
+        skorch hands its closure (zero_grad, forward, backward) to every optimizer's
+        ``step``, so with two optimizers each batch would be computed twice and the
+        embeddings stepped on gradients taken after the dense weights had moved. skorch
+        documents overriding ``train_step`` for this.
+        """
+        if not self.sparse_embeddings:
+            return super().train_step(batch, **fit_params)
+        optimizers = (self.optimizer_, self.optimizer_embeddings_)
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        step = self.train_step_single(batch, **fit_params)
+        self.notify("on_grad_computed", named_parameters=TeeGenerator(
+            self.get_all_learnable_params()), batch=batch, training=True)
+        for optimizer in optimizers:
+            optimizer.step()
+        return step
 
     def infer(self, x: object, **fit_params: object) -> torch.Tensor:
         """The forward pass; a batch's sample weights are for the loss, not the network."""
@@ -572,8 +603,8 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             # A distributed fit penalises the ids of the whole global batch in every process:
             # the same term everywhere, so DDP's gradient average keeps it as it is.
             used = X if parallel is None else parallel.iterator.global_batch()
-            used = {k: v for k, v in used.items() if k != WEIGHT_KEY}
-            loss = loss + self.embedding_l2 * self.module_.embedding_penalty(**used)
+            ids = {k: used[k] for k in ("candidate", "history", "history_length", "sparse")}
+            loss = loss + self.embedding_l2 * self.module_.embedding_penalty(**ids)
         return loss
 
     def get_iterator(self, dataset: object, training: bool = False) -> object:
@@ -622,6 +653,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         )
         _check_units("attention_units", self.attention_units, allow_empty=False)
         _check_units("hidden_units", self.hidden_units, allow_empty=True)
+        scorer_class(self.attention_scorer)  # a class must be a torch module
         self._check_prefixed_params()
         bad = [c for c in self.categorical_cols if not isinstance(c, str)]
         if bad:
@@ -721,7 +753,21 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         """Validate prediction-time X against the fitted layout and build the inputs."""
         frame, _ = self._frame(X, method, reset=False)
         self.layout_.check(frame, f"{type(self).__name__}.{method}")
-        return self.layout_.to_arrays(frame, self.history_vocab_sizes_, self.sparse_vocab_sizes_)
+        return self._input_state().to_arrays(frame)
+
+    def _input_state(self) -> InputState:
+        """The fitted input state (layout, table sizes, id frequencies)."""
+        return InputState(self.layout_, self.history_vocab_sizes_, self.sparse_vocab_sizes_,
+                          self.id_frequencies_)
+
+    def _set_input_state(self, state: InputState, classes: np.ndarray) -> None:
+        """Record what a fresh fit (``fit``, ``partial_fit``'s first call, ``fit_stream``'s
+        scan) learnt from its inputs: the one place that sets these fitted attributes."""
+        self.classes_ = classes
+        self.layout_ = state.layout
+        self.history_vocab_sizes_ = tuple(state.history_vocab_sizes)
+        self.sparse_vocab_sizes_ = tuple(state.sparse_vocab_sizes)
+        self.id_frequencies_ = list(state.id_frequencies)
 
     def _layout_for(self, frame: pd.DataFrame, named: bool) -> InputLayout:
         if not named:
@@ -792,17 +838,10 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                 )
             layout = self._layout_for(frame, named)
             layout.check(frame, who)
-            history_sizes, sparse_sizes = layout.vocab_sizes(frame)
-            layout.check_table_sizes(history_sizes, sparse_sizes, len(frame), who)
-            inputs = layout.to_arrays(frame, history_sizes, sparse_sizes)
+            state, inputs = InputState.learn(layout, frame, who, weight)
             check_numeric_scale(np.abs(inputs["dense"]).max(axis=0, initial=0.0),
                                 layout.dense_cols, who)
-            self.classes_ = labels
-            self.layout_ = layout
-            self.history_vocab_sizes_, self.sparse_vocab_sizes_ = history_sizes, sparse_sizes
-            self.id_frequencies_ = _id_frequencies(
-                inputs, self.history_vocab_sizes_, self.sparse_vocab_sizes_, weight
-            )
+            self._set_input_state(state, labels)
         else:
             if label_kind(labels) != label_kind(self.classes_):
                 raise ValueError(f"{who}: y holds {label_kind(labels)} but the first fit's "
@@ -813,9 +852,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                 raise ValueError(f"{who}: y has labels {unknown.tolist()} not seen in the first "
                                  f"fit (classes_ = {self.classes_.tolist()}).")
             self.layout_.check(frame, who)
-            inputs = self.layout_.to_arrays(
-                frame, self.history_vocab_sizes_, self.sparse_vocab_sizes_
-            )
+            inputs = self._input_state().to_arrays(frame)
         if weight is not None:
             inputs[WEIGHT_KEY] = weight
         return frame, inputs, (y == self.classes_[1]).astype(np.float32)
@@ -929,13 +966,18 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             # Read by get_split_datasets; the rows are the fit's alone, not the model's.
             self.early_stopping_rows_ = self._early_stopping_rows(frame, inputs, target)
         try:
-            with self._seeded():
-                if not self.initialized_:
-                    self._initialize_checked()
-                super().partial_fit(inputs, target, **fit_params)
+            self._run_epochs(inputs, target, **fit_params)
         finally:
             self.__dict__.pop("early_stopping_rows_", None)
         return self
+
+    def _run_epochs(self, X: object, y: object, **fit_params: object) -> None:
+        """``max_epochs`` epochs of skorch's loop (callbacks, history), seeded; a fresh fit
+        builds the network first. ``X`` is the inputs' dict, or fit_stream's dataset."""
+        with self._seeded():
+            if not self.initialized_:
+                self._initialize_checked()
+            super().partial_fit(X, y, **fit_params)
 
     def _initialize_checked(self) -> None:
         """initialize(), naming the parameters at fault when torch refuses them."""
@@ -1044,37 +1086,6 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         tags.classifier_tags.multi_class = False
         tags.target_tags.required = True
         return tags
-
-
-def _id_frequencies(
-    inputs: dict[str, np.ndarray], history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...],
-    weight: np.ndarray | None = None,
-) -> list[np.ndarray]:
-    """Occurrences of each id per table: candidates and real history positions (shared and
-    context features), then sparse ids.
-
-    With row weights, each occurrence counts its row's weight (a row of weight 2 as
-    two rows): float counts.
-    """
-    history, length = inputs["history"], inputs["history_length"]
-    n_shared = inputs["candidate"].shape[1]
-    counts = [np.bincount(inputs["candidate"][:, f], weights=weight, minlength=size)
-              if f < n_shared else np.zeros(size, dtype=np.int64 if weight is None else float)
-              for f, size in enumerate(history_sizes)]
-    counts += [np.bincount(inputs["sparse"][:, j], weights=weight, minlength=size)
-               for j, size in enumerate(sparse_sizes)]
-    # In row chunks: the mask and the gathered ids of a whole million-row history would
-    # be a transient of ~0.6x the training arrays, more than fit otherwise adds.
-    positions = np.arange(history.shape[2])
-    chunk_rows = max(1, FREQUENCY_CHUNK_ROWS * 50 // max(history.shape[2], 1))
-    for start in range(0, len(length), chunk_rows):
-        rows = slice(start, start + chunk_rows)
-        valid = positions[None, :] < length[rows, None]
-        weights = (None if weight is None
-                   else np.broadcast_to(weight[rows, None], valid.shape)[valid])
-        for f, size in enumerate(history_sizes):
-            counts[f] += np.bincount(history[rows, f, :][valid], weights=weights, minlength=size)
-    return counts
 
 
 def _labels(y: np.ndarray, who: str) -> np.ndarray:

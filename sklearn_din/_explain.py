@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
 from ._classifier import DINClassifier
-from ._transformer import HIST_LEN_COL, SequenceFeatureTransformer, history_column
-
-
-def sequence_transformer(model: object) -> SequenceFeatureTransformer | None:
-    """The SequenceFeatureTransformer heading a pipeline (frozen or not), if any."""
-    if not isinstance(model, Pipeline):
-        return None
-    first = model.steps[0][1]
-    if isinstance(first, FrozenEstimator):
-        first = first.estimator
-    return first if isinstance(first, SequenceFeatureTransformer) else None
+from ._layout import HIST_LEN_COL, history_column
+from ._model_parts import model_parts
 
 
 def explain_attention(model: Pipeline | DINClassifier, X: pd.DataFrame) -> pd.DataFrame:
@@ -27,10 +17,11 @@ def explain_attention(model: Pipeline | DINClassifier, X: pd.DataFrame) -> pd.Da
     Parameters
     ----------
     model : Pipeline ending in DINClassifier, or DINClassifier
-        A fitted model. When the pipeline starts with a
-        :class:`SequenceFeatureTransformer`, history ids are decoded back to their
-        raw values and each behaviour's time is given; a bare classifier reports
-        the integer codes of its input.
+        A fitted model, also inside a ``FrozenEstimator``, a fitted search (its
+        ``best_estimator_``) or a ``CalibratedClassifierCV`` of one model. When the
+        pipeline starts with a :class:`SequenceFeatureTransformer`, history ids are
+        decoded back to their raw values and each behaviour's time is given; a bare
+        classifier reports the integer codes of its input.
     X : DataFrame
         Rows as the model's ``predict_proba`` takes them.
 
@@ -55,16 +46,9 @@ def explain_attention(model: Pipeline | DINClassifier, X: pd.DataFrame) -> pd.Da
     >>> explain_attention(model, X.tail(2)).columns.tolist()
     ['row', 'position', 'weight', 'item_id', 'cate_id', 'time', 'score']
     """
-    transformer = sequence_transformer(model)
-    if isinstance(model, Pipeline):
-        classifier = model.steps[-1][1]
-        features = model[:-1].transform(X) if len(model.steps) > 1 else X
-    else:
-        classifier, features = model, X
-    if not isinstance(classifier, DINClassifier):
-        raise TypeError(
-            f"explain_attention needs a DINClassifier, got {type(classifier).__name__}."
-        )
+    parts = model_parts(model)
+    classifier = parts.require_classifier("explain_attention")
+    transformer, features = parts.transformer, parts.transform(X)
     layout = classifier.layout_
     if not layout.history_features:
         raise ValueError("explain_attention: the model was fit without history columns.")

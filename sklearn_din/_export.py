@@ -20,22 +20,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from ._classifier import DINClassifier
-from ._explain import sequence_transformer
-from ._saved_values import plain_array
-from ._streaming import _parts
-from ._transformer import (
+from ._layout import (
     _FIRST_KNOWN,
     PADDING,
     RECENCY_FEATURE,
     RECENCY_OCTAVES,
     UNKNOWN,
     USER_COL,
-    SequenceFeatureTransformer,
     context_column,
 )
+from ._model_parts import model_parts
+from ._saved_values import plain_array
 from ._version import __version__
 
 INPUT_NAMES = ("candidate", "history", "history_length", "sparse", "dense")
@@ -64,7 +63,9 @@ class _ServingGraph(torch.nn.Module):
 
 
 def _classifier(model: object, who: str) -> DINClassifier:
-    classifier, _ = _parts(model, who)
+    parts = model_parts(model)
+    classifier = parts.require_classifier(who)
+    parts.check_head_fitted(who)
     check_is_fitted(classifier)
     return classifier
 
@@ -276,10 +277,8 @@ def onnx_inputs(model: object, X: object) -> dict[str, np.ndarray]:
     --------
     See :func:`export_onnx`.
     """
-    classifier, head = _parts(model, "onnx_inputs")
-    check_is_fitted(classifier)
-    features = head.transform(X) if head is not None and len(head.steps) else X
-    inputs = classifier._network_inputs(features, "onnx_inputs")
+    classifier = _classifier(model, "onnx_inputs")
+    inputs = classifier._network_inputs(model_parts(model).transform(X), "onnx_inputs")
     return {name: np.ascontiguousarray(inputs[name],
                                        dtype=np.float32 if name == "dense" else np.int64)
             for name in INPUT_NAMES}
@@ -329,16 +328,13 @@ def export_tables(model: object, directory: str | os.PathLike) -> dict:
     >>> manifest["behaviours"]["codes"]
     {'file': 'store.codes.bin', 'dtype': '<i4', 'shape': [2, 3]}
     """
-    if isinstance(model, SequenceFeatureTransformer):
-        transformer, classifier, between = model, None, []
-    else:
-        transformer = sequence_transformer(model)
-        if transformer is None:
-            raise TypeError("export_tables: the model must be a SequenceFeatureTransformer or a "
-                            f"Pipeline starting with one, got {type(model).__name__}.")
-        last = model.steps[-1][1]
-        classifier = last if isinstance(last, DINClassifier) else None
-        between = [name for name, _ in model.steps[1:-1 if classifier is not None else None]]
+    parts = model_parts(model)
+    transformer, classifier = parts.transformer, parts.classifier
+    if transformer is None:
+        raise TypeError("export_tables: the model must be a SequenceFeatureTransformer or a "
+                        f"Pipeline starting with one, got {type(parts.model).__name__}.")
+    steps = parts.model.steps if isinstance(parts.model, Pipeline) else [("", transformer)]
+    between = [name for name, _ in steps[1:-1 if classifier is not None else None]]
     check_is_fitted(transformer)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,7 @@
-"""The column convention between the transformer and the classifier.
+"""The column convention between the transformer and the classifier (the input contract).
+
+The constants and column names both sides use live here: the transformer writes
+frames that follow them, the classifier reads frames by them.
 
 A DataFrame is read by name:
 
@@ -28,17 +31,24 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._transformer import (
-    _FIRST_KNOWN,
-    CONTEXT_PREFIX,
-    HIST_LEN_COL,
-    RECENCY_FEATURE,
-    RECENCY_OCTAVES,
-    UNKNOWN,
-    history_column,
-)
-
+# Ids: 0 is padding, 1 unknown, known values from 2 on.
+PADDING = 0
+UNKNOWN = 1
+_FIRST_KNOWN = 2
+HIST_LEN_COL = "hist_len"
+# History feature of each behaviour's recency bucket (hist_gap_<k>); it has no candidate column.
+RECENCY_FEATURE = "gap"
+# Recency buckets 2 .. 2 + RECENCY_OCTAVES - 1: a gap of 2**40 units is over 30,000 years
+# of seconds.
+RECENCY_OCTAVES = 40
+# The transformer's output user column, whatever the input's is called: the classifier's
+# default user_col.
+USER_COL = "user_id"
+# Prefix of the transformer's output columns of its categorical_cols: the classifier
+# embeds every such column.
+CONTEXT_PREFIX = "ctx_"
 _HIST_PATTERN = re.compile(r"^hist_(.+)_(\d+)$")
+
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 # Embedding tables: ids are int32 in the network, and a table far larger than the ids
 # the training data can hold means raw ids (hashes, database keys), not codes.
@@ -49,6 +59,16 @@ _TABLE_FACTOR = 64
 # (a warning) or saturates into constant predictions (an error).
 SCALE_WARNING = 1e2
 SCALE_ERROR = 1e6
+
+
+def history_column(feature: str, position: int) -> str:
+    """Name of the column holding ``feature`` of the ``position``-th most recent behaviour."""
+    return f"hist_{feature}_{position}"
+
+
+def context_column(col: str) -> str:
+    """Name of the output column holding the codes of the categorical input column ``col``."""
+    return f"{CONTEXT_PREFIX}{col}"
 
 
 @dataclass(frozen=True)
@@ -275,6 +295,125 @@ class InputLayout:
             "sparse": clip_to_tables(id_matrix(X, groups["sparse"]), sparse_sizes),
             "dense": X[list(self.dense_cols)].to_numpy(dtype=np.float32),
         }
+
+
+@dataclass(frozen=True)
+class InputState:
+    """What a fit learns from its input frames: the layout, the size of every embedding
+    table and how often each id occurs (for the mini-batch aware penalty).
+
+    Learnt from one frame (``fit``), or from chunks merged one by one (``fit_stream``);
+    the classifier stores its fields as ``layout_``, ``history_vocab_sizes_``,
+    ``sparse_vocab_sizes_`` and ``id_frequencies_`` and turns frames into the
+    network's arrays with :meth:`to_arrays`.
+    """
+
+    layout: InputLayout
+    history_vocab_sizes: tuple[int, ...]
+    sparse_vocab_sizes: tuple[int, ...]
+    id_frequencies: list[np.ndarray]
+
+    @classmethod
+    def learn(cls, layout: InputLayout, X: pd.DataFrame, who: str,
+              weight: np.ndarray | None = None,
+              check_sizes: bool = True) -> tuple[InputState, dict[str, np.ndarray]]:
+        """The state of the (checked) frame X, and X's network arrays.
+
+        ``check_sizes`` refuses tables sized by raw ids before any is counted; a stream
+        checks its merged sizes against all its rows instead.
+        """
+        history_sizes, sparse_sizes = layout.vocab_sizes(X)
+        if check_sizes:
+            layout.check_table_sizes(history_sizes, sparse_sizes, len(X), who)
+        inputs = layout.to_arrays(X, history_sizes, sparse_sizes)
+        counts = id_frequencies(inputs, history_sizes, sparse_sizes, weight)
+        return cls(layout, history_sizes, sparse_sizes, counts), inputs
+
+    def merge(self, other: InputState) -> InputState:
+        """The state of both frames: the larger table sizes, the summed counts (float
+        when either holds weighted counts)."""
+        if other.layout != self.layout:
+            raise ValueError("cannot merge the input states of different layouts.")
+        sizes = [tuple(map(max, mine, theirs)) for mine, theirs in (
+            (self.history_vocab_sizes, other.history_vocab_sizes),
+            (self.sparse_vocab_sizes, other.sparse_vocab_sizes))]
+        counts = []
+        for mine, theirs in zip(self.id_frequencies, other.id_frequencies, strict=True):
+            total = np.zeros(max(len(mine), len(theirs)),
+                             dtype=np.result_type(mine.dtype, theirs.dtype))
+            total[: len(mine)] += mine
+            total[: len(theirs)] += theirs
+            counts.append(total)
+        return InputState(self.layout, *sizes, counts)
+
+    def problem(self) -> str | None:
+        """What makes this state inconsistent (as a damaged model file would), or None.
+
+        One size per table of the layout, each above the reserved ids and addressable
+        in int32; one finite, non-negative count per id of each table.
+        """
+        layout = self.layout
+        for what, sizes, n in (
+                ("history_vocab_sizes_", self.history_vocab_sizes, len(layout.history_tables())),
+                ("sparse_vocab_sizes_", self.sparse_vocab_sizes, len(layout.sparse_cols))):
+            if not (isinstance(sizes, tuple) and len(sizes) == n and all(
+                    isinstance(s, int) and not isinstance(s, bool) and UNKNOWN < s <= _TABLE_LIMIT
+                    for s in sizes)):
+                return f"{what} must be {n} table sizes"
+        sizes = (*self.history_vocab_sizes, *self.sparse_vocab_sizes)
+        counts = self.id_frequencies
+        if not (isinstance(counts, list) and len(counts) == len(sizes) and all(
+                isinstance(a, np.ndarray) and a.shape == (s,) and a.dtype.kind in "iuf"
+                for a, s in zip(counts, sizes, strict=True))):
+            return "id_frequencies_ must hold one count per id of each table"
+        if not all(bool(np.isfinite(a).all() and (a >= 0).all()) for a in counts):
+            return "id_frequencies_ holds negative, NaN or inf counts"
+        return None
+
+    def check_table_sizes(self, n_rows: int, who: str) -> None:
+        """See :meth:`InputLayout.check_table_sizes`."""
+        self.layout.check_table_sizes(self.history_vocab_sizes, self.sparse_vocab_sizes,
+                                      n_rows, who)
+
+    def to_arrays(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The network's inputs of X (checked against the layout); see
+        :meth:`InputLayout.to_arrays`."""
+        return self.layout.to_arrays(X, self.history_vocab_sizes, self.sparse_vocab_sizes)
+
+
+# Rows counted at a time by id_frequencies (at max_len=50; fewer for longer histories).
+FREQUENCY_CHUNK_ROWS = 1 << 16
+
+
+def id_frequencies(
+    inputs: dict[str, np.ndarray], history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...],
+    weight: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """Occurrences of each id per table: candidates and real history positions (shared and
+    context features), then sparse ids.
+
+    With row weights, each occurrence counts its row's weight (a row of weight 2 as
+    two rows): float counts.
+    """
+    history, length = inputs["history"], inputs["history_length"]
+    n_shared = inputs["candidate"].shape[1]
+    counts = [np.bincount(inputs["candidate"][:, f], weights=weight, minlength=size)
+              if f < n_shared else np.zeros(size, dtype=np.int64 if weight is None else float)
+              for f, size in enumerate(history_sizes)]
+    counts += [np.bincount(inputs["sparse"][:, j], weights=weight, minlength=size)
+               for j, size in enumerate(sparse_sizes)]
+    # In row chunks: the mask and the gathered ids of a whole million-row history would
+    # be a transient of ~0.6x the training arrays, more than fit otherwise adds.
+    positions = np.arange(history.shape[2])
+    chunk_rows = max(1, FREQUENCY_CHUNK_ROWS * 50 // max(history.shape[2], 1))
+    for start in range(0, len(length), chunk_rows):
+        rows = slice(start, start + chunk_rows)
+        valid = positions[None, :] < length[rows, None]
+        weights = (None if weight is None
+                   else np.broadcast_to(weight[rows, None], valid.shape)[valid])
+        for f, size in enumerate(history_sizes):
+            counts[f] += np.bincount(history[rows, f, :][valid], weights=weights, minlength=size)
+    return counts
 
 
 def clip_to_tables(values: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:

@@ -25,6 +25,8 @@ from torch import nn
 ACTIVATIONS = ("dice", "prelu", "relu")
 POOLINGS = ("attention", "sum", "mean")
 ATTENTION_NORMALIZATIONS = (None, "softmax", "mean")
+# attention_scorer's names for the built-in scorers (defined below).
+SCORER_NAMES = ("local_activation", "dot")
 
 
 class Dice(nn.Module):
@@ -171,8 +173,7 @@ class _DiceFunction(torch.autograd.Function):
         scale = rstd * keep  # d x gets rstd d xhat = scale * work
         blocks = _DiceFunction._blocks(x)
         grad_x = torch.empty_like(x)
-        buffer = torch.empty((min(_DiceFunction._block_rows(x), len(x)), x.shape[1]), dtype=x.dtype,
-                             device=x.device)
+        buffer = x.new_empty((min(_DiceFunction._block_rows(x), len(x)), x.shape[1]))
         sum_dout_x, sum_dout_x_gate, sum_work, sum_work_x = x.new_zeros((4, x.shape[1]))
         for block in blocks:
             d, xb, g, gx = dout[block], x[block], gate[block], grad_x[block]
@@ -229,7 +230,100 @@ def _mlp(
     return nn.Sequential(*layers)
 
 
-class LocalActivationUnit(nn.Module):
+class AttentionScorer(nn.Module):
+    """How the network weighs each history position against its candidate: the hook.
+
+    A scorer is built by the network as ``cls(dim, units=..., activation=...,
+    context_dim=...)`` (``dim``: width of the candidate's embedding; ``context_dim``:
+    of each behaviour's context features; ``units`` and ``activation``: the
+    classifier's ``attention_units`` and ``activation``, for scorers that have an MLP)
+    and implements :meth:`forward`. The network then normalises the scores as
+    ``attention_normalization`` says (``softmax`` over each row's real positions,
+    ``mean``, or None: raw), unless the scorer fixes its own ``normalization``, and pools
+    the history with them. Padding positions are never scored.
+
+    Built in: :class:`LocalActivationUnit` (the paper's, ``"local_activation"``),
+    :class:`DotProductScorer` (``"dot"``), and :class:`SumPooling` and
+    :class:`MeanPooling` (``pooling="sum"`` and ``"mean"``: the paper's base model).
+
+    Examples
+    --------
+    A scorer that prefers recent behaviours (its keys' context part holds the
+    recency embedding; ignored here) is a few lines:
+
+    >>> import torch
+    >>> from sklearn_din import AttentionScorer, DeepInterestNetwork
+    >>> class CosineScorer(AttentionScorer):
+    ...     def __init__(self, dim, context_dim=0, **_):
+    ...         super().__init__()
+    ...         self.dim = dim
+    ...     def forward(self, query, keys, rows):
+    ...         return torch.cosine_similarity(query.index_select(0, rows),
+    ...                                        keys[:, : self.dim], dim=1)
+    >>> net = DeepInterestNetwork([10, 5], attention_scorer=CosineScorer)
+    >>> logits = net(torch.tensor([[3, 2]]), torch.tensor([[[5, 6], [2, 3]]]),
+    ...              torch.tensor([2]), torch.zeros(1, 0, dtype=torch.long), torch.zeros(1, 0))
+    >>> logits.shape
+    torch.Size([1])
+    """
+
+    #: A fixed normalisation (None or "mean") that replaces the network's
+    #: ``attention_normalization``; ``"network"`` (the default) uses the network's.
+    normalization: str | None = "network"
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Scores of ``keys`` (N, dim + context_dim: item features, then context
+        features), whose candidates are ``query[rows]`` (query: (B, dim)); shape (N,)."""
+        raise NotImplementedError
+
+    def score_shared(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Scores of every key (L, dim + context_dim) against every candidate (C, dim),
+        shape (C, L): one visitor's request. By default :meth:`forward` over the C x L
+        pairs; a scorer may do the keys' own work once per position instead."""
+        n_candidates, n_keys = len(query), len(keys)
+        rows = torch.arange(n_candidates, device=query.device).repeat_interleave(n_keys)
+        return self(query, keys.repeat(n_candidates, 1), rows).view(n_candidates, n_keys)
+
+
+class DotProductScorer(AttentionScorer):
+    """Scaled dot product of the candidate's and the behaviour's item embeddings,
+    ``q . k / sqrt(dim)`` (no weights of its own; context features are not scored)."""
+
+    def __init__(self, dim: int, context_dim: int = 0, **_: object) -> None:
+        super().__init__()
+        self.dim = dim
+        self.context_dim = context_dim
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        q = query.index_select(0, rows)
+        return (q * keys[:, : self.dim]).sum(dim=1) * self.dim ** -0.5
+
+    def score_shared(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return query @ keys[:, : self.dim].T * self.dim ** -0.5
+
+
+class SumPooling(AttentionScorer):
+    """Every real position weighs 1: the history's embeddings summed (the base model)."""
+
+    normalization = None
+
+    def __init__(self, dim: int = 0, context_dim: int = 0, **_: object) -> None:
+        super().__init__()
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return keys.new_ones(keys.shape[0])
+
+    def score_shared(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return keys.new_ones((len(query), len(keys)))
+
+
+class MeanPooling(SumPooling):
+    """Every real position weighs 1 / the history's length: the embeddings averaged."""
+
+    normalization = "mean"
+
+
+class LocalActivationUnit(AttentionScorer):
     """Scores each history position against the candidate (DIN paper, Fig. 2).
 
     Mathematically an MLP over ``[q, k, q - k, q * k, c]`` followed by a linear
@@ -337,7 +431,13 @@ class DeepInterestNetwork(nn.Module):
         divides the raw scores by the history's length, so that all-equal scores
         give mean pooling as raw scores give sum pooling.
     pooling : {"attention", "sum", "mean"}, default="attention"
-        "sum" and "mean" pool the history without attention: the paper's base model.
+        "sum" and "mean" pool the history without attention: the paper's base model
+        (the :class:`SumPooling` and :class:`MeanPooling` scorers).
+    attention_scorer : {"local_activation", "dot"} or AttentionScorer class, \
+            default="local_activation"
+        What scores each history position against its candidate when
+        ``pooling="attention"``: the paper's :class:`LocalActivationUnit`, a
+        :class:`DotProductScorer`, or a class of your own (see :class:`AttentionScorer`).
     dropout : float, default=0.0
         Dropout after each hidden layer of the output MLP.
     batch_norm : bool, default=False
@@ -386,6 +486,7 @@ class DeepInterestNetwork(nn.Module):
         id_frequencies: Sequence[Sequence[int]] | None = None,
         sparse_gradients: bool = False,
         pooled_product: bool = False,
+        attention_scorer: str | type = "local_activation",
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -406,6 +507,9 @@ class DeepInterestNetwork(nn.Module):
             nn.Embedding(n, embed_dim, padding_idx=0, sparse=sparse_gradients)
             for n in context_vocab_sizes
         )
+        # The tables of the ``sparse`` input (the other id columns), whatever the gradient
+        # (DINClassifier's sparse_embeddings, a bool, is about sparse gradients): the name
+        # stays, since it is in the weights' keys of every saved model.
         self.sparse_embeddings = nn.ModuleList(
             nn.Embedding(n, embed_dim, padding_idx=0, sparse=sparse_gradients)
             for n in sparse_vocab_sizes
@@ -414,8 +518,11 @@ class DeepInterestNetwork(nn.Module):
             raise ValueError("context features need history features to belong to.")
         item_dim = embed_dim * len(history_vocab_sizes)
         context_dim = embed_dim * len(context_vocab_sizes)
+        scorer = scorer_class(attention_scorer)  # checked whatever the pooling
+        # None with sum or mean pooling: _scorer() gives the pooling's scorer then.
         self.attention = (
-            LocalActivationUnit(item_dim, attention_units, activation, context_dim)
+            scorer(item_dim, units=attention_units, activation=activation,
+                   context_dim=context_dim)
             if pooling == "attention" and item_dim
             else None
         )
@@ -456,7 +563,7 @@ class DeepInterestNetwork(nn.Module):
 
     def _embed_features(self, ids: torch.Tensor) -> torch.Tensor:
         """(..., F) or (..., F + G) ids -> their concatenated embeddings."""
-        tables = [*self.history_embeddings, *self.context_embeddings][: ids.shape[-1]]
+        tables = self.embedding_tables()[: ids.shape[-1]]  # history tables come first
         return torch.cat([t(ids[..., f]) for f, t in enumerate(tables)], dim=-1)
 
     def attend(
@@ -482,17 +589,13 @@ class DeepInterestNetwork(nn.Module):
         by_position = history[:, :, :longest].transpose(1, 2).reshape(-1, n_features)
         # Only real positions are embedded and scored: padding costs nothing.
         keys = self._embed_features(by_position.index_select(0, flat))  # (N, D)
-        if self.attention is None:
-            scores = torch.ones(len(rows), device=keys.device, dtype=keys.dtype)
-            if self.pooling == "mean":
-                scores = scores / length.index_select(0, rows).to(keys.dtype)
-        else:
-            # float32 even under autocast: the pooling below accumulates in the keys' dtype.
-            scores = self.attention(query, keys, rows).to(keys.dtype)
-            if self.attention_normalization == "mean":
-                scores = scores / length.index_select(0, rows).to(keys.dtype)
+        scorer, normalization = self._scorer()
+        # float32 even under autocast: the pooling below accumulates in the keys' dtype.
+        scores = scorer(query, keys, rows).to(keys.dtype)
+        if normalization == "mean":
+            scores = scores / length.index_select(0, rows).to(keys.dtype)
         cells = torch.zeros(n_rows * longest, device=keys.device, dtype=keys.dtype)
-        if self.attention is not None and self.attention_normalization == "softmax":
+        if normalization == "softmax":
             logits = torch.full_like(cells, float("-inf")).index_copy(0, flat, scores)
             # Rows without history have no finite logit: their weights stay 0, not NaN.
             weights = torch.softmax(logits.view(n_rows, longest), dim=1).nan_to_num(0.0)
@@ -501,6 +604,17 @@ class DeepInterestNetwork(nn.Module):
             weights = cells.index_copy(0, flat, scores).view(n_rows, longest)
         pooled = keys.new_zeros(n_rows, keys.shape[1]).index_add(0, rows, keys * scores[:, None])
         return query, pooled, weights
+
+    def _scorer(self) -> tuple[nn.Module, str | None]:
+        """The attention's scorer and the normalisation its scores get.
+
+        A network without a scorer of its own (``attention`` is None: sum or mean
+        pooling, or a subclass that switched it off) pools by ``pooling``.
+        """
+        scorer = self.attention if self.attention is not None else _POOLING_SCORERS[
+            self.pooling]
+        fixed = getattr(scorer, "normalization", "network")
+        return scorer, self.attention_normalization if fixed == "network" else fixed
 
     def embedding_penalty(
         self,
@@ -515,7 +629,9 @@ class DeepInterestNetwork(nn.Module):
         ``0.5 * sum_j ||w_j||^2 / n_j`` over the ids ``j`` present in this batch
         (padding excluded) of every embedding table, ``n_j`` being the id's
         frequency in the training data: its gradient moves only the rows the batch
-        uses, each by ``w_j / n_j``, as in the paper's update (Eq. 6).
+        uses, each by ``w_j / n_j``, as in the paper's update (Eq. 6). ``dense`` is
+        not read (numeric features have no embedding rows): it is accepted so that the
+        forward pass's inputs can be passed as they are, ``embedding_penalty(**inputs)``.
         """
         max_len = history.shape[2]
         valid = torch.arange(max_len, device=history.device) < history_length[:, None]
@@ -590,21 +706,17 @@ class DeepInterestNetwork(nn.Module):
             by_position = history.transpose(1, 2).masked_fill(~valid[:, :, None], 0)
             query = self._embed_features(candidate)
             keys = self._embed_features(by_position)  # (B, L, D)
-            if self.attention is None:
-                weights = valid.to(keys.dtype)
-                if self.pooling == "mean":
-                    weights = weights / length.clamp(min=1)[:, None].to(keys.dtype)
-            else:
-                rows = torch.arange(n_rows, device=history.device)[:, None].expand(n_rows, max_len)
-                rows = rows.reshape(-1)
-                scores = self.attention(query, keys.reshape(n_rows * max_len, -1), rows)
-                scores = scores.to(keys.dtype).view(n_rows, max_len)
-                if self.attention_normalization == "mean":
-                    scores = scores / length.clamp(min=1)[:, None].to(keys.dtype)
-                if self.attention_normalization == "softmax":
-                    # A row without history softmaxes only -inf (NaN): where() drops it.
-                    scores = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=1)
-                weights = torch.where(valid, scores, torch.zeros_like(scores))
+            scorer, normalization = self._scorer()
+            rows = torch.arange(n_rows, device=history.device)[:, None].expand(n_rows, max_len)
+            rows = rows.reshape(-1)
+            scores = scorer(query, keys.reshape(n_rows * max_len, -1), rows)
+            scores = scores.to(keys.dtype).view(n_rows, max_len)
+            if normalization == "mean":
+                scores = scores / length.clamp(min=1)[:, None].to(keys.dtype)
+            if normalization == "softmax":
+                # A row without history softmaxes only -inf (NaN): where() drops it.
+                scores = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=1)
+            weights = torch.where(valid, scores, torch.zeros_like(scores))
             pooled = (weights[:, :, None] * keys).sum(dim=1)
             parts += self._history_parts(query, pooled)
         return self._logits(parts, sparse, dense)
@@ -642,15 +754,27 @@ class DeepInterestNetwork(nn.Module):
             if n_keys == 0:
                 pooled = keys.new_zeros((len(query), keys.shape[1]))
             else:
-                if self.attention is None:
-                    weights = keys.new_full((len(query), n_keys),
-                                            1.0 / n_keys if self.pooling == "mean" else 1.0)
-                else:
-                    weights = self.attention.score_shared(query, keys).to(keys.dtype)
-                    if self.attention_normalization == "mean":
-                        weights = weights / n_keys
-                    if self.attention_normalization == "softmax":
-                        weights = torch.softmax(weights, dim=1)
+                scorer, normalization = self._scorer()
+                weights = scorer.score_shared(query, keys).to(keys.dtype)
+                if normalization == "mean":
+                    weights = weights / n_keys
+                if normalization == "softmax":
+                    weights = torch.softmax(weights, dim=1)
                 pooled = weights @ keys
             parts += self._history_parts(query, pooled)
         return self._logits(parts, sparse, dense)
+
+
+# The scorers of sum and mean pooling: no weights, shared by every network.
+_POOLING_SCORERS = {"sum": SumPooling(), "mean": MeanPooling()}
+_SCORERS = {"local_activation": LocalActivationUnit, "dot": DotProductScorer}
+
+
+def scorer_class(scorer: str | type) -> type:
+    """The class ``attention_scorer`` names: a built-in's name, or a scorer class."""
+    if isinstance(scorer, str) and scorer in _SCORERS:
+        return _SCORERS[scorer]
+    if isinstance(scorer, type) and issubclass(scorer, nn.Module):
+        return scorer
+    raise ValueError(f"attention_scorer must be one of {SCORER_NAMES} or an AttentionScorer "
+                     f"class, got {scorer!r}.")

@@ -31,7 +31,7 @@ from ._saved_values import Decoder, Encoder, Unsaveable, behaviour_store, plain_
 from ._sklearn_steps import KIND as SKLEARN_KIND
 from ._sklearn_steps import load_sklearn_step, sklearn_step_state
 from ._times import FLOAT64, INT64, LEGACY_DATETIME, TIME_DTYPES, time_kind
-from ._transformer import UNKNOWN, SequenceFeatureTransformer
+from ._transformer import SequenceFeatureTransformer
 from ._version import __version__
 
 __all__ = ["ModelFileError", "load_model", "save_model"]
@@ -41,7 +41,7 @@ FORMAT_VERSION = 2  # 2: every parameter and fitted attribute, typed; 1: sklearn
 _KINDS: dict[type, str] = {SequenceFeatureTransformer: "transformer", DINClassifier: "classifier"}
 _CLASSES = {kind: cls for cls, kind in _KINDS.items()}
 # Parameters a classifier cannot predict without: refused at save if not saveable.
-_NEEDED_TO_PREDICT = ("module", "criterion")
+_NEEDED_TO_PREDICT = ("module", "criterion", "attention_scorer", "module__attention_scorer")
 # Attributes skorch builds from the parameters in initialize() (and the fit's log): not
 # fitted state. The network's weights and the epoch log are saved apart.
 _SKORCH_RUNTIME = frozenset({
@@ -49,7 +49,6 @@ _SKORCH_RUNTIME = frozenset({
     "prefixes_", "cuda_dependent_attributes_", "data_parallel_",
     "module_", "criterion_", "optimizer_", "optimizer_embeddings_",
 })
-_MAX_TABLE = np.iinfo(np.int32).max
 # Parameters that sklearn-din 0.1.0 did not have (so its files do not hold them), at the
 # values that reproduce its models: today's defaults differ.
 _VERSION_1_PARAMS = {
@@ -105,8 +104,8 @@ def _encode_step(name: str, estimator: object, frozen: bool, arrays: dict, prefi
             if kind == "classifier" and key in _NEEDED_TO_PREDICT:
                 raise TypeError(
                     f"save_model: {key}={value!r} of step {name!r} cannot be saved without "
-                    "pickle (only the built-in DeepInterestNetwork and BCEWithLogitsLoss can); "
-                    "use joblib/pickle for a custom module."
+                    "pickle (only the built-in DeepInterestNetwork, BCEWithLogitsLoss and "
+                    "attention scorers can); use joblib/pickle for a custom module or scorer."
                 ) from None
             not_saved[key] = str(reason)
     fitted = {}
@@ -191,9 +190,12 @@ def save_model(model: object, path: str | os.PathLike) -> None:
         elif isinstance(model, Pipeline):  # scikit-learn's own steps, through skops
             meta_steps.append(_encode_sklearn_step(name, step, frozen, arrays, f"{i}/"))
         else:
+            # A search or a calibrated model is not saved whole; a search's model can be.
+            hint = (" Save its best_estimator_ (what it predicts with)."
+                    if hasattr(step, "best_estimator_") else "")
             raise TypeError(f"save_model: cannot save a {type(step).__name__}; supported: "
                             "SequenceFeatureTransformer, DINClassifier and pipelines of them "
-                            "and scikit-learn's own steps.")
+                            f"and scikit-learn's own steps.{hint}")
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "sklearn_din": __version__,
             "pipeline": isinstance(model, Pipeline), "steps": meta_steps}
     write_model_file(path, meta, arrays)
@@ -370,12 +372,6 @@ def _check_transformer(t: SequenceFeatureTransformer, fail: Callable) -> None:
         _check_codes(codes[:, f], len(vocabularies[col]), fail, f"the behaviours' {col!r}")
 
 
-def _check_sizes(sizes: object, n: int, fail: Callable, what: str) -> None:
-    _expect(isinstance(sizes, tuple) and len(sizes) == n
-            and all(isinstance(s, int) and not isinstance(s, bool) and UNKNOWN < s <= _MAX_TABLE
-                    for s in sizes), fail, f"{what} must be {n} table sizes")
-
-
 def _check_classifier(c: DINClassifier, fail: Callable,
                       layout_fields: tuple[str, ...] | None = None) -> None:
     c._check_param_values()  # a model fit in a torchrun job loads in any process
@@ -405,18 +401,8 @@ def _check_classifier(c: DINClassifier, fail: Callable,
             "layout_ does not match the columns seen in fit")
         c.layout_ = expected
     _expect(c.layout_ == expected, fail, "layout_ does not match the columns seen in fit")
-    layout = c.layout_
-    _check_sizes(c.history_vocab_sizes_, len(layout.history_tables()), fail,
-                 "history_vocab_sizes_")
-    _check_sizes(c.sparse_vocab_sizes_, len(layout.sparse_cols), fail, "sparse_vocab_sizes_")
-    sizes = (*c.history_vocab_sizes_, *c.sparse_vocab_sizes_)
-    counts = c.id_frequencies_
-    _expect(isinstance(counts, list) and len(counts) == len(sizes)
-            and all(isinstance(a, np.ndarray) and a.shape == (s,) and a.dtype.kind in "iuf"
-                    for a, s in zip(counts, sizes, strict=False)), fail,
-            "id_frequencies_ must hold one count per id of each table")
-    _expect(all(bool(np.isfinite(a).all() and (a >= 0).all()) for a in counts), fail,
-            "id_frequencies_ holds negative, NaN or inf counts")
+    problem = c._input_state().problem()  # the sizes and counts agree with the layout
+    _expect(problem is None, fail, str(problem))
     _expect(isinstance(getattr(c, "do_early_stopping_", False), bool), fail,
             "do_early_stopping_ must be a boolean")
 

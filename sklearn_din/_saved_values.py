@@ -25,11 +25,13 @@ from torch.utils.data import DataLoader
 from ._behaviour_store import BehaviourStore
 from ._layout import InputLayout
 from ._model_file import ModelFileError, ModelFileReader
-from ._network import DeepInterestNetwork
+from ._network import DeepInterestNetwork, DotProductScorer, LocalActivationUnit
 
 # The classes a parameter may name. Optimizers: any class of torch.optim.
 _CLASSES: dict[str, type] = {
     "sklearn_din.DeepInterestNetwork": DeepInterestNetwork,
+    "sklearn_din.LocalActivationUnit": LocalActivationUnit,
+    "sklearn_din.DotProductScorer": DotProductScorer,
     "torch.nn.BCEWithLogitsLoss": torch.nn.BCEWithLogitsLoss,
     "torch.utils.data.DataLoader": DataLoader,
     "skorch.dataset.Dataset": Dataset,

@@ -15,24 +15,24 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.special import expit
-from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from ._classifier import DINClassifier
-from ._layout import InputLayout, clip_to_tables
-from ._times import align_times, read_times
-from ._transformer import (
+from ._layout import (
     _FIRST_KNOWN,
     HIST_LEN_COL,
     RECENCY_FEATURE,
     UNKNOWN,
     USER_COL,
-    SequenceFeatureTransformer,
+    InputLayout,
+    clip_to_tables,
     context_column,
     history_column,
-    recency_buckets,
 )
+from ._model_parts import model_parts
+from ._times import align_times, read_times
+from ._transformer import SequenceFeatureTransformer, recency_buckets
 from ._validation import check_columns_present, check_dataframe, check_no_missing, value_kind
 
 WHO = "score_candidates"
@@ -112,20 +112,17 @@ def _encode_one(transformer: SequenceFeatureTransformer, vocabularies: dict, col
 def _serving_parts(model: object) -> tuple[SequenceFeatureTransformer, Pipeline | None,
                                            DINClassifier]:
     """The transformer heading the pipeline, the steps between, and the classifier."""
-    if not (isinstance(model, Pipeline) and len(model.steps) >= 2):
+    parts = model_parts(model)
+    if parts.transformer is None or parts.classifier is None or parts.transformer is parts.model:
+        got = (f"steps {[type(s).__name__ for _, s in parts.model.steps]}"
+               if isinstance(parts.model, Pipeline) else type(parts.model).__name__)
         raise TypeError(f"{WHO}: the model must be a Pipeline that starts with a "
-                        "SequenceFeatureTransformer and ends with a DINClassifier, got "
-                        f"{type(model).__name__}.")
-    first, last = model.steps[0][1], model.steps[-1][1]
-    first = first.estimator if isinstance(first, FrozenEstimator) else first
-    if not isinstance(first, SequenceFeatureTransformer) or not isinstance(last, DINClassifier):
-        raise TypeError(f"{WHO}: the model must be a Pipeline that starts with a "
-                        "SequenceFeatureTransformer and ends with a DINClassifier, got steps "
-                        f"{[type(s).__name__ for _, s in model.steps]}.")
-    check_is_fitted(first)
-    check_is_fitted(last)
-    between = model[1:-1] if len(model.steps) > 2 else None
-    return first, between, last
+                        f"SequenceFeatureTransformer and ends with a DINClassifier, got {got}.")
+    check_is_fitted(parts.transformer)
+    check_is_fitted(parts.classifier)
+    steps = parts.model.steps
+    between = parts.model[1:-1] if len(steps) > 2 else None
+    return parts.transformer, between, parts.classifier
 
 
 def _query_time(transformer: SequenceFeatureTransformer, time: object) -> float | None:

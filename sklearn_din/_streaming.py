@@ -8,16 +8,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
-from skorch import NeuralNetBinaryClassifier
+from sklearn.utils.validation import column_or_1d
 
 from ._batching import WEIGHT_KEY
-from ._classifier import DINClassifier, _id_frequencies
-from ._layout import check_numeric_scale
+from ._classifier import DINClassifier
+from ._layout import InputState, check_numeric_scale
 from ._messages import logger
+from ._model_parts import model_parts
 from ._stream_dataset import StreamDataset
 from ._validation import check_sample_weight, is_dataframe, label_kind, to_pandas
 from .datasets import _read_parquet_file
@@ -105,39 +104,13 @@ class _Source:
         return X, chunk[self.label_col].to_numpy(), weight
 
 
-def _parts(estimator: object, who: str = WHO) -> tuple[DINClassifier, Pipeline | None]:
+def _parts(estimator: object) -> tuple[DINClassifier, Pipeline | None]:
     """The classifier, and the fitted steps before it when ``estimator`` is a pipeline."""
-    if isinstance(estimator, DINClassifier):
-        return estimator, None
-    if isinstance(estimator, Pipeline) and isinstance(estimator.steps[-1][1], DINClassifier):
-        head = estimator[:-1]
-        for name, step in head.steps:
-            if step is None or step == "passthrough":
-                continue
-            try:
-                check_is_fitted(step)
-            except NotFittedError:
-                raise NotFittedError(
-                    f"{who}: pipeline step {name!r} is not fitted."
-                    + (" Fit it before the stream fit, e.g. SequenceFeatureTransformer."
-                       "partial_fit on every chunk." if who == WHO else "")
-                ) from None
-        return estimator.steps[-1][1], head
-    raise TypeError(f"{who}: the model must be a DINClassifier or a Pipeline ending in one, "
-                    f"got {type(estimator).__name__}.")
-
-
-def _grow(counts: list[np.ndarray] | None, new: list[np.ndarray]) -> list[np.ndarray]:
-    """Elementwise sum of two lists of count arrays of possibly different lengths."""
-    if counts is None:
-        return [c.astype(np.int64) for c in new]
-    out = []
-    for old, add in zip(counts, new, strict=True):
-        total = np.zeros(max(len(old), len(add)), dtype=np.int64)
-        total[: len(old)] += old
-        total[: len(add)] += add
-        out.append(total)
-    return out
+    parts = model_parts(estimator, fitted=False)
+    classifier = parts.require_classifier(WHO)
+    parts.check_head_fitted(WHO, " Fit it before the stream fit, e.g. "
+                            "SequenceFeatureTransformer.partial_fit on every chunk.")
+    return classifier, parts.head
 
 
 @contextlib.contextmanager
@@ -157,11 +130,12 @@ def _in_chunk(i: int) -> Iterator[None]:
 def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> list[int]:
     """One pass before training: check every chunk, learn layout, sizes, classes, counts.
 
-    Sets what ``DINClassifier.fit`` learns from its data (``layout_``, ``classes_``,
-    vocabulary sizes and id frequencies of the whole stream) and returns the rows of
-    each chunk, so every epoch can be checked to read the same stream.
+    Records (through ``DINClassifier._set_input_state``) what ``DINClassifier.fit``
+    learns from its data: the chunks' input states merged (layout, vocabulary sizes and
+    id frequencies of the whole stream) and the classes. Returns the rows of each chunk,
+    so every epoch can be checked to read the same stream.
     """
-    layout, labels, sizes, counts, largest = None, None, None, None, None
+    layout, labels, state, largest = None, None, None, None
     chunk_rows, total_weight = [], 0.0
     for i, X, y, weight in source():
         with _in_chunk(i):
@@ -175,11 +149,9 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> list[in
                 weight = check_sample_weight(weight, len(frame), who=f"{WHO}: weight column "
                                              f"{source.weight_col!r}", allow_all_zero=True)
                 total_weight += float(weight.sum())
-            history_sizes, sparse_sizes = layout.vocab_sizes(frame)
-            inputs = layout.to_arrays(frame, history_sizes, sparse_sizes)
-        counts = _grow(counts, _id_frequencies(inputs, history_sizes, sparse_sizes, weight))
-        chunk_sizes = (*history_sizes, *sparse_sizes)
-        sizes = chunk_sizes if sizes is None else tuple(map(max, sizes, chunk_sizes))
+            # Table sizes are checked once, against the rows of the whole stream.
+            chunk_state, inputs = InputState.learn(layout, frame, WHO, weight, check_sizes=False)
+        state = chunk_state if state is None else state.merge(chunk_state)
         chunk_largest = np.abs(inputs["dense"]).max(axis=0, initial=0.0)
         largest = chunk_largest if largest is None else np.maximum(largest, chunk_largest)
         chunk_rows.append(len(frame))
@@ -191,15 +163,9 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> list[in
     if source.weight_col is not None and total_weight == 0:
         raise ValueError(f"{WHO}: every weight in column {source.weight_col!r} is zero: there is "
                          "nothing to learn from.")
-    n_history = len(layout.all_history_features)
-    layout.check_table_sizes(sizes[:n_history], sizes[n_history:], sum(chunk_rows), WHO)
+    state.check_table_sizes(sum(chunk_rows), WHO)
     check_numeric_scale(largest, layout.dense_cols, WHO)
-    clf.layout_ = layout
-    clf.classes_ = labels
-    clf.history_vocab_sizes_ = tuple(sizes[:n_history])
-    clf.sparse_vocab_sizes_ = tuple(sizes[n_history:])
-    clf.id_frequencies_ = [np.pad(c, (0, size - len(c))) for c, size in zip(counts, sizes,
-                                                                             strict=True)]
+    clf._set_input_state(state, labels)
     logger.info("%s: scanned %s rows in %d chunk(s)", WHO, f"{sum(chunk_rows):,}",
                 len(chunk_rows))
     return chunk_rows
@@ -302,7 +268,7 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
     source = _Source(chunks, label_col, weight_col)
     clf.initialized_ = False  # a fresh fit, as DINClassifier.fit without warm_start
     chunk_rows = _scan(clf, head, source)
-    n_rows = sum(chunk_rows)
+    n_rows, state = sum(chunk_rows), clf._input_state()
 
     def epoch(rng: np.random.Generator | None) -> Iterator[tuple[dict, np.ndarray]]:
         read = 0
@@ -313,8 +279,7 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
             read += len(frame)
             if read > n_rows:
                 break
-            inputs = clf.layout_.to_arrays(frame, clf.history_vocab_sizes_,
-                                           clf.sparse_vocab_sizes_)
+            inputs = state.to_arrays(frame)
             if weight is not None:
                 inputs[WEIGHT_KEY] = np.asarray(weight, dtype=np.float32)
             yield inputs, (y == clf.classes_[1]).astype(np.float32)
@@ -322,8 +287,6 @@ def fit_stream(estimator: DINClassifier | Pipeline, chunks: Chunks, *,
             raise RuntimeError(f"{WHO}: the chunks gave {n_rows:,} rows in the scan but "
                                f"{read:,} or more in an epoch; every read must give the same rows.")
 
-    with clf._seeded():
-        clf._initialize_checked()
-        # skorch's own loop (callbacks, history), on a dataset whose iterator streams.
-        NeuralNetBinaryClassifier.partial_fit(clf, StreamDataset(epoch, chunk_rows), None)
+    # skorch's own loop (callbacks, history), on a dataset whose iterator streams.
+    clf._run_epochs(StreamDataset(epoch, chunk_rows), None)
     return estimator

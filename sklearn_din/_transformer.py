@@ -15,6 +15,17 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import check_is_fitted
 
 from ._behaviour_store import BehaviourStore
+from ._layout import (  # the column convention the output follows
+    _FIRST_KNOWN,
+    HIST_LEN_COL,
+    PADDING,
+    RECENCY_FEATURE,
+    RECENCY_OCTAVES,
+    UNKNOWN,
+    USER_COL,
+    context_column,
+    history_column,
+)
 from ._messages import logger, warn
 from ._progress import Progress
 from ._times import (
@@ -33,16 +44,6 @@ from ._validation import (
     value_kind,
 )
 
-PADDING = 0
-UNKNOWN = 1
-_FIRST_KNOWN = 2
-HIST_LEN_COL = "hist_len"
-# History feature of each behaviour's recency bucket (hist_gap_<k>); it has no candidate column.
-RECENCY_FEATURE = "gap"
-# The output's user column, whatever the input's is called: the classifier finds it there.
-USER_COL = "user_id"
-# Prefix of the output columns of categorical_cols: the classifier embeds every such column.
-CONTEXT_PREFIX = "ctx_"
 # Rows encoded and given histories at a time (and reported on with verbose=1).
 TRANSFORM_CHUNK_ROWS = 1 << 20
 # Every history position is two or more output columns: beyond this, the wide layout
@@ -65,25 +66,10 @@ class UnknownUsersWarning(UserWarning):
     """
 
 
-def history_column(feature: str, position: int) -> str:
-    """Name of the column holding ``feature`` of the ``position``-th most recent behaviour."""
-    return f"hist_{feature}_{position}"
-
-
-def context_column(col: str) -> str:
-    """Name of the output column holding the codes of the categorical input column ``col``."""
-    return f"{CONTEXT_PREFIX}{col}"
-
-
 def _smallest_step(times: np.ndarray) -> float:
     """Smallest positive difference between two distinct times (1 when there is none)."""
     steps = np.diff(np.unique(times.astype(np.float64)))
     return float(steps.min()) if len(steps) else 1.0
-
-
-# Recency buckets 2 .. 2 + RECENCY_OCTAVES - 1: a gap of 2**40 units is over 30,000 years
-# of seconds.
-RECENCY_OCTAVES = 40
 
 
 def recency_buckets(query_times: np.ndarray, behaviour_times: np.ndarray,

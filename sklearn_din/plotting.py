@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 from skorch import NeuralNet
 
 from ._classifier import DINClassifier
-from ._explain import explain_attention, sequence_transformer
-from ._transformer import SequenceFeatureTransformer
+from ._explain import explain_attention
+from ._model_parts import model_parts
 
 __all__ = ["plot_attention", "plot_calibration", "plot_training_curves"]
 
@@ -37,34 +36,6 @@ def _pyplot() -> Any:
     except ImportError as exc:
         raise ImportError(_INSTALL_HINT) from exc
     return plt
-
-
-def _unwrap(estimator: object) -> object:
-    """The estimator inside a FrozenEstimator or a fitted search (best_estimator_)."""
-    while True:
-        if isinstance(estimator, FrozenEstimator):
-            estimator = estimator.estimator
-        elif hasattr(estimator, "best_estimator_"):
-            estimator = estimator.best_estimator_
-        else:
-            return estimator
-
-
-def _final_classifier(model: object) -> object:
-    """The classifier at the end of ``model`` (a Pipeline, search or frozen wrapper)."""
-    model = _unwrap(model)
-    while isinstance(model, Pipeline):
-        model = _unwrap(model.steps[-1][1])
-    return model
-
-
-def _explainable(
-    model: object,
-) -> tuple[Pipeline | DINClassifier, SequenceFeatureTransformer | None]:
-    """``model`` as explain_attention reads it (a search unwrapped to its best estimator),
-    with the sequence transformer heading it if there is one."""
-    model = _unwrap(model)
-    return model, sequence_transformer(model)
 
 
 def _series(history: Any, key: str) -> np.ndarray | None:
@@ -171,8 +142,9 @@ def plot_attention(
         raise TypeError(f"plot_attention: X must be a DataFrame, got {type(X).__name__}.")
     if len(X) == 0:
         raise ValueError("plot_attention: X has no rows.")
-    model, transformer = _explainable(model)
-    classifier = _final_classifier(model)
+    parts = model_parts(model)
+    model, transformer = parts.model, parts.transformer
+    classifier = parts.require_classifier("plot_attention")
     X = X.reset_index(drop=True)
 
     user_col = transformer.user_col if transformer is not None else getattr(
@@ -235,7 +207,8 @@ def plot_attention(
     ]
 
     real = weights[np.isfinite(weights)]
-    softmax = getattr(classifier, "attention_normalization", None) == "softmax"
+    settings = classifier._network_settings()  # module__* values as the network was built
+    softmax = settings["attention_normalization"] == "softmax"
     if real.min() >= 0:
         cmap, vmin, vmax = "Blues", 0.0, max(float(real.max()), 1e-12)
     else:
@@ -256,9 +229,10 @@ def plot_attention(
     ax.set_xlabel(f"past behaviours ({label_name}), most recent first")
     ax.set_ylabel(f"candidate ({label_name})")
     ax.set_title("Attention over the history" + ("" if user is None else f" of user {user}"))
-    pooling = getattr(classifier, "pooling", "attention")
-    bar_label = ("attention weight (softmax)" if softmax else
-                 "attention score (raw)" if pooling == "attention" else f"{pooling} weight")
+    pooling = settings["pooling"]
+    # Sum and mean pooling have no scores to normalise: their weights are what they are.
+    bar_label = (f"{pooling} weight" if pooling != "attention" else
+                 "attention weight (softmax)" if softmax else "attention score (raw)")
     ax.figure.colorbar(image, ax=ax, label=bar_label)
 
     if annotate is None:
@@ -335,7 +309,7 @@ def plot_training_curves(model: Pipeline | DINClassifier, *, ax: Any = None) -> 
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    net = _final_classifier(model)
+    net = model_parts(model).final
     if not isinstance(net, NeuralNet):
         raise TypeError(f"plot_training_curves needs a skorch net such as DINClassifier, got "
                         f"{type(net).__name__}.")
@@ -469,7 +443,7 @@ def plot_calibration(
         if len(axes) != 2:
             raise ValueError(f"plot_calibration: ax must be two Axes (ROC, reliability), got "
                              f"{len(axes)}.")
-    name = type(_final_classifier(model)).__name__
+    name = type(model_parts(model).final).__name__
 
     RocCurveDisplay.from_predictions(positive, proba, name=name, ax=axes[0],
                                      plot_chance_level=True)

@@ -17,18 +17,14 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import make_pipeline
 from skorch.dataset import ValidSplit
-from torch import nn
 
 from sklearn_din import (
-    DeepInterestNetwork,
-    Dice,
     DINClassifier,
     NoHistoryWarning,
     SequenceFeatureTransformer,
     load_model,
     save_model,
 )
-from sklearn_din._network import LocalActivationUnit
 
 MAX_LEN = 20
 ITEM_ONLY = ["user_id", "item_id", "cate_id"]
@@ -58,23 +54,6 @@ def fitted(ctr_data):
         return cache[key]
 
     return fit
-
-
-def _network_tensors(model, X):
-    """The network's input tensors for X, as the classifier builds them."""
-    arrays = model.layout_.to_arrays(X, model.history_vocab_sizes_, model.sparse_vocab_sizes_)
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-
-
-def _attend(model, X):
-    """(query, pooled, weights, history_length) of the fitted network on X, in eval mode."""
-    t = _network_tensors(model, X)
-    model.module_.eval()
-    with torch.no_grad():
-        query, pooled, weights = model.module_.attend(
-            t["candidate"], t["history"], t["history_length"]
-        )
-    return query, pooled, weights, t["history_length"].long()
 
 
 def _hist_cols(feature, positions=range(MAX_LEN)):
@@ -162,198 +141,6 @@ def test_real_history_content_does_change_predictions(ctr_data, fitted):
     assert changed.mean() > 0.5
 
 
-# ----------------------------------------------------------------------------- attention
-def test_softmax_attention_weights_sum_to_one_and_padding_weighs_zero(ctr_data, fitted):
-    model = fitted(attention_normalization="softmax")
-    _, pooled, weights, length = _attend(model, ctr_data.X_test)
-    assert weights.shape == (len(length), int(length.max()))
-    real = torch.arange(weights.shape[1])[None, :] < length[:, None]
-    assert torch.all(weights[~real] == 0)
-    assert torch.all(weights >= 0)
-    has_history = length > 0
-    assert has_history.sum() > 0
-    torch.testing.assert_close(
-        weights[has_history].sum(dim=1), torch.ones(int(has_history.sum())), atol=1e-5, rtol=0
-    )
-    # The weights depend on the content: not a uniform average over the history.
-    long_rows = length >= 5
-    spread = weights[long_rows].max(dim=1).values - (weights[long_rows].sum(1) / length[long_rows])
-    assert spread.max() > 1e-3
-
-
-def test_raw_attention_weights_are_unnormalised_and_padding_weighs_zero(ctr_data, fitted):
-    model = fitted(attention_normalization=None)
-    X = ctr_data.X_test
-    _, pooled, weights, length = _attend(model, X)
-    real = torch.arange(weights.shape[1])[None, :] < length[:, None]
-    assert torch.all(weights[~real] == 0)
-    sums = weights[length > 0].sum(dim=1)
-    assert (sums - 1).abs().max() > 1e-2, "raw scores (the paper's default) are not softmaxed"
-    # The pooled history is the weighted sum of the real positions' embeddings.
-    t = _network_tensors(model, X)
-    i = int(torch.argmax(length))
-    n = int(length[i])
-    # The item and category features, then the recency context feature (conftest's default).
-    tables = [*model.module_.history_embeddings, *model.module_.context_embeddings]
-    assert len(tables) == 3
-    with torch.no_grad():
-        keys = torch.cat([tables[f](t["history"][i, f, :n].long()) for f in range(3)], dim=1)
-    torch.testing.assert_close(pooled[i], weights[i, :n] @ keys, atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.parametrize("pooling", ["sum", "mean"])
-def test_sum_and_mean_pooling_weights(ctr_data, fitted, pooling):
-    model = fitted(pooling=pooling)
-    assert model.module_.attention is None
-    _, _, weights, length = _attend(model, ctr_data.X_test)
-    real = torch.arange(weights.shape[1])[None, :] < length[:, None]
-    expected = torch.ones_like(weights) if pooling == "sum" else (
-        1.0 / length.clamp(min=1)[:, None].float()).expand_as(weights)
-    torch.testing.assert_close(weights[real], expected[real])
-    assert torch.all(weights[~real] == 0)
-
-
-@pytest.mark.parametrize("normalization", [None, "softmax"])
-def test_empty_history_rows_give_finite_outputs(ctr_data, fitted, normalization):
-    model = fitted(attention_normalization=normalization)
-    empty = ctr_data.X_test.copy()
-    empty["hist_len"] = 0  # every history position becomes padding
-    proba = model.predict_proba(empty)
-    assert np.isfinite(proba).all()
-    assert ((proba > 0) & (proba < 1)).all()
-    _, pooled, weights, _ = _attend(model, empty)
-    assert weights.shape[1] == 0
-    assert torch.all(pooled == 0)
-    # Mixed batch: empty rows next to rows with history.
-    mixed = ctr_data.X_test.copy()
-    mixed.loc[mixed.index[::2], "hist_len"] = 0
-    assert np.isfinite(model.predict_proba(mixed)).all()
-    _, pooled, weights, length = _attend(model, mixed)
-    assert weights.shape[1] > 0
-    assert torch.all(weights[length == 0] == 0), "empty rows weigh nothing (not NaN)"
-    assert torch.all(pooled[length == 0] == 0)
-
-
-@pytest.mark.parametrize("normalization", [None, "softmax"])
-def test_training_on_only_empty_histories_is_finite(ctr_data, normalization):
-    X = ctr_data.X_train.copy()
-    X["hist_len"] = 0
-    model = DINClassifier(attention_normalization=normalization, **SMALL)
-    model.fit(X, ctr_data.y_train)
-    assert np.isfinite(model.history[:, "train_loss"]).all()
-    assert np.isfinite(model.predict_proba(ctr_data.X_test)).all()
-
-
-# ----------------------------------------------------------------------------- Dice
-def _dice_batch():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(6, 3, generator=g) * torch.tensor([1.0, 3.0, 1.0]) + torch.tensor(
-        [0.0, 2.0, 0.0]
-    )
-    # A channel with a variance close to eps = 1e-8: eps must be the paper's.
-    x[:, 2] = torch.tensor([0.0, 1e-4, 0.0, 1e-4, 0.0, 1e-4])
-    return x
-
-
-def _dice_by_hand(x, alpha, mean, var, eps=1e-8):
-    p = torch.sigmoid((x - mean) / torch.sqrt(var + eps))
-    return p * x + (1 - p) * alpha * x
-
-
-def test_dice_alpha_starts_at_zero_per_channel():
-    dice = Dice(5)
-    assert isinstance(dice.alpha, nn.Parameter)
-    assert dice.alpha.shape == (5,)
-    assert torch.all(dice.alpha == 0)
-    assert not [n for n, _ in dice.named_parameters() if n != "alpha"], "no affine scale/shift"
-
-
-def test_dice_matches_paper_formula_with_batch_statistics_in_training():
-    x = _dice_batch()
-    dice = Dice(3).train()
-    alpha = torch.tensor([0.25, -0.5, 2.0])
-    with torch.no_grad():
-        dice.alpha.copy_(alpha)
-    out = dice(x)
-    expected = _dice_by_hand(x, alpha, x.mean(0), x.var(0, unbiased=False))
-    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
-
-
-def test_dice_training_depends_on_the_batch_and_updates_running_stats():
-    x = _dice_batch()
-    dice = Dice(3).train()
-    # Same running-statistics rule as BatchNorm without affine parameters.
-    reference = nn.BatchNorm1d(3, affine=False, momentum=0.1, eps=1e-8).train()
-    first = dice(x)
-    reference(x)
-    torch.testing.assert_close(dice.running_mean, reference.running_mean)
-    torch.testing.assert_close(dice.running_var, reference.running_var)
-    assert not torch.allclose(dice.running_mean, torch.zeros(3))
-    other = x.clone()
-    other[1:] = other[1:] * 3 + 1  # same row 0, different batch mates
-    assert not torch.allclose(dice(other)[0], first[0])
-
-
-def test_dice_inference_uses_running_stats_and_is_batch_independent():
-    x = _dice_batch()
-    dice = Dice(3).train()
-    for _ in range(5):
-        dice(x * 2 + 1)
-    alpha = torch.tensor([0.1, 0.2, -0.3])
-    with torch.no_grad():
-        dice.alpha.copy_(alpha)
-    dice.eval()
-    before = (dice.running_mean.clone(), dice.running_var.clone())
-    out = dice(x)
-    expected = _dice_by_hand(x, alpha, dice.running_mean, dice.running_var)
-    torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
-    rows = torch.cat([dice(x[i : i + 1]) for i in range(len(x))])
-    torch.testing.assert_close(rows, out, atol=0, rtol=0)
-    other = x.clone()
-    other[1:] = other[1:] * 3 + 1
-    torch.testing.assert_close(dice(other)[0], out[0], atol=0, rtol=0)
-    assert torch.equal(dice.running_mean, before[0]) and torch.equal(dice.running_var, before[1])
-
-
-def test_dice_inference_without_autograd_is_the_same_function_and_keeps_its_input():
-    # Under no_grad Dice takes an in-place path (predict's hot loop); it must compute the
-    # same values as the autograd path and must not write into the caller's tensor.
-    x = _dice_batch()
-    dice = Dice(3).train()
-    dice(x * 2 + 1)
-    with torch.no_grad():
-        dice.alpha.copy_(torch.tensor([0.1, 0.7, -0.3]))
-    dice.eval()
-    with_grad = dice(x)
-    assert with_grad.requires_grad
-    copy = x.clone()
-    with torch.no_grad():
-        without_grad = dice(x)
-    assert torch.equal(x, copy)
-    torch.testing.assert_close(without_grad, with_grad.detach(), atol=1e-6, rtol=1e-5)
-
-
-# ----------------------------------------------------------------------------- local activation
-@pytest.mark.parametrize("activation", ["relu", "prelu", "dice"])
-@pytest.mark.parametrize("training", [True, False])
-def test_local_activation_unit_equals_linear_on_concat(activation, training):
-    torch.manual_seed(0)
-    dim = 6
-    unit = LocalActivationUnit(dim, (5, 3), activation).train(training)
-    with torch.no_grad():
-        unit.first.bias.normal_()
-    query = torch.randn(4, dim)
-    keys = torch.randn(11, dim)
-    rows = torch.randint(0, 4, (11,))
-    with torch.no_grad():
-        got = unit(query, keys, rows)
-        q = query[rows]
-        hidden = unit.first(torch.cat([q, keys, q - keys, q * keys], dim=1))
-        expected = unit.score(unit.rest(unit.first_activation(hidden))).squeeze(1)
-    assert got.shape == (11,)
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-
-
 # ----------------------------------------------------------------------------- determinism
 DETERMINISM = dict(SMALL, dropout=0.2, random_state=7)
 
@@ -422,9 +209,9 @@ def test_id_frequencies_count_candidates_and_real_history_positions(ctr_data, mo
     # The counts behind the mini-batch aware penalty are accumulated in row chunks; a
     # chunk size that does not divide the rows must give the brute-force counts, and
     # ids written after a row's history length (not padding by the layout) are not counted.
-    import sklearn_din._classifier as classifier_module
+    import sklearn_din._layout as layout_module
 
-    monkeypatch.setattr(classifier_module, "FREQUENCY_CHUNK_ROWS", 777)
+    monkeypatch.setattr(layout_module, "FREQUENCY_CHUNK_ROWS", 777)
     X = ctr_data.X_train.copy()
     short = X["hist_len"] > 2
     X.loc[short, "hist_item_id_2"] = 3  # beyond hist_len = 2 below: must not be counted
@@ -932,8 +719,3 @@ def test_missing_categorical_column_raises(ctr_data):
     with pytest.raises(ValueError, match="shop_id"):
         model.fit(ctr_data.X_train, ctr_data.y_train)
     assert not model.initialized_
-
-
-def test_network_refuses_an_unknown_pooling():
-    with pytest.raises(ValueError, match="pooling"):
-        DeepInterestNetwork((10, 5), pooling="max")

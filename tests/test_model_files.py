@@ -93,6 +93,34 @@ def test_every_parameter_survives_a_round_trip(rows, tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
 
 
+def test_the_file_holds_every_parameter_get_params_lists(rows, tmp_path):
+    # What is saved is derived from get_params(), not from a list kept by hand: every
+    # parameter of each step (sparse_embeddings among them, lost by the 0.1 format's
+    # hand list) is in the file, and each one that differs from its default comes back.
+    from sklearn_din._model_file import ModelFileReader
+
+    X, y = rows
+    model = make_pipeline(
+        SequenceFeatureTransformer(max_len=4),
+        DINClassifier(embed_dim=3, attention_units=(4,), hidden_units=(4,), max_epochs=1,
+                      sparse_embeddings=True, verbose=0, random_state=0),
+    ).fit(X, y)
+    save_model(model, tmp_path / "m.npz")
+    with ModelFileReader(tmp_path / "m.npz") as reader:
+        meta = reader.meta()
+    loaded = load_model(tmp_path / "m.npz")
+    for (_, step), saved_step, (_, back) in zip(model.steps, meta["steps"], loaded.steps,
+                                               strict=True):
+        params = step.get_params(deep=False)
+        assert set(saved_step["params"]) == set(params) and saved_step["not_saved"] == []
+        defaults = type(step)().get_params(deep=False)
+        changed = [k for k, v in params.items() if k in defaults and repr(v) != repr(defaults[k])]
+        assert changed, "the test needs parameters away from their defaults"
+        for key in changed:
+            assert repr(back.get_params(deep=False)[key]) == repr(params[key]), key
+    assert loaded[-1].sparse_embeddings is True
+
+
 def test_every_fitted_attribute_survives_a_round_trip(saved, tmp_path):
     from sklearn_din._persistence import _fitted_attributes
 

@@ -140,6 +140,24 @@ def test_attention_unwraps_a_frozen_transformer(fitted):
     assert labels == _labels(plot_attention(fitted.model, X).get_xticklabels())
 
 
+@pytest.mark.parametrize(("params", "label"), [
+    # Regression: the flat parameter used to decide the label although module__* built
+    # the network ("raw" for a softmax network).
+    ({"attention_normalization": None, "module__attention_normalization": "softmax"},
+     "attention weight (softmax)"),
+    ({"module__attention_normalization": None}, "attention score (raw)"),
+    ({"pooling": "attention", "module__pooling": "mean"}, "mean weight"),
+])
+def test_attention_colorbar_describes_the_network_as_built(fitted, params, label):
+    model = make_pipeline(FrozenEstimator(fitted.model[0]), _classifier(**params))
+    model.fit(fitted.X, fitted.y)
+    expected = params.get("module__attention_normalization", "pooling")
+    built = model[-1].module_
+    assert expected == "pooling" or built.attention_normalization == expected
+    ax = plot_attention(model, _one_moment(fitted))
+    assert ax.figure.axes[-1].get_ylabel() == label
+
+
 def test_attention_of_a_bare_classifier_shows_codes(fitted):
     X = _one_moment(fitted)
     features = fitted.model[0].transform(X)

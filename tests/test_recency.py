@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from sklearn_din import DeepInterestNetwork, DINClassifier, SequenceFeatureTransformer
-from sklearn_din._transformer import RECENCY_OCTAVES
+from sklearn_din._layout import RECENCY_OCTAVES
 from sklearn_din.datasets import leave_last_out_split, make_interactions, sample_negatives
 
 

@@ -41,6 +41,27 @@ def test_the_latest_rows_of_a_user_are_its_longest_histories():
     assert valid.tolist() == [2, 3, 6] and train.tolist() == [0, 1, 4, 5]
 
 
+def test_heavy_users_are_validated_only_when_light_users_cannot_fill_the_split():
+    """A capped heavy user's latest rows (all its full-history rows) would be most of the
+    validation rows; it trains on them instead while light users can fill the split."""
+    light = np.repeat(np.arange(100), 4)  # 100 users: 2 earlier rows, 2 latest rows
+    light_lengths = np.tile([0, 0, 1, 1], 100)
+    heavy = np.repeat([500, 501], 300)  # 2 users: 10 rows, then 290 with a full history
+    heavy_lengths = np.tile(np.minimum(np.arange(300) // 2, 5), 2)
+    users = np.concatenate([light, heavy])
+    lengths = np.concatenate([light_lengths, heavy_lengths])
+    for seed in range(5):
+        train, valid = latest_rows_split(users, lengths, 0.05, np.random.RandomState(seed))
+        assert 50 <= len(valid) <= 52  # 5% of 1,000 rows, the last user's pair included
+        assert not np.isin(users[valid], [500, 501]).any()
+        assert np.isin(users[train], [500, 501]).sum() == 600
+        # ... and the rule changes nothing else: the light users' latest rows only.
+        assert (lengths[valid] == 1).all()
+    # Without light users to fill it, the heavy users' latest rows are the split.
+    train, valid = latest_rows_split(heavy, heavy_lengths, 0.3, np.random.RandomState(0))
+    assert len(valid) == 290 and (heavy_lengths[valid] == 5).all()
+
+
 def test_same_random_state_same_split_and_without_users_a_row_split():
     lengths = np.random.RandomState(0).randint(0, 5, size=200)
     users = np.repeat(np.arange(40), 5)

@@ -1,0 +1,91 @@
+"""The input contract (_layout): the fitted input state learnt, merged and applied."""
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sklearn_din import DINClassifier, fit_stream
+from sklearn_din._layout import InputLayout, InputState
+
+SMALL = {"embed_dim": 4, "attention_units": (8,), "hidden_units": (8,), "verbose": 0,
+         "random_state": 0}
+
+
+def _layout(X: pd.DataFrame) -> InputLayout:
+    return InputLayout.from_columns(X.columns, user_col="user_id", categorical_cols=())
+
+
+def test_learn_gives_the_sizes_and_counts_of_the_frame(small_frame):
+    X, _ = small_frame
+    layout = _layout(X)
+    state, inputs = InputState.learn(layout, X, "test")
+    assert state.layout is layout
+    assert (state.history_vocab_sizes, state.sparse_vocab_sizes) == layout.vocab_sizes(X)
+    items = X[["item_id", *[f"hist_item_id_{k}" for k in range(layout.max_len)]]].to_numpy()
+    real = np.c_[np.ones(len(X), bool),
+                 np.arange(layout.max_len)[None, :] < X["hist_len"].to_numpy()[:, None]]
+    np.testing.assert_array_equal(
+        state.id_frequencies[0], np.bincount(items[real], minlength=state.history_vocab_sizes[0]))
+    for name, values in state.to_arrays(X).items():
+        np.testing.assert_array_equal(values, inputs[name], err_msg=name)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_merging_the_states_of_two_parts_gives_the_state_of_the_whole(small_frame, weighted):
+    X, _ = small_frame
+    weight = np.random.default_rng(0).uniform(0.1, 3.0, len(X)) if weighted else None
+    # The largest item code only in the second part: the merged table must hold it.
+    top = X["item_id"] == X["item_id"].max()
+    first, second = X[~top], X[top]
+    layout = _layout(X)
+    whole, _ = InputState.learn(layout, X, "test", weight)
+    parts = [InputState.learn(layout, part, "test",
+                              None if weight is None else weight[mask])[0]
+             for part, mask in ((first, ~top.to_numpy()), (second, top.to_numpy()))]
+    merged = parts[0].merge(parts[1])
+    assert merged.history_vocab_sizes == whole.history_vocab_sizes
+    assert merged.sparse_vocab_sizes == whole.sparse_vocab_sizes
+    for got, expected in zip(merged.id_frequencies, whole.id_frequencies, strict=True):
+        assert got.dtype == expected.dtype
+        np.testing.assert_allclose(got, expected)
+
+
+def test_states_of_different_layouts_do_not_merge(small_frame):
+    X, _ = small_frame
+    state, _ = InputState.learn(_layout(X), X, "test")
+    other, _ = InputState.learn(_layout(X.drop(columns="hist_len")), X.drop(columns="hist_len"),
+                                "test")
+    with pytest.raises(ValueError, match="different layouts"):
+        state.merge(other)
+
+
+def test_a_weighted_stream_counts_ids_as_a_weighted_fit_does(small_frame):
+    # Regression: fit_stream summed its chunks' weighted counts as integers, so a row of
+    # weight 0.5 counted 0 (or 2.7 counted 2) where fit counts 0.5 (2.7).
+    X, y = small_frame
+    rows = X.assign(label=y, w=np.random.default_rng(1).uniform(0.1, 3.0, len(X)))
+    chunks = [rows.iloc[:1000], rows.iloc[1000:]]
+    stream = fit_stream(DINClassifier(max_epochs=0, **SMALL), chunks, weight_col="w")
+    memory = DINClassifier(max_epochs=0, **SMALL).fit(X, y, sample_weight=rows["w"])
+    for got, expected in zip(stream.id_frequencies_, memory.id_frequencies_, strict=True):
+        np.testing.assert_allclose(got, expected)
+
+
+def test_an_inconsistent_state_names_its_problem(small_frame):
+    # What load_model checks of a file's fitted input state before building a model.
+    X, _ = small_frame
+    state, _ = InputState.learn(_layout(X), X, "test")
+    assert state.problem() is None
+    sizes = state.history_vocab_sizes
+    broken = {
+        "history_vocab_sizes_ must be": dict(history_vocab_sizes=sizes[:-1]),
+        "sparse_vocab_sizes_ must be": dict(sparse_vocab_sizes=(1,) * len(
+            state.sparse_vocab_sizes) or (5,)),
+        "one count per id": dict(id_frequencies=state.id_frequencies[:-1]),
+        "negative, NaN or inf": dict(id_frequencies=[-a for a in state.id_frequencies]),
+    }
+    for message, change in broken.items():
+        problem = dataclasses.replace(state, **change).problem()
+        assert problem is not None and message in problem, (message, problem)

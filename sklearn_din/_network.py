@@ -65,11 +65,13 @@ class Dice(nn.Module):
         if not torch.is_grad_enabled():
             if not batch_stats:
                 return self._infer(x)
-        elif (x.dim() == 2 and (x.requires_grad or self.alpha.requires_grad)
+        elif (x.dim() == 2 and x.device.type == "cpu"
+              and (x.requires_grad or self.alpha.requires_grad)
               and not torch.compiler.is_compiling()):
-            # Training: one autograd node with a hand-written backward (see _DiceFunction).
-            # The plain path below without anything to differentiate (torch.export's
-            # trace), and under torch.compile, which fuses the plain ops itself.
+            # Training on CPU: one autograd node with a hand-written backward (see
+            # _DiceFunction). The plain path below without anything to differentiate
+            # (torch.export's trace), under torch.compile, which fuses the plain ops itself,
+            # and on accelerators, whose caching allocators leave nothing to gain.
             return _DiceFunction.apply(x, self.alpha, self.running_mean, self.running_var,
                                        batch_stats, self.momentum, self.eps)
         # batch_norm without weight and bias is exactly (s - E[s]) / sqrt(Var[s] + eps), with

@@ -142,7 +142,10 @@ class _DiceFunction(torch.autograd.Function):
 
     @staticmethod
     def _block_rows(x: torch.Tensor) -> int:
-        return max(1, _DiceFunction.BLOCK_ELEMENTS // max(x.shape[1], 1))
+        # One cache-sized share per intra-op thread: each thread's slice of a block stays
+        # in its core's cache, and fewer, larger ops keep the threads busy.
+        elements = _DiceFunction.BLOCK_ELEMENTS * torch.get_num_threads()
+        return max(1, elements // max(x.shape[1], 1))
 
     @staticmethod
     def _blocks(x: torch.Tensor) -> list[slice]:

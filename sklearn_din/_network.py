@@ -62,8 +62,18 @@ class Dice(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # A single row has no variance: it is normalised with the running statistics.
         batch_stats = self.training and x.shape[0] > 1
-        if not batch_stats and not torch.is_grad_enabled():
-            return self._infer(x)
+        if not torch.is_grad_enabled():
+            if not batch_stats:
+                return self._infer(x)
+        elif (x.dim() == 2 and x.device.type == "cpu"
+              and (x.requires_grad or self.alpha.requires_grad)
+              and not torch.compiler.is_compiling()):
+            # Training on CPU: one autograd node with a hand-written backward (see
+            # _DiceFunction). The plain path below without anything to differentiate
+            # (torch.export's trace), under torch.compile, which fuses the plain ops itself,
+            # and on accelerators, whose caching allocators leave nothing to gain.
+            return _DiceFunction.apply(x, self.alpha, self.running_mean, self.running_var,
+                                       batch_stats, self.momentum, self.eps)
         # batch_norm without weight and bias is exactly (s - E[s]) / sqrt(Var[s] + eps), with
         # the running averages updated as in BatchNorm; its fused kernel is ~10x faster than
         # var_mean + arithmetic.
@@ -105,6 +115,95 @@ class Dice(nn.Module):
                 cached = (key, (-self.running_mean * scale, scale, 1.0 - self.alpha))
             self.__dict__["_constants"] = cached
         return cached[1]
+
+
+class _DiceFunction(torch.autograd.Function):
+    """Dice's forward and backward as one autograd node, in cache-sized blocks of rows.
+
+    Composed of torch's own ops, Dice records five nodes whose forward and backward
+    allocate about ten activation-sized tensors a step and save three, each op one pass
+    over memory: on the attention's (positions x units) activations, tens of MB, every
+    fresh tensor costs more in page faults than its arithmetic (past glibc's 32 MiB mmap
+    threshold, about five times a pass over reused memory). Here the forward allocates
+    only the output and the gate (saved with the input), the backward only the input's
+    gradient, and both run their chain of elementwise steps block by block (about 2 MB a
+    block, in cache) with one block-sized work buffer. The statistics and running averages
+    come from ``batch_norm_update_stats``, the kernel ``batch_norm`` itself uses.
+
+    With ``gate = sigmoid((x - mean) * rstd)``, ``out = x * (alpha + (1 - alpha) gate)``:
+
+    - ``d alpha = sum_n dout x (1 - gate)``;
+    - ``d xhat = (1 - alpha) dout x gate (1 - gate)``;
+    - ``d x = dout (alpha + (1 - alpha) gate) + rstd (d xhat - mean_n(d xhat)
+      - xhat mean_n(d xhat xhat))``, the last two terms only with batch statistics.
+    """
+
+    BLOCK_ELEMENTS = 1 << 19
+
+    @staticmethod
+    def _block_rows(x: torch.Tensor) -> int:
+        # One cache-sized share per intra-op thread: each thread's slice of a block stays
+        # in its core's cache, and fewer, larger ops keep the threads busy.
+        elements = _DiceFunction.BLOCK_ELEMENTS * torch.get_num_threads()
+        return max(1, elements // max(x.shape[1], 1))
+
+    @staticmethod
+    def _blocks(x: torch.Tensor) -> list[slice]:
+        step = _DiceFunction._block_rows(x)
+        return [slice(s, s + step) for s in range(0, x.shape[0], step)]
+
+    @staticmethod
+    def forward(ctx, x, alpha, running_mean, running_var, batch_stats, momentum, eps):
+        if batch_stats:
+            # Mean and biased variance; the running averages updated as batch_norm does.
+            mean, var = torch.batch_norm_update_stats(x, running_mean, running_var, momentum)
+        else:
+            mean, var = running_mean, running_var
+        rstd = torch.rsqrt(var + eps)
+        shift = -mean * rstd
+        keep = 1.0 - alpha
+        gate, out = torch.empty_like(x), torch.empty_like(x)
+        for block in _DiceFunction._blocks(x):
+            g = torch.addcmul(shift, x[block], rstd, out=gate[block]).sigmoid_()
+            torch.addcmul(alpha, g, keep, out=out[block]).mul_(x[block])
+        ctx.batch_stats = batch_stats
+        ctx.save_for_backward(x, gate, alpha, rstd, shift)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dout):
+        x, gate, alpha, rstd, shift = ctx.saved_tensors
+        keep = 1.0 - alpha
+        scale = rstd * keep  # d x gets rstd d xhat = scale * work
+        blocks = _DiceFunction._blocks(x)
+        grad_x = torch.empty_like(x)
+        buffer = x.new_empty((min(_DiceFunction._block_rows(x), len(x)), x.shape[1]))
+        sum_dout_x, sum_dout_x_gate, sum_work, sum_work_x = x.new_zeros((4, x.shape[1]))
+        for block in blocks:
+            d, xb, g, gx = dout[block], x[block], gate[block], grad_x[block]
+            work = torch.mul(d, xb, out=buffer[: len(d)])
+            sum_dout_x += work.sum(0)
+            work.mul_(g)
+            sum_dout_x_gate += work.sum(0)
+            work.addcmul_(work, g, value=-1.0)  # dout x gate (1 - gate) = d xhat / keep
+            torch.addcmul(alpha, g, keep, out=gx).mul_(d)  # dout (alpha + keep gate)
+            gx.addcmul_(work, scale)
+            if ctx.batch_stats:
+                sum_work += work.sum(0)
+                sum_work_x += work.mul_(xb).sum(0)
+        grad_alpha = sum_dout_x - sum_dout_x_gate
+        if ctx.batch_stats:
+            # mean_n(d xhat) and mean_n(d xhat xhat), xhat = x rstd + shift, enter every
+            # row: - rstd (mean_d + xhat mean_dx) == x c1 + c0, added once the sums are known.
+            n = x.shape[0]
+            mean_d = keep * sum_work / n
+            mean_dx = keep * (rstd * sum_work_x + shift * sum_work) / n
+            c1 = -rstd * rstd * mean_dx
+            c0 = -rstd * (mean_d + shift * mean_dx)
+            for block in blocks:
+                grad_x[block].addcmul_(x[block], c1).add_(c0)
+        return grad_x, grad_alpha, None, None, None, None, None
 
 
 def _activation(name: str, width: int) -> nn.Module:

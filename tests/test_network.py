@@ -1,8 +1,11 @@
-"""The torch network (_network): Dice, the local activation unit, attention and pooling.
+"""The torch network (_network): Dice (and its fused training node), the local activation
+unit, attention, pooling, and the serving paths' agreement with the training forward.
 
 The attention tests read the network of a fitted DINClassifier (``module_.attend``);
 the others build the modules directly.
 """
+
+import itertools
 
 import numpy as np
 import pytest
@@ -19,6 +22,7 @@ from sklearn_din import (
     load_model,
     save_model,
 )
+from sklearn_din._network import _DiceFunction
 
 MAX_LEN = 20
 # As in test_classifier: small and fast, but enough to learn something in two epochs.
@@ -364,3 +368,265 @@ def test_every_scorer_gives_one_function_on_the_three_forward_paths(params):
                                    expected, atol=1e-5, rtol=1e-5)
         shared = net.forward_shared_history(candidate, history[0, :, :real], sparse, dense)
         torch.testing.assert_close(shared, expected, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ serving paths
+# forward_masked and forward_shared_history compute the function of the training forward.
+CONFIGS = [*itertools.product(("dice", "prelu"), (None, "softmax", "mean"), ("attention",)),
+           *itertools.product(("dice", "prelu"), (None,), ("sum", "mean"))]
+CONTEXT_SIZE = 6  # a context feature of the behaviours (the recency bucket), table size
+
+
+def _random_network(activation, normalization, pooling, *, batch_norm=False, seed=0):
+    torch.manual_seed(seed)
+    net = DeepInterestNetwork([30, 7], [11, 5], 3, context_vocab_sizes=[CONTEXT_SIZE],
+                              embed_dim=4, attention_units=(12, 6),
+                              hidden_units=(16, 8), activation=activation,
+                              attention_normalization=normalization, pooling=pooling,
+                              batch_norm=batch_norm)
+    # Weights and running statistics far from their initial values, so that every term
+    # (Dice's gate, PReLU's slope, the softmax) matters.
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(std=0.4)
+        for module in net.modules():
+            if hasattr(module, "running_mean"):
+                module.running_mean.normal_()
+                module.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+def _random_batch(n_rows=40, max_len=9, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    length = torch.randint(0, max_len + 1, (n_rows,), generator=g)
+    length[:2] = torch.tensor([0, max_len])  # an empty and a full history
+    history = torch.randint(1, 30, (n_rows, 3, max_len), generator=g)  # item, category, context
+    history[:, 1] %= 7
+    history[:, 2] %= CONTEXT_SIZE
+    real = torch.arange(max_len)[None, :] < length[:, None]
+    history = history * real[:, None, :]
+    return {
+        "candidate": torch.randint(0, 7, (n_rows, 2), generator=g),
+        "history": history,
+        "history_length": length,
+        "sparse": torch.randint(0, 5, (n_rows, 2), generator=g),
+        "dense": torch.randn(n_rows, 3, generator=g),
+    }
+
+
+@pytest.mark.parametrize(("activation", "normalization", "pooling"), CONFIGS)
+def test_masked_forward_equals_forward(activation, normalization, pooling):
+    net = _random_network(activation, normalization, pooling, batch_norm=pooling == "sum")
+    batch = _random_batch()
+    with torch.no_grad():
+        expected = net(**batch)
+        masked = net.forward_masked(**batch)
+        # what the padding holds is never read: garbage ids, even beyond the tables
+        garbage = batch["history"].clone()
+        pad = torch.arange(garbage.shape[2])[None, :] >= batch["history_length"][:, None]
+        garbage[pad[:, None, :].expand_as(garbage)] = 10_000
+        masked_garbage = net.forward_masked(**{**batch, "history": garbage})
+    assert expected.abs().max() > 0.2  # a logit scale where a wrong term would show
+    torch.testing.assert_close(masked, expected, rtol=1e-5, atol=2e-5)
+    torch.testing.assert_close(masked_garbage, masked, rtol=0, atol=0)
+
+
+def test_masked_forward_with_autograd_takes_the_same_path():
+    """torch.export traces with autograd on: Dice's plain path must agree too."""
+    net = _random_network("dice", "softmax", "attention").requires_grad_(False)
+    batch = _random_batch()
+    with torch.no_grad():
+        expected = net(**batch)
+    torch.testing.assert_close(net.forward_masked(**batch), expected, rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize(("activation", "normalization", "pooling"), CONFIGS)
+def test_shared_history_forward_equals_forward_on_repeated_rows(activation, normalization,
+                                                                 pooling):
+    net = _random_network(activation, normalization, pooling)
+    batch = _random_batch()
+    n_rows = len(batch["candidate"])
+    for row in (0, 1, 5):  # empty, full and partial history
+        length = int(batch["history_length"][row])
+        history = batch["history"][row : row + 1].expand(n_rows, -1, -1)
+        with torch.no_grad():
+            expected = net(batch["candidate"], history,
+                           batch["history_length"][row : row + 1].expand(n_rows),
+                           batch["sparse"], batch["dense"])
+            shared = net.forward_shared_history(
+                batch["candidate"], batch["history"][row, :, :length], batch["sparse"],
+                batch["dense"])
+        torch.testing.assert_close(shared, expected, rtol=1e-5, atol=2e-5)
+
+
+def test_shared_history_scores_equal_the_attention_unit():
+    net = _random_network("prelu", None, "attention")
+    query, keys = torch.randn(6, 8), torch.randn(4, 12)  # keys: item features, then context
+    rows = torch.arange(6).repeat_interleave(4)
+    with torch.no_grad():
+        per_pair = net.attention(query, keys.repeat(6, 1), rows).view(6, 4)
+        shared = net.attention.score_shared(query, keys)
+        in_blocks = net.attention.score_shared(query, keys, block_pairs=8)  # 2 candidates each
+    torch.testing.assert_close(shared, per_pair, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(in_blocks, per_pair, rtol=1e-5, atol=1e-5)
+
+
+def test_dice_inference_follows_changes_of_its_statistics_and_alpha():
+    """Dice keeps its inference constants between calls: a step, a load or a move must
+    invalidate them."""
+    from sklearn_din import Dice
+
+    dice = Dice(5).eval()
+    x = torch.randn(7, 5)
+
+    def reference(module, x=x):
+        normalised = (x - module.running_mean) / torch.sqrt(module.running_var + module.eps)
+        p = torch.sigmoid(normalised)
+        return p * x + (1 - p) * module.alpha * x
+
+    with torch.no_grad():
+        torch.testing.assert_close(dice(x), reference(dice))
+        dice.alpha.add_(0.7)  # an optimizer step changes alpha in place
+        dice.running_mean.add_(0.3)
+        torch.testing.assert_close(dice(x), reference(dice))
+        other = Dice(5)
+        other.running_var.fill_(4.0)
+        dice.load_state_dict(other.state_dict())
+        torch.testing.assert_close(dice(x), reference(dice))
+        dice.double()  # new tensors: the float32 constants must not be reused
+        torch.testing.assert_close(dice(x.double()), reference(dice, x.double()))
+
+
+# ------------------------------------------------------------------ fused Dice
+# Dice's training path is one autograd node with a hand-written backward, run in blocks of
+# rows (_DiceFunction); held to the composition it replaces (batch_norm + sigmoid + addcmul).
+torch.set_num_threads(1)
+
+
+def reference_dice(dice: Dice, x: torch.Tensor) -> torch.Tensor:
+    """Dice as the paper writes it, composed of torch's differentiable ops."""
+    batch_stats = dice.training and x.shape[0] > 1
+    normalised = nn.functional.batch_norm(
+        x, dice.running_mean, dice.running_var, None, None, batch_stats, dice.momentum, dice.eps
+    )
+    p = torch.sigmoid(normalised)
+    return p * x + (1 - p) * dice.alpha * x
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 2 rows of 3 features: every test input spans several blocks."""
+    monkeypatch.setattr(_DiceFunction, "BLOCK_ELEMENTS", 6)
+
+
+@pytest.mark.parametrize("batch_stats", [True, False])
+@pytest.mark.parametrize("n_rows", [7, 2])
+def test_fused_dice_passes_gradcheck_in_double(small_blocks, batch_stats, n_rows):
+    generator = torch.Generator().manual_seed(0)
+    x = (torch.randn(n_rows, 3, generator=generator, dtype=torch.double) * 2 + 0.5)
+    alpha = torch.randn(3, generator=generator, dtype=torch.double)
+    mean = torch.randn(3, generator=generator, dtype=torch.double)
+    var = torch.rand(3, generator=generator, dtype=torch.double) + 0.5
+
+    def dice(x, alpha):
+        return _DiceFunction.apply(x, alpha, mean.clone(), var.clone(), batch_stats, 0.1, 1e-8)
+
+    assert torch.autograd.gradcheck(dice, (x.requires_grad_(), alpha.requires_grad_()))
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("n_rows", [1000, 1])
+def test_dice_module_matches_the_composed_reference(small_blocks, mode, n_rows):
+    # Same output, same gradients of input and alpha, same running statistics after the
+    # step, in training (batch statistics; one row: running statistics) and in eval mode
+    # with autograd on.
+    torch.manual_seed(0)
+    fast, slow = Dice(3), Dice(3)
+    with torch.no_grad():
+        for dice in (fast, slow):
+            dice.alpha.copy_(torch.tensor([-0.5, 0.0, 0.7]))
+            dice.running_mean.copy_(torch.tensor([0.2, -1.0, 3.0]))
+            dice.running_var.copy_(torch.tensor([0.5, 2.0, 4.0]))
+    getattr(fast, mode)(), getattr(slow, mode)()
+    x = torch.randn(n_rows, 3) * torch.tensor([1.0, 3.0, 0.1]) + torch.tensor([0.0, 2.0, -1.0])
+    x_fast, x_slow = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_fast, out_slow = fast(x_fast), reference_dice(slow, x_slow)
+    upstream = torch.randn_like(out_fast)
+    out_fast.backward(upstream)
+    out_slow.backward(upstream)
+    torch.testing.assert_close(out_fast, out_slow, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x_fast.grad, x_slow.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast.alpha.grad, slow.alpha.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(fast.running_mean, slow.running_mean, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(fast.running_var, slow.running_var, rtol=1e-6, atol=1e-7)
+    if mode == "train" and n_rows > 1:  # the step did move the statistics
+        assert not torch.allclose(fast.running_mean, torch.tensor([0.2, -1.0, 3.0]))
+
+
+def test_fused_dice_leaves_its_input_alone_and_backs_up_a_retained_graph_twice():
+    dice = Dice(4).train()
+    x = torch.randn(50, 4, requires_grad=True)
+    before = x.detach().clone()
+    out = dice(x)
+    out.sum().backward(retain_graph=True)
+    assert torch.equal(x.detach(), before)
+    first = x.grad.clone()
+    out.sum().backward()  # retained graph: the same gradient again
+    torch.testing.assert_close(x.grad, 2 * first)
+
+
+def _fused_network(activation: str = "dice") -> DeepInterestNetwork:
+    return DeepInterestNetwork(
+        [50, 7], [9], 2, embed_dim=4, attention_units=(16, 8), hidden_units=(12, 6),
+        activation=activation, attention_normalization="softmax", pooled_product=True,
+    )
+
+
+def _fused_batch(n_rows: int = 64, max_len: int = 12, seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(0, max_len + 1, (n_rows,), generator=generator)
+    history = torch.stack([torch.randint(2, 50, (n_rows, max_len), generator=generator),
+                           torch.randint(2, 7, (n_rows, max_len), generator=generator)], 1)
+    history = history * (torch.arange(max_len) < lengths[:, None])[:, None, :]
+    return {
+        "candidate": torch.stack([torch.randint(2, 50, (n_rows,), generator=generator),
+                                  torch.randint(2, 7, (n_rows,), generator=generator)], 1),
+        "history": history, "history_length": lengths,
+        "sparse": torch.randint(2, 9, (n_rows, 1), generator=generator),
+        "dense": torch.randn(n_rows, 2, generator=generator),
+    }
+
+
+def test_training_with_fused_dice_gives_the_model_of_the_composed_dice(monkeypatch):
+    # Same seed, same batches, a few Adam steps: the same model within float tolerance.
+    def train(composed: bool) -> DeepInterestNetwork:
+        with monkeypatch.context() as patch:
+            if composed:
+                patch.setattr(Dice, "forward", reference_dice)
+            torch.manual_seed(3)
+            net = _fused_network()
+            optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+            for step in range(5):
+                batch = _fused_batch(seed=step)
+                target = (batch["candidate"][:, 0] % 2).float()
+                optimizer.zero_grad()
+                loss = nn.functional.binary_cross_entropy_with_logits(net(**batch), target)
+                (loss + 0.5 * net.embedding_penalty(**batch)).backward()
+                optimizer.step()
+        return net
+
+    fast, slow = train(composed=False), train(composed=True)
+    for (name, a), b in zip(fast.state_dict().items(), slow.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    batch = _fused_batch(seed=99)
+    fast.eval(), slow.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(**batch), slow(**batch), rtol=1e-4, atol=1e-5)
+
+
+def test_fused_dice_handles_no_rows():
+    # A batch whose rows all have empty histories scores no position at all.
+    dice = Dice(3).train()
+    x = torch.zeros(0, 3, requires_grad=True)
+    dice(x).sum().backward()
+    assert x.grad.shape == (0, 3) and torch.equal(dice.alpha.grad, torch.zeros(3))

@@ -331,5 +331,6 @@ class BehaviourStore:
             # writing straight into `out` saves a temporary and a copy of the whole chunk.
             if fill == 0:
                 np.multiply(window, keep, out=out[lo:hi])
-            else:
-                out[lo:hi] = np.where(keep, window, fill)
+            else:  # in place: np.where would build the chunk and copy it again
+                np.copyto(out[lo:hi], fill)
+                np.copyto(out[lo:hi], window, where=keep)

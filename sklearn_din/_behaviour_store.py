@@ -179,6 +179,7 @@ class BehaviourStore:
         max_len: int,
         out: np.ndarray | None = None,
         times_out: np.ndarray | None = None,
+        stored_times: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Each query's behaviours strictly before its time, most recent first.
 
@@ -193,6 +194,9 @@ class BehaviourStore:
         times_out : ndarray of shape (n_queries, max_len), float64, optional
             Where to write the behaviours' times as :meth:`history_times` gives them,
             from the same look-up (NaN at padding positions).
+        stored_times : ndarray of shape (n_behaviours,), float64, optional
+            ``times.astype(np.float64)``, for a caller that asks for ``times_out`` block
+            after block: computed once by it instead of on every call.
 
         Returns
         -------
@@ -209,8 +213,9 @@ class BehaviourStore:
         for f in range(n_features):
             self._gather(self.codes[f], end, length, max_len, out[:, f, :])
         if times_out is not None:
-            self._gather(self.times.astype(np.float64), end, length, max_len, times_out,
-                         fill=np.nan)
+            if stored_times is None:
+                stored_times = self.times.astype(np.float64)
+            self._gather(stored_times, end, length, max_len, times_out, fill=np.nan)
         return out, length.astype(np.int32)
 
     def user_history(

@@ -484,8 +484,9 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         progress = None
         if self.verbose and n_rows > TRANSFORM_CHUNK_ROWS:
             progress = Progress(n_rows, f"[{type(self).__name__}] transform", unit="row")
-        buffer = np.empty((min(n_rows, RECENCY_BLOCK_ROWS), self.max_len)) if self.recency \
-            else None
+        if self.recency:
+            buffer = np.empty((min(n_rows, RECENCY_BLOCK_ROWS), self.max_len))
+            stored_times = self.behaviour_store_.times.astype(np.float64)
         for lo in range(0, max(n_rows, 1), TRANSFORM_CHUNK_ROWS):
             rows = slice(lo, min(lo + TRANSFORM_CHUNK_ROWS, n_rows))
             part = block[rows]
@@ -505,7 +506,7 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
                 behaviour_times = buffer[: len(sub_times)]
                 _, part[sub, hist_len] = self.behaviour_store_.histories(
                     part[sub, 0], sub_times, self.max_len, history[sub],
-                    times_out=behaviour_times)
+                    times_out=behaviour_times, stored_times=stored_times)
                 recency_buckets(sub_times, behaviour_times, self.recency_unit_,
                                 out=part[sub, n_ids + n_history : hist_len])
             if progress is not None:

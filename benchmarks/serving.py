@@ -57,8 +57,9 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import torch  # noqa: E402
+from harness import machine_info, machine_line  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
-from speed import _fmt_load, machine_info, measure_matmul  # noqa: E402
+from speed import matmul_gflops  # noqa: E402
 
 from sklearn_din import (  # noqa: E402
     DINClassifier,
@@ -213,9 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    info = machine_info(args.threads)
-    matmul = [measure_matmul(args.threads, 2048, 5)]
-    print(f"load average {info['load_average_at_start']}; matmul fp32 2048^3: "
+    info = machine_info()
+    matmul = [{"square_gflops": matmul_gflops(args.threads, 2048, 5)}]
+    print(f"load average {info['loadavg_start']}; matmul fp32 2048^3: "
           f"{matmul[0]['square_gflops']:.1f} GFLOP/s", flush=True)
     # Users with at least 50 clicks (full histories), items with their categories.
     log = make_interactions(n_users=400, n_items=20_000, n_categories=200, mean_events=100,
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "paper":
             report["online"] = time_appends(model, X, users, items, 200,
                                             min(args.calls, 200), rng)
-    matmul.append(measure_matmul(args.threads, 2048, 5))
+    matmul.append({"square_gflops": matmul_gflops(args.threads, 2048, 5)})
     try:
         report["machine"]["load_average_at_end"] = os.getloadavg()
     except OSError:
@@ -286,14 +287,9 @@ def render(report: dict) -> str:
         "",
         f"Command: `{report['command']}` (runtime {report['runtime_s'] / 60:.1f} min)",
         "",
-        f"Machine: {m['cpu_model']}, {m['cores_available']} cores available, shared with "
-        f"other work: **load average {_fmt_load(m['load_average_at_start'])} at the start, "
-        f"{_fmt_load(m.get('load_average_at_end'))} at the end** (1/5/15 min); "
-        f"**{m['threads']} torch thread(s)**, onnxruntime 1 intra-op thread. {m['date']}, "
-        f"Python {m['python']}, torch {m['torch']}, scikit-learn {m['scikit-learn']}, "
-        f"sklearn-din at git {m['git']}.",
+        machine_line(m) + " onnxruntime: 1 intra-op thread.",
         "",
-        f"Matmul fp32 2048^3 on {m['threads']} thread(s): "
+        f"Matmul fp32 2048^3 on {m['torch_threads']} thread(s): "
         + ", ".join(f"{x['square_gflops']:.1f}" for x in report["matmul"])
         + f" GFLOP/s (before, after); **{peak:.1f} GFLOP/s** is the reference below.",
         "",

@@ -10,30 +10,46 @@ from sklearn_din import DeepInterestNetwork
 from sklearn_din._network import _mlp
 
 
+def _dims(net: DeepInterestNetwork) -> tuple[int, int]:
+    """Width of the candidate's item features, and of a pooled history (context included)."""
+    width = net.history_embeddings[0].embedding_dim
+    item_dim = len(net.history_embeddings) * width
+    return item_dim, item_dim + len(net.context_embeddings) * width
+
+
+def _widen_mlp(net: DeepInterestNetwork, extra: int) -> None:
+    """Rebuild the output MLP with ``extra`` more inputs (same hidden units, activation)."""
+    hidden = [m.out_features for m in net.mlp if isinstance(m, torch.nn.Linear)]
+    act = "dice" if type(net.mlp[1]).__name__ == "Dice" else "prelu"
+    net.mlp = _mlp(net.mlp[0].in_features + extra, hidden, act)
+
+
+def _mean_pooled(net: DeepInterestNetwork, candidate, history, history_length):
+    """The history mean-pooled by the same network (its attention switched off)."""
+    pooling, attention = net.pooling, net.attention
+    net.pooling, net.attention = "mean", None
+    try:
+        return net.attend(candidate, history, history_length)[1]
+    finally:
+        net.pooling, net.attention = pooling, attention
+
+
 class DINPlus(DeepInterestNetwork):
+    """Used with ``pooled_product=False`` (the product is its own ``product``)."""
+
     def __init__(self, *args, plus_mean: bool = False, product: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.plus_mean, self.product = plus_mean, product
-        first = self.mlp[0]
-        item_dim = len(self.history_embeddings) * self.history_embeddings[0].embedding_dim
-        pooled_dim = item_dim + len(self.context_embeddings) * self.history_embeddings[
-            0].embedding_dim
-        extra = (pooled_dim if plus_mean else 0) + (item_dim * (1 + plus_mean) if product else 0)
-        hidden = [m.out_features for m in self.mlp if isinstance(m, torch.nn.Linear)]
-        act = "dice" if type(self.mlp[1]).__name__ == "Dice" else "prelu"
-        self.mlp = _mlp(first.in_features + extra, hidden, act)
+        item_dim, pooled_dim = _dims(self)
+        _widen_mlp(self, (pooled_dim if plus_mean else 0)
+                   + (item_dim * (1 + plus_mean) if product else 0))
 
     def forward(self, candidate, history, history_length, sparse, dense):
         query, pooled, _ = self.attend(candidate, history, history_length)
         parts = [query, pooled]
         d = query.shape[1]
         if self.plus_mean:
-            pooling, attention = self.pooling, self.attention
-            self.pooling, self.attention = "mean", None
-            try:
-                _, mean, _ = self.attend(candidate, history, history_length)
-            finally:
-                self.pooling, self.attention = pooling, attention
+            mean = _mean_pooled(self, candidate, history, history_length)
             parts.append(mean)
         if self.product:
             parts.append(query * pooled[:, :d])
@@ -51,22 +67,12 @@ class DINMeanToo(DeepInterestNetwork):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        item_dim = len(self.history_embeddings) * self.history_embeddings[0].embedding_dim
-        pooled_dim = item_dim + len(self.context_embeddings) * self.history_embeddings[
-            0].embedding_dim
-        extra = pooled_dim + (item_dim if self.pooled_product else 0)
-        hidden = [m.out_features for m in self.mlp if isinstance(m, torch.nn.Linear)]
-        act = "dice" if type(self.mlp[1]).__name__ == "Dice" else "prelu"
-        self.mlp = _mlp(self.mlp[0].in_features + extra, hidden, act)
+        item_dim, pooled_dim = _dims(self)
+        _widen_mlp(self, pooled_dim + (item_dim if self.pooled_product else 0))
 
     def forward(self, candidate, history, history_length, sparse, dense):
         query, pooled, _ = self.attend(candidate, history, history_length)
-        pooling, attention = self.pooling, self.attention
-        self.pooling, self.attention = "mean", None
-        try:
-            _, mean, _ = self.attend(candidate, history, history_length)
-        finally:
-            self.pooling, self.attention = pooling, attention
+        mean = _mean_pooled(self, candidate, history, history_length)
         parts = self._history_parts(query, pooled) + self._history_parts(query, mean)[1:]
         return self._logits(parts, sparse, dense)
 
@@ -83,13 +89,8 @@ class DINHeads(DeepInterestNetwork):
             return
         units = self.attention.score.in_features
         self.attention.score = torch.nn.Linear(units, heads)
-        item_dim = len(self.history_embeddings) * self.history_embeddings[0].embedding_dim
-        pooled_dim = item_dim + len(self.context_embeddings) * self.history_embeddings[
-            0].embedding_dim
-        extra = (heads - 1) * (pooled_dim + (item_dim if self.pooled_product else 0))
-        hidden = [m.out_features for m in self.mlp if isinstance(m, torch.nn.Linear)]
-        act = "dice" if type(self.mlp[1]).__name__ == "Dice" else "prelu"
-        self.mlp = _mlp(self.mlp[0].in_features + extra, hidden, act)
+        item_dim, pooled_dim = _dims(self)
+        _widen_mlp(self, (heads - 1) * (pooled_dim + (item_dim if self.pooled_product else 0)))
 
     def attend(self, candidate, history, history_length):
         if self.attention is None:

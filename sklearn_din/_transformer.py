@@ -72,9 +72,9 @@ def _smallest_step(times: np.ndarray) -> float:
     return float(steps.min()) if len(steps) else 1.0
 
 
-# Rows given recency buckets at a time (transform, recency_buckets): each block's float
-# temporaries (~6 MB) are reused from the heap instead of being fresh, page-faulting
-# allocations of the whole chunk (a third of transform's time on a 1M-row log).
+# Rows transform gives recency buckets at a time: each block's float temporaries (~6 MB)
+# are reused from the heap instead of being fresh, page-faulting allocations of the whole
+# chunk (a third of transform's time on a 1M-row log).
 RECENCY_BLOCK_ROWS = 1 << 14
 
 
@@ -86,22 +86,18 @@ def recency_buckets(query_times: np.ndarray, behaviour_times: np.ndarray,
     behaviour is strictly before its row, so each gap is positive. The buckets are written
     into ``out`` (an int32 array of that shape, or a view of one) when given.
     """
-    query_times = query_times.astype(np.float64, copy=False)
+    gap = query_times.astype(np.float64)[:, None] - behaviour_times
+    padding = np.isnan(gap)
+    gap /= unit
+    np.maximum(gap, 1.0, out=gap)  # NaN stays NaN
+    # floor(log2(r)) + 1 for r >= 1 is frexp's exponent, exactly and without a logarithm.
+    octave = np.frexp(gap)[1]
+    np.clip(octave, 1, RECENCY_OCTAVES, out=octave)
+    octave += _FIRST_KNOWN - 1
+    octave[padding] = PADDING
     if out is None:
-        out = np.empty(behaviour_times.shape, dtype=np.int32)
-    for lo in range(0, len(behaviour_times), RECENCY_BLOCK_ROWS):
-        rows = slice(lo, lo + RECENCY_BLOCK_ROWS)
-        gap = query_times[rows, None] - behaviour_times[rows]
-        padding = np.isnan(gap)
-        gap /= unit
-        np.maximum(gap, 1.0, out=gap)  # NaN stays NaN
-        # floor(log2(r)) + 1 for r >= 1 is frexp's exponent, exactly and without a
-        # logarithm.
-        octave = np.frexp(gap)[1]
-        np.clip(octave, 1, RECENCY_OCTAVES, out=octave)
-        octave += _FIRST_KNOWN - 1
-        octave[padding] = PADDING
-        out[rows] = octave
+        return octave.astype(np.int32, copy=False)
+    out[...] = octave
     return out
 
 
@@ -484,9 +480,12 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         progress = None
         if self.verbose and n_rows > TRANSFORM_CHUNK_ROWS:
             progress = Progress(n_rows, f"[{type(self).__name__}] transform", unit="row")
-        if self.recency:
-            buffer = np.empty((min(n_rows, RECENCY_BLOCK_ROWS), self.max_len))
-            stored_times = self.behaviour_store_.times.astype(np.float64)
+        # With recency, blocks of rows: the behaviours' float times are a small buffer
+        # reused block after block, not a (rows x max_len) allocation touched once.
+        step = RECENCY_BLOCK_ROWS if self.recency else TRANSFORM_CHUNK_ROWS
+        buffer = np.empty((min(n_rows, step), self.max_len)) if self.recency else None
+        stored_times = self.behaviour_store_.times.astype(np.float64) if self.recency \
+            else None
         for lo in range(0, max(n_rows, 1), TRANSFORM_CHUNK_ROWS):
             rows = slice(lo, min(lo + TRANSFORM_CHUNK_ROWS, n_rows))
             part = block[rows]
@@ -495,20 +494,16 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
                     part[:, j] = _codes(indexes[col], X[col].iloc[rows])
             history = part[:, n_ids : n_ids + n_history].reshape(len(part), n_features,
                                                                    self.max_len)
-            if not self.recency:
-                _, part[:, hist_len] = self.behaviour_store_.histories(
-                    part[:, 0], times[rows], self.max_len, history)
-            # With recency, blocks of rows: the behaviours' float times are a small buffer
-            # reused block after block, not a (rows x max_len) allocation touched once.
-            for block_lo in range(0, len(part) if self.recency else 0, RECENCY_BLOCK_ROWS):
-                sub = slice(block_lo, block_lo + RECENCY_BLOCK_ROWS)
+            for block_lo in range(0, len(part), step):
+                sub = slice(block_lo, block_lo + step)
                 sub_times = times[rows][sub]
-                behaviour_times = buffer[: len(sub_times)]
+                behaviour_times = None if buffer is None else buffer[: len(sub_times)]
                 _, part[sub, hist_len] = self.behaviour_store_.histories(
                     part[sub, 0], sub_times, self.max_len, history[sub],
                     times_out=behaviour_times, stored_times=stored_times)
-                recency_buckets(sub_times, behaviour_times, self.recency_unit_,
-                                out=part[sub, n_ids + n_history : hist_len])
+                if self.recency:
+                    recency_buckets(sub_times, behaviour_times, self.recency_unit_,
+                                    out=part[sub, n_ids + n_history : hist_len])
             if progress is not None:
                 progress.update(len(part))
         if progress is not None:

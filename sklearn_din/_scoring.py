@@ -31,7 +31,7 @@ from ._layout import (
     history_column,
 )
 from ._model_parts import model_parts
-from ._times import align_times, read_times
+from ._times import align_times, read_time
 from ._transformer import SequenceFeatureTransformer, recency_buckets
 from ._validation import check_columns_present, check_dataframe, check_no_missing, value_kind
 
@@ -129,7 +129,7 @@ def _query_time(transformer: SequenceFeatureTransformer, time: object) -> float 
     if time is None:
         return None
     # Compared exactly with the stored times, or refused, as in transform.
-    values, dtype = read_times(pd.Series([time]), transformer.time_col)
+    values, dtype = read_time(time, transformer.time_col)
     return align_times(values, dtype, transformer._fit_time_dtype(), transformer.time_col,
                        stored=False)[0]
 

@@ -37,6 +37,19 @@ def _describe(dtype: str) -> str:
             AWARE: "tz-aware datetimes"}.get(dtype, "datetimes")
 
 
+def read_time(value: object, col: str) -> tuple[np.ndarray, str]:
+    """One time (a request's), as :func:`read_times` reads a column holding it.
+
+    A plain integer or float skips building a Series: per request that is most of the
+    cost of reading it.
+    """
+    if type(value) in (int, float) or isinstance(value, np.integer | np.floating):
+        array = np.asarray([value])
+        if array.dtype.kind in "iuf":  # not an int beyond uint64, which numpy keeps as object
+            return _numbers(array, col)
+    return read_times(pd.Series([value]), col)
+
+
 def read_times(values: pd.Series, col: str) -> tuple[np.ndarray, str]:
     """The column's times as numbers, and which of ``TIME_DTYPES`` they are.
 

@@ -331,3 +331,25 @@ def test_mixed_time_and_id_dtypes_give_a_clear_error_or_the_exact_histories(case
         assert out["hist_len"].iloc[row] == len(history)
         value = query["item_id"].iloc[row]
         assert out["item_id"].iloc[row] == (vocab.index(value) + 2 if value in vocab else 1)
+
+
+# ------------------------------------------- a request's time (score_candidates' time=)
+@pytest.mark.parametrize("value", [
+    5, -3, 2**63, 2**64 - 1, 10**30, 2.5, float("inf"), np.int32(4), np.uint64(2**64 - 1),
+    np.float32(1.5), True, np.bool_(False), "2024-01-01", "2024-01-01T00:00:00+02:00",
+    pd.Timestamp("2024-01-01", tz="UTC"), np.datetime64("2024-01-01"), dt.timedelta(1),
+    decimal.Decimal("1.5"),
+], ids=repr)
+def test_a_request_time_reads_as_a_column_holding_it(value):
+    """read_time's scalar shortcut gives what read_times gives the one-value column:
+    the same numbers and dtype, or the same error."""
+    from sklearn_din._times import read_time, read_times
+
+    def outcome(function, argument):
+        try:
+            numbers, dtype = function(argument, "time")
+        except (TypeError, ValueError) as exc:
+            return type(exc), str(exc)
+        return numbers.dtype, numbers.tolist(), dtype
+
+    assert outcome(read_time, value) == outcome(read_times, pd.Series([value]))

@@ -123,3 +123,28 @@ class DINHeads(DeepInterestNetwork):
             d = query.shape[1]
             parts += [query * heads[:, h, :d] for h in range(self.heads)]
         return parts
+
+
+class _ScaledScores(torch.nn.Module):
+    """A scorer whose scores are multiplied by a learnt temperature ``exp(log_scale)``."""
+
+    def __init__(self, scorer: torch.nn.Module, scale: float) -> None:
+        super().__init__()
+        self.scorer = scorer
+        self.log_scale = torch.nn.Parameter(torch.tensor(float(scale)).log())
+
+    def forward(self, query, keys, rows):
+        return self.scorer(query, keys, rows) * self.log_scale.exp()
+
+
+class DINSharp(DeepInterestNetwork):
+    """DIN whose softmax attention has a learnt sharpness: the local activation unit's
+    scores times ``exp(log_scale)``, a scalar starting at ``scale``. Adam moves a scalar
+    in log space by about the learning rate per step, so the sharpness can change within
+    an epoch, which the score layer's weights (small steps each) do slowly."""
+
+    def __init__(self, *args, scale: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scale = scale
+        if self.attention is not None:
+            self.attention = _ScaledScores(self.attention, scale)

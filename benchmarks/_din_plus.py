@@ -148,3 +148,16 @@ class DINSharp(DeepInterestNetwork):
         self.scale = scale
         if self.attention is not None:
             self.attention = _ScaledScores(self.attention, scale)
+
+
+class DINFromMean(DeepInterestNetwork):
+    """DIN that starts as mean pooling: the local activation unit's last layer starts at
+    zero, so every behaviour scores the same and the softmax weights are uniform until
+    training finds scores that help (the earlier layers get gradients from the second
+    step on)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.attention is not None:
+            torch.nn.init.zeros_(self.attention.score.weight)
+            torch.nn.init.zeros_(self.attention.score.bias)

@@ -34,7 +34,7 @@ from skorch.callbacks import Callback, LRScheduler  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _din_plus import DINHeads, DINMeanToo, DINPlus, DINSharp  # noqa: E402
+from _din_plus import DINFromMean, DINHeads, DINMeanToo, DINPlus, DINSharp  # noqa: E402
 from harness import machine_info, machine_line, markdown_table  # noqa: E402
 from protocol import DATASETS, load_split, xy  # noqa: E402
 
@@ -118,6 +118,10 @@ VARIANTS.update({
     # learnt sharpness, starting at 1 and at 4 (DIN only: pooling has no scores).
     "sharp1": ({}, {"module": DINSharp, "module__scale": 1.0}),
     "sharp4": ({}, {"module": DINSharp, "module__scale": 4.0}),
+    # Session 5: DIN that starts as mean pooling (the scorer's last layer at zero), and a
+    # wider local activation unit (DIN only).
+    "from_mean": ({}, {"module": DINFromMean}),
+    "att160_80": ({}, {"attention_units": (160, 80)}),
 })
 SAME_AS_DEFAULTS = ("cand_product", "defaults")
 MODELS = {"din": {}, "sum": {"pooling": "sum"}, "mean": {"pooling": "mean"}}

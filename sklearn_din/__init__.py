@@ -14,7 +14,7 @@ from ._network import (
     SumPooling,
 )
 from ._persistence import ModelFileError, load_model, save_model
-from ._scoring import score_candidates
+from ._scoring import onnx_request_inputs, score_candidates
 from ._streaming import fit_stream
 from ._transformer import SequenceFeatureTransformer, UnknownUsersWarning
 from ._version import __version__
@@ -42,6 +42,7 @@ __all__ = [
     "fit_stream",
     "load_model",
     "onnx_inputs",
+    "onnx_request_inputs",
     "save_model",
     "score_candidates",
 ]

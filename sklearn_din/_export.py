@@ -4,7 +4,9 @@ the transformer's tables as plain files a server in any language can read.
 The exported graph is the network's masked forward
 (:meth:`DeepInterestNetwork.forward_masked`): the same function as ``predict_proba``
 without any shape that depends on the data, so batch size and history length stay
-dynamic.
+dynamic. With ``shared_history=True`` it is the shared-history forward of one visitor's
+request (:meth:`DeepInterestNetwork.forward_shared_history`, what
+:func:`score_candidates` runs), whose inputs :func:`onnx_request_inputs` builds.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ._saved_values import plain_array
 from ._version import __version__
 
 INPUT_NAMES = ("candidate", "history", "history_length", "sparse", "dense")
+SHARED_INPUT_NAMES = ("candidate", "history", "sparse", "dense")
 OUTPUT_NAMES = ("probability", "logit")
 TABLES_FORMAT = "sklearn-din-tables"
 TABLES_FORMAT_VERSION = 1
@@ -62,6 +65,22 @@ class _ServingGraph(torch.nn.Module):
         return torch.sigmoid(logit), logit
 
 
+class _SharedHistoryGraph(torch.nn.Module):
+    """The network's shared-history forward (one visitor's candidates), returning
+    P(classes_[1]) and the logit per candidate."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(
+        self, candidate: torch.Tensor, history: torch.Tensor, sparse: torch.Tensor,
+        dense: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        logit = self.network.forward_shared_history(candidate, history, sparse, dense)
+        return torch.sigmoid(logit), logit
+
+
 def _classifier(model: object, who: str) -> DINClassifier:
     parts = model_parts(model)
     classifier = parts.require_classifier(who)
@@ -70,16 +89,33 @@ def _classifier(model: object, who: str) -> DINClassifier:
     return classifier
 
 
-def _graph_and_example(classifier: DINClassifier) -> tuple[_ServingGraph, tuple, dict]:
+def _graph_and_example(classifier: DINClassifier, shared_history: bool = False
+                       ) -> tuple[torch.nn.Module, tuple, dict]:
     """A CPU copy of the network in eval mode, example inputs and their dynamic axes."""
-    if not hasattr(classifier.module_, "forward_masked"):
+    method = "forward_shared_history" if shared_history else "forward_masked"
+    if not hasattr(classifier.module_, method):
         raise TypeError(f"export: the module {type(classifier.module_).__name__} has no "
-                        "forward_masked(); only DeepInterestNetwork can be exported.")
+                        f"{method}(); only DeepInterestNetwork can be exported.")
     network = copy.deepcopy(classifier.module_).cpu().eval().requires_grad_(False)
     layout = classifier.layout_
     # 3 rows and 3 positions: torch.export specialises sizes 0 and 1, so the example
     # must not use them for the axes meant to stay dynamic.
     n_rows, n_positions = 3, 3
+    if shared_history:
+        if getattr(network.attention, "block_pairs", None) is not None:
+            network.attention.block_pairs = None  # one block: see LocalActivationUnit
+        example = (
+            torch.full((n_rows, len(layout.history_features)), UNKNOWN, dtype=torch.int64),
+            torch.full((len(layout.all_history_features), n_positions), UNKNOWN,
+                       dtype=torch.int64),
+            torch.full((n_rows, len(layout.sparse_cols)), UNKNOWN, dtype=torch.int64),
+            torch.zeros((n_rows, len(layout.dense_cols)), dtype=torch.float32),
+        )
+        candidates = torch.export.Dim("candidates")
+        positions = torch.export.Dim("history_positions")
+        dynamic = {name: {0: candidates} for name in SHARED_INPUT_NAMES}
+        dynamic["history"] = {1: positions}
+        return _SharedHistoryGraph(network), example, dynamic
     example = (
         torch.full((n_rows, len(layout.history_features)), UNKNOWN, dtype=torch.int64),
         torch.full((n_rows, len(layout.all_history_features), n_positions), UNKNOWN,
@@ -112,29 +148,38 @@ def _quiet_exporter() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _metadata(classifier: DINClassifier) -> dict:
+def _metadata(classifier: DINClassifier, shared_history: bool = False) -> dict:
     layout = classifier.layout_
     sizes = list(classifier.history_vocab_sizes_)
+    inputs = {
+        "candidate": {"columns": list(layout.history_features),
+                      "table_sizes": sizes[: len(layout.history_features)]},
+        "history": {"features": list(layout.all_history_features),
+                    "max_len": layout.max_len, "table_sizes": sizes},
+        "history_length": {},
+        "sparse": {"columns": list(layout.sparse_cols),
+                   "table_sizes": list(classifier.sparse_vocab_sizes_)},
+        "dense": {"columns": list(layout.dense_cols)},
+    }
+    per = "row"
+    if shared_history:
+        del inputs["history_length"]
+        inputs["history"]["shape"] = (
+            "(features, positions): one visitor's behaviours, most recent first, no padding; "
+            "at least one position (a visitor without any: one padding position, id 0)")
+        per = "candidate"
     return {
         "sklearn_din": __version__,
         "classes": classifier.classes_.tolist(),
-        "inputs": {
-            "candidate": {"columns": list(layout.history_features),
-                          "table_sizes": sizes[: len(layout.history_features)]},
-            "history": {"features": list(layout.all_history_features),
-                        "max_len": layout.max_len, "table_sizes": sizes},
-            "history_length": {},
-            "sparse": {"columns": list(layout.sparse_cols),
-                       "table_sizes": list(classifier.sparse_vocab_sizes_)},
-            "dense": {"columns": list(layout.dense_cols)},
-        },
-        "outputs": {"probability": f"P(y == {classifier.classes_[1]!r})",
+        "graph": "shared_history" if shared_history else "rows",
+        "inputs": inputs,
+        "outputs": {"probability": f"P(y == {classifier.classes_[1]!r}), one per {per}",
                     "logit": "log-odds of the same"},
     }
 
 
-def export_onnx(model: object, path: str | os.PathLike, *, opset_version: int | None = None
-                ) -> Path:
+def export_onnx(model: object, path: str | os.PathLike, *, opset_version: int | None = None,
+                shared_history: bool = False) -> Path:
     """Write the fitted network as an ONNX model with dynamic batch and history length.
 
     The graph takes the five inputs :func:`onnx_inputs` builds (``candidate``,
@@ -145,6 +190,14 @@ def export_onnx(model: object, path: str | os.PathLike, *, opset_version: int | 
     history positions work, and the history may be cut to the longest real history of
     a batch. The model's classes, input columns and table sizes are stored in the ONNX
     model's metadata (key ``sklearn_din``, JSON).
+
+    With ``shared_history=True`` the graph scores one visitor's candidates instead, as
+    :func:`score_candidates` does: it takes ``candidate`` (C, F), the visitor's
+    ``history`` once (features x positions, no padding), ``sparse`` (C, S) and
+    ``dense`` (C, D), which :func:`onnx_request_inputs` builds, and returns one
+    ``probability`` and ``logit`` per candidate. The history is embedded once and the
+    attention's candidate-independent work done once per position, so a request costs
+    a fraction of the rows graph on C rows, each with its own copy of the history.
 
     Needs the ``onnx`` extra (``pip install "sklearn-din[onnx]"``: onnx and
     onnxscript, which torch's exporter uses, and onnxruntime to run the file).
@@ -159,6 +212,8 @@ def export_onnx(model: object, path: str | os.PathLike, *, opset_version: int | 
         Destination, conventionally ending in ``.onnx``.
     opset_version : int or None, default=None
         ONNX opset; None lets torch choose.
+    shared_history : bool, default=False
+        Export the graph of one visitor's request (see above) instead of the rows graph.
 
     Returns
     -------
@@ -182,28 +237,42 @@ def export_onnx(model: object, path: str | os.PathLike, *, opset_version: int | 
     >>> probability, logit = session.run(None, onnx_inputs(model, X.head(4)))
     >>> bool(abs(probability - model.predict_proba(X.head(4))[:, 1]).max() < 1e-5)
     True
+
+    One visitor's candidates through the shared-history graph:
+
+    >>> from sklearn_din import onnx_request_inputs, score_candidates
+    >>> path = export_onnx(model, os.path.join(tempfile.mkdtemp(), "request.onnx"),
+    ...                    shared_history=True)
+    >>> candidates = X[["item_id", "cate_id"]].drop_duplicates().head(5)
+    >>> inputs = onnx_request_inputs(model, user=3, candidates=candidates, time=10**9)
+    >>> probability, logit = ort.InferenceSession(path).run(None, inputs)
+    >>> expected = score_candidates(model, user=3, candidates=candidates, time=10**9)
+    >>> bool(abs(probability - expected).max() < 1e-5)
+    True
     """
     classifier = _classifier(model, "export_onnx")
-    graph, example, dynamic = _graph_and_example(classifier)
+    graph, example, dynamic = _graph_and_example(classifier, shared_history)
+    names = SHARED_INPUT_NAMES if shared_history else INPUT_NAMES
     try:
         # Traced with autograd on (nothing requires grad): Dice then takes its plain
         # path, not the in-place one that only runs under no_grad.
         with _quiet_exporter():
             program = torch.onnx.export(
-                graph, example, dynamo=True, dynamic_shapes=dynamic, input_names=INPUT_NAMES,
+                graph, example, dynamo=True, dynamic_shapes=dynamic, input_names=names,
                 output_names=OUTPUT_NAMES, opset_version=opset_version, verbose=False,
             )
     except ImportError as exc:
         raise ImportError(f"export_onnx needs onnx and onnxscript ({exc}): "
                           'pip install "sklearn-din[onnx]"') from None
-    program.model.metadata_props["sklearn_din"] = json.dumps(_metadata(classifier))
+    program.model.metadata_props["sklearn_din"] = json.dumps(
+        _metadata(classifier, shared_history))
     path = Path(path)
     program.save(path)
     return path
 
 
-def export_program(model: object, path: str | os.PathLike | None = None
-                   ) -> torch.export.ExportedProgram:
+def export_program(model: object, path: str | os.PathLike | None = None, *,
+                   shared_history: bool = False) -> torch.export.ExportedProgram:
     """The fitted network as a :func:`torch.export.export` program (dynamic shapes).
 
     The same graph as :func:`export_onnx`, for torch-based servers (AOTInductor,
@@ -218,6 +287,9 @@ def export_program(model: object, path: str | os.PathLike | None = None
     path : str, path-like or None, default=None
         Where to save the program with :func:`torch.export.save` (``.pt2``); None
         only returns it.
+    shared_history : bool, default=False
+        The graph of one visitor's request (see :func:`export_onnx`), called with the
+        inputs of :func:`onnx_request_inputs`.
 
     Returns
     -------
@@ -242,9 +314,10 @@ def export_program(model: object, path: str | os.PathLike | None = None
     torch.Size([4])
     """
     classifier = _classifier(model, "export_program")
-    graph, example, dynamic = _graph_and_example(classifier)
+    graph, example, dynamic = _graph_and_example(classifier, shared_history)
+    names = SHARED_INPUT_NAMES if shared_history else INPUT_NAMES
     # By keyword, so that the program is called as program.module()(**inputs).
-    program = torch.export.export(graph, (), dict(zip(INPUT_NAMES, example, strict=True)),
+    program = torch.export.export(graph, (), dict(zip(names, example, strict=True)),
                                   dynamic_shapes=dynamic)
     if path is not None:
         torch.export.save(program, path)

@@ -285,7 +285,7 @@ class AttentionScorer(nn.Module):
         """Scores of every key (L, dim + context_dim) against every candidate (C, dim),
         shape (C, L): one visitor's request. By default :meth:`forward` over the C x L
         pairs; a scorer may do the keys' own work once per position instead."""
-        n_candidates, n_keys = len(query), len(keys)
+        n_candidates, n_keys = query.shape[0], keys.shape[0]
         rows = torch.arange(n_candidates, device=query.device).repeat_interleave(n_keys)
         return self(query, keys.repeat(n_candidates, 1), rows).view(n_candidates, n_keys)
 
@@ -319,7 +319,7 @@ class SumPooling(AttentionScorer):
         return keys.new_ones(keys.shape[0])
 
     def score_shared(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        return keys.new_ones((len(query), len(keys)))
+        return keys.new_ones((query.shape[0], keys.shape[0]))
 
 
 class MeanPooling(SumPooling):
@@ -373,8 +373,13 @@ class LocalActivationUnit(AttentionScorer):
         hidden = self.first_activation(pre_activation)
         return self.score(self.rest(hidden)).squeeze(1)
 
+    # (candidate, position) pairs scored per block by score_shared; None: one block, which
+    # a traced graph (export_onnx's shared-history graph) needs, since a loop over blocks
+    # would fix the number of candidates.
+    block_pairs: int | None = 2048
+
     def score_shared(
-        self, query: torch.Tensor, keys: torch.Tensor, block_pairs: int = 2048
+        self, query: torch.Tensor, keys: torch.Tensor, block_pairs: int | None = None
     ) -> torch.Tensor:
         """Scores of every key (L, dim + context_dim) against every candidate (C, dim).
 
@@ -383,10 +388,11 @@ class LocalActivationUnit(AttentionScorer):
         computed once per position, and the candidates' part, product term included,
         as one matrix product over all positions, so no (C, L, dim) tensor is built.
         Candidates go through in blocks of about ``block_pairs`` (candidate, position)
-        pairs, so that each block's activations stay in the CPU's cache between the
-        layers (a third faster than one block of 200 x 50 pairs). Returns shape (C, L).
+        pairs (default: the ``block_pairs`` attribute), so that each block's activations
+        stay in the CPU's cache between the layers (a third faster than one block of
+        200 x 50 pairs). Returns shape (C, L).
         """
-        n_candidates, n_keys, dim = len(query), len(keys), self.dim
+        n_candidates, n_keys, dim = query.shape[0], keys.shape[0], self.dim
         w_q, w_k, w_d, w_p, w_c = self.first.weight.split([dim] * 4 + [self.context_dim], dim=1)
         # The keys' own part, context features included: once per position.
         per_key = torch.addmm(self.first.bias, keys, torch.cat([w_k - w_d, w_c], dim=1).T)
@@ -395,14 +401,22 @@ class LocalActivationUnit(AttentionScorer):
         # candidate's whole part of position k's first layer is one product with M_k.
         mixed = torch.addcmul(w_q + w_d, keys[:, None, :dim], w_p[None])  # (L, U, dim)
         mixed = mixed.reshape(-1, dim).T
+        block_pairs = self.block_pairs if block_pairs is None else block_pairs
+        if block_pairs is None or n_candidates * n_keys <= block_pairs:
+            return self._score_block(query, per_key, mixed, n_keys)
         scores = query.new_empty((n_candidates, n_keys))
         step = max(1, block_pairs // max(n_keys, 1))
         for start in range(0, n_candidates, step):
-            block = query[start : start + step]
-            pre_activation = torch.addmm(per_key, block, mixed)  # (c, L * U)
-            hidden = self.first_activation(pre_activation.view(len(block) * n_keys, -1))
-            scores[start : start + step] = self.score(self.rest(hidden)).view(len(block), n_keys)
+            scores[start : start + step] = self._score_block(
+                query[start : start + step], per_key, mixed, n_keys)
         return scores
+
+    def _score_block(self, query: torch.Tensor, per_key: torch.Tensor, mixed: torch.Tensor,
+                     n_keys: int) -> torch.Tensor:
+        """score_shared's scores (c, L) of one block of c candidates."""
+        pre_activation = torch.addmm(per_key, query, mixed)  # (c, L * U)
+        hidden = self.first_activation(pre_activation.view(query.shape[0] * n_keys, -1))
+        return self.score(self.rest(hidden)).view(query.shape[0], n_keys)
 
 
 class DeepInterestNetwork(nn.Module):
@@ -755,9 +769,10 @@ class DeepInterestNetwork(nn.Module):
         if len(self.history_embeddings):
             query = self._embed_features(candidate)
             keys = self._embed_features(history.T)  # (L, D + context)
-            n_keys = len(keys)
+            # shape[0], not len(): len() fixes the size in a traced graph (export).
+            n_keys = keys.shape[0]
             if n_keys == 0:
-                pooled = keys.new_zeros((len(query), keys.shape[1]))
+                pooled = keys.new_zeros((query.shape[0], keys.shape[1]))
             else:
                 scorer, normalization = self._scorer()
                 weights = scorer.score_shared(query, keys).to(keys.dtype)

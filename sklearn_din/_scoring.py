@@ -78,28 +78,28 @@ def _encoder(transformer: SequenceFeatureTransformer, col: str, vocab: np.ndarra
 
 
 def _checked_encoder(transformer: SequenceFeatureTransformer, vocabularies: dict, col: str,
-                     values: np.ndarray) -> _Vocabulary:
+                     values: np.ndarray, who: str = WHO) -> _Vocabulary:
     """The column's encoder, once ``values`` are known to be of the vocabulary's kind."""
     entry = _encoder(transformer, col, vocabularies[col])
     kind = value_kind(values)
     if entry.kind is not None and kind is not None and kind != entry.kind:
-        raise TypeError(f"{WHO}: {col!r} holds {kind} but {entry.kind} were seen in fit, so "
+        raise TypeError(f"{who}: {col!r} holds {kind} but {entry.kind} were seen in fit, so "
                         "none of its values would be known. Give it the dtype it had in fit.")
     return entry
 
 
 def _encode(transformer: SequenceFeatureTransformer, vocabularies: dict, col: str,
-            values: object) -> np.ndarray:
+            values: object, who: str = WHO) -> np.ndarray:
     values = np.asarray(values)
-    return _checked_encoder(transformer, vocabularies, col, values).codes(values)
+    return _checked_encoder(transformer, vocabularies, col, values, who).codes(values)
 
 
 def _encode_one(transformer: SequenceFeatureTransformer, vocabularies: dict, col: str,
-                value: object, *, checked: bool = True) -> int:
+                value: object, *, checked: bool = True, who: str = WHO) -> int:
     """The code of one value (get_loc: a hash look-up, 100x cheaper than get_indexer)."""
     one = np.empty(1, dtype=object)
     one[0] = value
-    encoder = (_checked_encoder(transformer, vocabularies, col, one) if checked
+    encoder = (_checked_encoder(transformer, vocabularies, col, one, who) if checked
                else _encoder(transformer, col, vocabularies[col]))
     index = encoder.index
     try:
@@ -109,14 +109,14 @@ def _encode_one(transformer: SequenceFeatureTransformer, vocabularies: dict, col
     return int(position) + _FIRST_KNOWN if isinstance(position, int | np.integer) else UNKNOWN
 
 
-def _serving_parts(model: object) -> tuple[SequenceFeatureTransformer, Pipeline | None,
-                                           DINClassifier]:
+def _serving_parts(model: object, who: str) -> tuple[SequenceFeatureTransformer,
+                                                    Pipeline | None, DINClassifier]:
     """The transformer heading the pipeline, the steps between, and the classifier."""
     parts = model_parts(model)
     if parts.transformer is None or parts.classifier is None or parts.transformer is parts.model:
         got = (f"steps {[type(s).__name__ for _, s in parts.model.steps]}"
                if isinstance(parts.model, Pipeline) else type(parts.model).__name__)
-        raise TypeError(f"{WHO}: the model must be a Pipeline that starts with a "
+        raise TypeError(f"{who}: the model must be a Pipeline that starts with a "
                         f"SequenceFeatureTransformer and ends with a DINClassifier, got {got}.")
     check_is_fitted(parts.transformer)
     check_is_fitted(parts.classifier)
@@ -135,10 +135,11 @@ def _query_time(transformer: SequenceFeatureTransformer, time: object) -> float 
 
 
 def _request_history(transformer: SequenceFeatureTransformer, vocabularies: dict,
-                     history: object, time: float | None) -> tuple[np.ndarray, np.ndarray | None]:
+                     history: object, time: float | None, who: str
+                     ) -> tuple[np.ndarray, np.ndarray | None]:
     """Codes (n_features, length) of a history passed in the request, most recent first,
     and their times (None when the request gives none)."""
-    who = f"{WHO}: history"
+    caller, who = who, f"{who}: history"
     history = check_dataframe(history, who=who, allow_empty=True)
     cols = list(transformer.history_cols)
     check_columns_present(history, cols, who=who)
@@ -159,7 +160,8 @@ def _request_history(transformer: SequenceFeatureTransformer, vocabularies: dict
     else:  # no times: the rows are the behaviours in order, the last one most recent
         rows = np.arange(len(history))
     rows = rows[::-1][: transformer.max_len]
-    codes = [_encode(transformer, vocabularies, c, history[c].to_numpy()[rows]) for c in cols]
+    codes = [_encode(transformer, vocabularies, c, history[c].to_numpy()[rows], caller)
+             for c in cols]
     return np.stack(codes), None if times is None else times[rows]
 
 
@@ -176,7 +178,8 @@ def _with_recency(transformer: SequenceFeatureTransformer, codes: np.ndarray,
 
 
 def _transformer_columns(transformer: SequenceFeatureTransformer, values: dict,
-                         vocabularies: dict, user_code: int, history: np.ndarray) -> dict:
+                         vocabularies: dict, user_code: int, history: np.ndarray, who: str
+                         ) -> dict:
     """The transformer's output columns for the candidate rows (``values``: their
     columns as arrays), by output name, except the history block (one row of it:
     ``history``)."""
@@ -184,10 +187,10 @@ def _transformer_columns(transformer: SequenceFeatureTransformer, values: dict,
     n = len(values[id_cols[1]])
     columns: dict[str, np.ndarray] = {USER_COL: np.full(n, user_code, np.int32)}
     for col in id_cols[1:]:
-        columns[col] = _encode(transformer, vocabularies, col, values[col])
+        columns[col] = _encode(transformer, vocabularies, col, values[col], who)
     columns[HIST_LEN_COL] = np.full(n, history.shape[1], np.int32)
     for col in transformer.categorical_cols:  # the request's context: device, page, ...
-        columns[context_column(col)] = _encode(transformer, vocabularies, col, values[col])
+        columns[context_column(col)] = _encode(transformer, vocabularies, col, values[col], who)
     encoded = set(transformer._vocabulary_cols)
     for col, array in values.items():
         if col not in encoded:
@@ -202,7 +205,7 @@ def _history_features(transformer: SequenceFeatureTransformer) -> list[str]:
 
 
 def _direct_inputs(classifier: DINClassifier, transformer: SequenceFeatureTransformer,
-                   columns: dict, history: np.ndarray, candidates: pd.DataFrame
+                   columns: dict, history: np.ndarray, candidates: pd.DataFrame, who: str
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The shared-history forward's inputs straight from the columns (no DataFrame)."""
     layout = classifier.layout_
@@ -212,7 +215,7 @@ def _direct_inputs(classifier: DINClassifier, transformer: SequenceFeatureTransf
     if passthrough:  # the classifier's own checks, on the candidates' own columns
         InputLayout((), 0, False, tuple(c for c in layout.sparse_cols if c in passthrough),
                     tuple(c for c in layout.dense_cols if c in passthrough)
-                    ).check(candidates, WHO)
+                    ).check(candidates, who)
     by_feature = {c: i for i, c in enumerate(_history_features(transformer))}
     candidate = np.stack([columns[f] for f in layout.history_features], axis=1) \
         if layout.history_features else np.zeros((n, 0), np.int32)
@@ -229,7 +232,7 @@ def _direct_inputs(classifier: DINClassifier, transformer: SequenceFeatureTransf
 
 def _inputs_through_steps(classifier: DINClassifier, transformer: SequenceFeatureTransformer,
                           between: Pipeline, columns: dict, history: np.ndarray,
-                          candidates: pd.DataFrame) -> dict | tuple:
+                          candidates: pd.DataFrame, who: str) -> dict | tuple:
     """Inputs when other steps sit between transformer and classifier: the transformer's
     output frame for the candidate rows goes through them, as in predict_proba."""
     n, length = len(candidates), history.shape[1]
@@ -245,7 +248,7 @@ def _inputs_through_steps(classifier: DINClassifier, transformer: SequenceFeatur
             frame[history_column(feature, k)] = np.full(n, padded[f, k], np.int32)
     ordered = {col: frame[col] for col in transformer.get_feature_names_out()}
     features = between.transform(pd.DataFrame(ordered, index=candidates.index))
-    inputs = classifier._network_inputs(features, WHO)
+    inputs = classifier._network_inputs(features, who)
     longest = inputs["history"].shape[2]
     same = (inputs["history"] == inputs["history"][:1]).all() and (
         inputs["history_length"] == inputs["history_length"][0]).all()
@@ -321,50 +324,11 @@ def score_candidates(
     >>> bool(np.allclose(proba, model.predict_proba(same_rows)[:, 1], atol=1e-6))
     True
     """
-    transformer, between, classifier = _serving_parts(model)
-    # One read of each: partial_fit may replace them meanwhile (see the docstring).
-    vocabularies = transformer.vocabularies_
-    store = transformer.behaviour_store_
-    candidates = check_dataframe(candidates, who=f"{WHO}: candidates", allow_empty=True)
-    given = [c for c in (transformer.user_col, transformer.time_col) if c in candidates.columns]
-    if given:
-        raise ValueError(f"{WHO}: candidates has column(s) {given}; pass the user and the time "
-                         "as the user= and time= arguments, once per request.")
-    needed = [c for c in transformer.feature_names_in_
-              if c not in (transformer.user_col, transformer.time_col)]
-    check_columns_present(candidates, needed, who=f"{WHO}: candidates")
-    values = {c: candidates[c].to_numpy() for c in needed}  # each column read once
-    for col in transformer._vocabulary_cols[1:]:
-        if values[col].dtype.kind not in "iub" and pd.isna(values[col]).any():
-            check_no_missing(candidates, [col], who=f"{WHO}: candidates")  # says how many
-    query_time = _query_time(transformer, time)
-    if query_time is None and transformer.recency:
-        raise ValueError(f"{WHO}: the transformer computes recency (recency=True), which "
-                         "depends on the request's time: pass time=.")
-    # With the history in the request, the user needs no stored behaviours: a new visitor
-    # may have an id of any type (a session string). Without it, an id of another type
-    # than in fit would find none of the user's behaviours: refused.
-    user_code = _encode_one(transformer, vocabularies, transformer.user_col, user,
-                            checked=history is None)
-    if history is not None:
-        codes, times = _request_history(transformer, vocabularies, history, query_time)
-    elif user_code == UNKNOWN:
-        codes = np.zeros((len(transformer.history_cols), 0), dtype=np.int32)
-        times = np.zeros(0)
-    else:
-        codes, times = store.user_history(user_code, query_time, transformer.max_len,
-                                          with_times=True)
-    codes = _with_recency(transformer, codes, times, query_time)
-    if len(candidates) == 0:
+    classifier, inputs = _request_inputs(model, user, candidates, time, history, WHO)
+    if inputs is None:  # no candidates
         return np.zeros(0)
-    columns = _transformer_columns(transformer, values, vocabularies, user_code, codes)
-    if between is None:
-        inputs = _direct_inputs(classifier, transformer, columns, codes, candidates)
-    else:
-        inputs = _inputs_through_steps(classifier, transformer, between, columns, codes,
-                                       candidates)
-        if isinstance(inputs, dict):
-            return classifier.predict_proba(inputs)[:, 1]
+    if isinstance(inputs, dict):  # a step between changed the histories: row by row
+        return classifier.predict_proba(inputs)[:, 1]
     device = classifier.device or "cpu"
     tensors = [torch.as_tensor(np.ascontiguousarray(a), device=device) for a in inputs]
     module = classifier.module_
@@ -373,3 +337,106 @@ def score_candidates(
     with torch.inference_mode():
         logits = module.forward_shared_history(*tensors)
     return expit(logits.double().cpu().numpy())
+
+
+def _request_inputs(model: Pipeline, user: object, candidates: pd.DataFrame, time: object,
+                    history: pd.DataFrame | None, who: str
+                    ) -> tuple[DINClassifier, tuple | dict | None]:
+    """The classifier, and the shared-history forward's inputs for one request: arrays
+    (candidate (C, F), history (F + G, L), sparse (C, S), dense (C, D)); or, when a step
+    between transformer and classifier gave the candidates different histories, the
+    network's per-row inputs (a dict); None without candidates."""
+    transformer, between, classifier = _serving_parts(model, who)
+    # One read of each: partial_fit may replace them meanwhile (see the docstring).
+    vocabularies = transformer.vocabularies_
+    store = transformer.behaviour_store_
+    candidates = check_dataframe(candidates, who=f"{who}: candidates", allow_empty=True)
+    given = [c for c in (transformer.user_col, transformer.time_col) if c in candidates.columns]
+    if given:
+        raise ValueError(f"{who}: candidates has column(s) {given}; pass the user and the time "
+                         "as the user= and time= arguments, once per request.")
+    needed = [c for c in transformer.feature_names_in_
+              if c not in (transformer.user_col, transformer.time_col)]
+    check_columns_present(candidates, needed, who=f"{who}: candidates")
+    values = {c: candidates[c].to_numpy() for c in needed}  # each column read once
+    for col in transformer._vocabulary_cols[1:]:
+        if values[col].dtype.kind not in "iub" and pd.isna(values[col]).any():
+            check_no_missing(candidates, [col], who=f"{who}: candidates")  # says how many
+    query_time = _query_time(transformer, time)
+    if query_time is None and transformer.recency:
+        raise ValueError(f"{who}: the transformer computes recency (recency=True), which "
+                         "depends on the request's time: pass time=.")
+    # With the history in the request, the user needs no stored behaviours: a new visitor
+    # may have an id of any type (a session string). Without it, an id of another type
+    # than in fit would find none of the user's behaviours: refused.
+    user_code = _encode_one(transformer, vocabularies, transformer.user_col, user,
+                            checked=history is None, who=who)
+    if history is not None:
+        codes, times = _request_history(transformer, vocabularies, history, query_time, who)
+    elif user_code == UNKNOWN:
+        codes = np.zeros((len(transformer.history_cols), 0), dtype=np.int32)
+        times = np.zeros(0)
+    else:
+        codes, times = store.user_history(user_code, query_time, transformer.max_len,
+                                          with_times=True)
+    codes = _with_recency(transformer, codes, times, query_time)
+    if len(candidates) == 0:
+        return classifier, None
+    columns = _transformer_columns(transformer, values, vocabularies, user_code, codes,
+                                   who)
+    if between is None:
+        return classifier, _direct_inputs(classifier, transformer, columns, codes, candidates,
+                                          who)
+    return classifier, _inputs_through_steps(classifier, transformer, between, columns, codes,
+                                             candidates, who)
+
+
+def onnx_request_inputs(
+    model: Pipeline,
+    user: object,
+    candidates: pd.DataFrame,
+    *,
+    time: object = None,
+    history: pd.DataFrame | None = None,
+) -> dict[str, np.ndarray]:
+    """The inputs of the shared-history graph (``export_onnx(..., shared_history=True)``)
+    for one visitor's request.
+
+    The same request as :func:`score_candidates` (same arguments, same checks): the
+    graph's probabilities equal ``score_candidates``' up to float32 rounding.
+
+    Parameters
+    ----------
+    model : Pipeline
+        The fitted pipeline whose classifier was exported.
+    user, candidates, time, history
+        As in :func:`score_candidates`.
+
+    Returns
+    -------
+    inputs : dict of str -> ndarray
+        ``candidate`` (C, F) int64, ``history`` (F + G, L) int64: the visitor's
+        behaviours, one column per position, most recent first, no padding (a visitor
+        without behaviours gets one padding position, id 0, whose embedding is zero:
+        the graph then pools nothing), ``sparse`` (C, S) int64 and ``dense`` (C, D)
+        float32; feed it to ``InferenceSession.run(None, inputs)``.
+
+    Examples
+    --------
+    See :func:`export_onnx`.
+    """
+    who = "onnx_request_inputs"
+    _, inputs = _request_inputs(model, user, candidates, time, history, who)
+    if inputs is None:
+        raise ValueError(f"{who}: candidates is empty; a request needs at least one.")
+    if isinstance(inputs, dict):
+        raise ValueError(f"{who}: a pipeline step between the transformer and the classifier "
+                         "gives the candidates different histories, so they share none; use "
+                         "export_onnx's rows graph with onnx_inputs instead.")
+    candidate, shared, sparse, dense = inputs
+    if shared.shape[1] == 0:
+        shared = np.zeros((len(shared), 1), dtype=shared.dtype)
+    return {"candidate": np.ascontiguousarray(candidate, dtype=np.int64),
+            "history": np.ascontiguousarray(shared, dtype=np.int64),
+            "sparse": np.ascontiguousarray(sparse, dtype=np.int64),
+            "dense": np.ascontiguousarray(dense, dtype=np.float32)}

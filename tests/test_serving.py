@@ -21,6 +21,7 @@ from sklearn_din import (
     export_program,
     export_tables,
     onnx_inputs,
+    onnx_request_inputs,
     score_candidates,
 )
 from sklearn_din._behaviour_store import BehaviourStore
@@ -148,6 +149,78 @@ def test_torch_export_program_equals_predict_proba(models, X, tmp_path):
     np.testing.assert_allclose(probability.numpy(), expected, rtol=0, atol=1e-5)
     loaded = torch.export.load(tmp_path / "din.pt2")  # another process needs only torch
     np.testing.assert_allclose(loaded.module()(**inputs)[0].numpy(), expected, rtol=0, atol=1e-5)
+
+
+def _visitor_requests(X):
+    """(user, time, history) of requests with every history length the graph must take:
+    0 (an unseen user: one padding position), 1, some, and the full max_len."""
+    user = _busiest_user(X)
+    times = np.sort(X.loc[X["user_id"] == user, "time"].unique())
+    past = X[X["user_id"] == user][["item_id", "cate_id", "time", "price"]].head(3)
+    return [(user, times[1], None), (user, times[len(times) // 2], None),
+            (user, X["time"].max() + 7, None), (-5, X["time"].max() + 7, None),
+            (-6, X["time"].max() + 7, past)]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn_din.UnknownUsersWarning")
+@pytest.mark.parametrize("setting", SETTINGS, ids=_name)
+def test_onnx_shared_history_graph_equals_score_candidates(models, X, tmp_path, setting):
+    """export_onnx(shared_history=True): one visitor's request, history given once; any
+    number of candidates and of history positions."""
+    pytest.importorskip("onnxscript")
+    model = models[setting]
+    session = _session(export_onnx(model, tmp_path / "request.onnx", shared_history=True))
+    candidates = _candidates(X)
+    lengths = set()
+    for user, time, history in _visitor_requests(X):
+        for chosen in (candidates, candidates.head(1)):
+            inputs = onnx_request_inputs(model, user, chosen, time=time, history=history)
+            lengths.add(inputs["history"].shape[1] if inputs["history"].any() else 0)
+            probability, logit = session.run(None, inputs)
+            expected = score_candidates(model, user, chosen, time=time, history=history)
+            assert probability.shape == (len(chosen),)
+            np.testing.assert_allclose(probability, expected, rtol=0, atol=1e-5)
+            np.testing.assert_allclose(logit, np.log(expected / (1 - expected)), rtol=1e-5,
+                                       atol=1e-4)
+    assert {0, 1, MAX_LEN} <= lengths and len(lengths) >= 4
+
+
+def test_torch_export_program_of_the_shared_history_graph(models, X):
+    model = models[SETTINGS[3]]  # recency and a user embedding
+    program = export_program(model, shared_history=True).module()
+    candidates = _candidates(X, 25)
+    for user, time, history in _visitor_requests(X):
+        inputs = onnx_request_inputs(model, user, candidates, time=time, history=history)
+        probability, _ = program(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+        np.testing.assert_allclose(
+            probability.numpy(), score_candidates(model, user, candidates, time=time,
+                                                  history=history), rtol=0, atol=1e-5)
+
+
+def test_onnx_shared_history_metadata_and_refusals(models, rows, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    from sklearn.preprocessing import FunctionTransformer
+
+    model = models[SETTINGS[0]]
+    path = export_onnx(model, tmp_path / "request.onnx", shared_history=True)
+    meta = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}
+                      ["sklearn_din"])
+    assert meta["graph"] == "shared_history" and "history_length" not in meta["inputs"]
+    assert [i.name for i in onnx.load(str(path)).graph.input] == [
+        "candidate", "history", "sparse", "dense"]
+    X = rows.drop(columns="label")
+    with pytest.raises(ValueError, match="onnx_request_inputs: candidates is empty"):
+        onnx_request_inputs(model, 3, _candidates(X).head(0), time=10**9)
+    with pytest.raises(ValueError, match="onnx_request_inputs: candidates has column"):
+        onnx_request_inputs(model, 3, _candidates(X).assign(user_id=3), time=10**9)
+    # a step that gives each candidate its own history: no shared history to export
+    store = SequenceFeatureTransformer(max_len=MAX_LEN).fit(X, rows["label"])
+    candidate_first = FunctionTransformer(lambda d: d.assign(hist_item_id_0=d["item_id"]))
+    rewritten = Pipeline([("history", FrozenEstimator(store)), ("rewrite", candidate_first),
+                          ("din", DINClassifier(**SIZES))]).fit(X, rows["label"])
+    with pytest.raises(ValueError, match="different histories.*rows graph"):
+        onnx_request_inputs(rewritten, _busiest_user(X), _candidates(X), time=10**9)
 
 
 def test_export_refuses_what_is_not_a_din_model(rows):

@@ -261,6 +261,12 @@ models are `cand_sm`'s.
   `sharp4`) gave -0.00/-0.01/-0.00 and -0.05/-0.10/-0.01 points against `defaults`' DIN
   (Beauty / Video Games / MovieLens). Flat weights are what the data supports, not a
   limit of the scorer's scale.
+- **Starting from mean pooling, and a wider scorer** (session 5, DIN only, against
+  `defaults`' DIN). With the scorer's last layer at zero (`from_mean`: uniform weights at
+  the start, DIN departs from them only where the gradient says) DIN scored +0.02, +0.06
+  and +0.00 points: within seed noise. Attention units (160, 80) instead of (80, 40)
+  (`att160_80`) scored -0.32, -0.06 and -0.06 points and took 1.4-2x the fit time.
+  Neither became a default.
 """.splitlines()
 
 

@@ -177,13 +177,13 @@ def peer_arrays(X: pd.DataFrame, y: np.ndarray) -> dict:
 
 
 # ================================================================================ one system run
-def classifier(size: str, epochs: int, seed: int):
+def classifier(size: str, epochs: int, seed: int, early_stopping: str | bool = False):
     from sklearn_din import DINClassifier
 
     # Defaults otherwise; a fixed number of epochs on all the rows for every system, so no
     # early stopping (its "auto" holds out validation rows from 10,000 rows on).
     return DINClassifier(embed_dim=EMBED_DIM, **SIZES[size], max_epochs=epochs,
-                         batch_size=BATCH_SIZE, lr=LR, verbose=0, early_stopping=False,
+                         batch_size=BATCH_SIZE, lr=LR, verbose=0, early_stopping=early_stopping,
                          random_state=seed)
 
 
@@ -254,18 +254,25 @@ def profile_epoch(X: pd.DataFrame, y: np.ndarray, spec: dict) -> dict:
 
 def fit_memory(X: pd.DataFrame, y: np.ndarray, spec: dict) -> dict:
     """Peak RSS one epoch of ``fit`` adds to a process already holding its data (VmHWM reset
-    after loading, as ``memory.py`` does)."""
+    after loading, as ``memory.py`` does).
+
+    ``peak_mb`` is ``getrusage``'s maximum, which also keeps the high-water mark of every
+    thread that exited before the reset (``peak_reset`` false then); ``hwm_mb`` is the
+    kernel's ``VmHWM``, which the reset does clear: the fit's own peak.
+    ``spec["early_stopping"]`` (default False, as the speed runs) is the classifier's.
+    """
     import gc
 
-    from memory import _maxrss, _reset_peak, _rss
+    from memory import _maxrss, _reset_peak, _rss, _status
 
     gc.collect()
     before, reset = _rss(), _reset_peak()
     start = time.perf_counter()
-    clf = classifier(spec["size"], 1, spec["seed"]).fit(X, y)
+    clf = classifier(spec["size"], 1, spec["seed"],
+                     early_stopping=spec.get("early_stopping", False)).fit(X, y)
     return {"fit_s": time.perf_counter() - start, "rss_before_mb": before / 2**20,
-            "peak_mb": _maxrss() / 2**20, "peak_reset": reset,
-            "train_rows_per_s": len(y) / float(clf.history[-1, "dur"])}
+            "peak_mb": _maxrss() / 2**20, "hwm_mb": _status()["VmHWM"] / 2**20,
+            "peak_reset": reset, "train_rows_per_s": len(y) / float(clf.history[-1, "dur"])}
 
 
 def history_building(log: pd.DataFrame, repeats: int) -> dict:

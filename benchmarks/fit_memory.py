@@ -24,7 +24,11 @@ Usage::
     python benchmarks/fit_memory.py --repeats 1 --trace
     python benchmarks/fit_memory.py --rows 100000     # quicker, smaller
 
-Writes ``benchmarks/results/fit_memory.md`` and ``.json`` (``--out`` to change).
+Writes ``benchmarks/results/fit_memory.md`` and ``.json`` (``--out`` to change). The workers
+import ``sklearn_din`` from ``--checkout`` (default: the checkout holding this script, not an
+installed copy); ``--baseline DIR`` also measures the package in DIR, each job right after the
+checkout's (e.g. ``git archive main sklearn_din | tar -x -C DIR``). The report names the
+package each worker imported.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -43,13 +48,14 @@ sys.path.insert(0, str(HERE))
 from harness import (  # noqa: E402
     DATA,
     RESULTS,
+    ROOT,
     machine_info,
     machine_line,
     markdown_table,
     run_worker,
     write_report,
 )
-from memory import _reset_peak, _rss, _status  # noqa: E402
+from memory import _maxrss, _reset_peak, _rss, _status  # noqa: E402
 from speed import FIT_MEMORY, click_log, save_rows, transformed_rows  # noqa: E402
 
 MB = 2**20
@@ -135,8 +141,10 @@ def worker(spec: dict) -> dict:
     """speed.py's fit_memory worker, with the stages traced when ``spec["trace"]``."""
     import speed
 
+    import sklearn_din
+
     tracker = install_tracing() if spec.get("trace") else None
-    result = speed.worker(spec)
+    result = {**speed.worker(spec), "sklearn_din_file": sklearn_din.__file__}
     if tracker is not None:
         result["stages"] = tracker.stages
     return result
@@ -173,28 +181,43 @@ def render(report: dict) -> str:
         f"process ({report['threads']} torch thread(s)): load the rows, reset the high-water "
         "mark, one epoch of `fit` (tutorial sizes, batch 1024). `VmHWM` = the kernel's "
         "high-water mark after the reset (the fit's own peak); `ru_maxrss` also holds the "
-        "peak of any thread that exited before the reset (speed.py's figure). MB = 2^20 bytes.",
+        "peak of any thread that exited before the reset and the parent's peak, copied at "
+        f"`exec` (this parent's: {report['parent_maxrss_mb']:,.0f} MB): speed.py's figure. "
+        "MB = 2^20 bytes.",
         "",
     ]
+    lines += [f"Code: {', '.join(f'{k} = `{v}`' for k, v in report['code'].items())}.", ""]
     rows = []
     for run in report["runs"]:
         if "error" in run:
-            rows.append([run["setting"], "failed", run["error"][-200:], "", "", "", ""])
+            rows.append([run["code"], run["setting"], "failed", run["error"][-200:], "", "", "",
+                         "", ""])
             continue
-        rows.append([f"`early_stopping={SETTINGS[run['setting']]!r}`", str(run["repeat"]),
+        rows.append([run["code"], f"`early_stopping={SETTINGS[run['setting']]!r}`",
+                     str(run["repeat"]),
                      f"{run['rss_before_mb']:,.0f}", f"{run['hwm_mb']:,.0f}",
                      f"{run['hwm_mb'] - run['rss_before_mb']:,.0f}",
                      f"**{ratio(run, meta):.2f}x**",
                      f"{run['peak_mb']:,.0f} ({ratio(run, meta, 'peak_mb'):.2f}x)",
                      f"{run['fit_s']:.0f}"])
-    lines += markdown_table(["setting", "repeat", "RSS before fit MB", "VmHWM MB",
+    lines += markdown_table(["code", "setting", "repeat", "RSS before fit MB", "VmHWM MB",
                              "added MB", f"added / int arrays (target <= {FIT_MEMORY:g}x)",
-                             "ru_maxrss MB (ratio)", "fit s"], rows)
+                             "ru_maxrss MB (ratio)", "fit s"], rows) + [""]
+    for name in report["code"]:
+        for setting in SETTINGS:
+            ratios = [ratio(r, meta) for r in report["runs"] if "error" not in r
+                      and r["code"] == name and r["setting"] == setting]
+            if ratios:
+                lines.append(f"- {name}, `early_stopping={SETTINGS[setting]!r}`: added / int "
+                             f"arrays {', '.join(f'{x:.2f}x' for x in ratios)} (median "
+                             f"{statistics.median(ratios):.2f}x, target <= {FIT_MEMORY:g}x: "
+                             f"{'PASS' if max(ratios) <= FIT_MEMORY else 'MISS'})")
     for run in report["traces"]:
         if "error" in run:
             continue
         added = run["stages"]["fit"]["peak_above_start"] / MB
-        lines += ["", f"### Stages of `fit`, `early_stopping={SETTINGS[run['setting']]!r}` "
+        lines += ["", f"### Stages of `fit` ({run['code']}), "
+                      f"`early_stopping={SETTINGS[run['setting']]!r}` "
                       f"(traced run: `fit` added {added:,.0f} MB = "
                       f"{added / int_arrays_mb(meta):.2f}x)", "",
                   "Peak above start: the highest RSS during the stage (its nested stages "
@@ -216,12 +239,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="training rows asked of speed.py's click_log (its --fit-rows)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--settings", default="off,auto", help="comma list of off,auto")
-    p.add_argument("--trace", action="store_true", help="one traced run per setting")
+    p.add_argument("--trace", action="store_true",
+                   help="one traced run per setting (of the checkout)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rows-dir", type=Path, default=None,
                    help="keep (and reuse) the built rows here instead of a temporary folder")
     p.add_argument("--data-dir", type=Path, default=DATA)
+    p.add_argument("--checkout", type=Path, default=ROOT,
+                   help="folder holding the sklearn_din package the workers measure")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="folder of another sklearn_din package, measured after each job")
     p.add_argument("--out", type=Path, default=RESULTS / "fit_memory.md")
     p.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
@@ -240,23 +268,33 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/fit_memory.py " + " ".join(sys.argv[1:] if argv is None
                                                             else argv)
     began = time.perf_counter()
+    code = {"checkout": args.checkout.resolve()}
+    if args.baseline is not None:
+        code["baseline"] = args.baseline.resolve()
     report = {"command": command.strip(), "machine": machine_info(), "threads": args.threads,
-              "runs": [], "traces": []}
+              "code": {k: str(v) for k, v in code.items()}, "runs": [], "traces": []}
     with tempfile.TemporaryDirectory(prefix="din_fit_memory_") as tmp:
         rows_dir = args.rows_dir or Path(tmp) / "rows"
         meta = build_data(args, rows_dir)
         report["data"] = meta
+        # A child's getrusage maximum starts from this (Linux copies it at exec).
+        report["parent_maxrss_mb"] = _maxrss() / MB
         print(f"rows: {meta['n_train']:,} ({int_arrays_mb(meta):,.0f} MB of int arrays) "
               f"in {time.perf_counter() - began:.0f} s", flush=True)
         jobs = [(s, r, False) for r in range(args.repeats) for s in args.settings]
         jobs += [(s, 0, True) for s in args.settings] if args.trace else []
-        for setting, repeat, trace in jobs:
+        # Traced runs of the checkout only: the stages say where its memory goes.
+        pairs = [(job, name) for job in jobs for name in code if not job[2] or name == "checkout"]
+        for (setting, repeat, trace), name in pairs:
             spec = {"system": "fit_memory", "size": "tutorial", "data": meta["dir"],
                     "threads": args.threads, "seed": args.seed, "trace": trace,
                     "early_stopping": SETTINGS[setting],
-                    "tag": f"{setting}-{repeat}{'-trace' if trace else ''}"}
-            run = {"setting": setting, "repeat": repeat,
-                   **run_worker(Path(__file__), spec, Path(tmp), threads=args.threads)}
+                    "tag": f"{name}-{setting}-{repeat}{'-trace' if trace else ''}"}
+            run = {"code": name, "setting": setting, "repeat": repeat,
+                   **run_worker(Path(__file__), spec, Path(tmp), threads=args.threads,
+                                env={"PYTHONPATH": str(code[name])})}
+            if "error" not in run and Path(run["sklearn_din_file"]).parents[1] != code[name]:
+                raise RuntimeError(f"{name}: the worker imported {run['sklearn_din_file']}")
             (report["traces"] if trace else report["runs"]).append(run)
             if "error" in run:
                 print(f"  {spec['tag']}: {run['error'][-2000:]}", flush=True)

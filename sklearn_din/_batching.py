@@ -108,9 +108,10 @@ class TensorBatchIterator:
     device : torch.device
         Where the tensors live; moved there once, not per batch.
     rows : array of int or None, default=None
-        The rows of ``inputs`` and ``target`` to iterate, in this order (a split's rows:
-        gathered batch by batch rather than copied up front); None: every row. The
-        batches are those of the arrays ``inputs[rows]``, ``target[rows]``.
+        The rows of ``inputs`` and ``target`` to iterate, in this order (a split's rows);
+        None: every row. The batches are those of the arrays ``inputs[rows]``,
+        ``target[rows]``: on the CPU gathered batch by batch from the arrays' own memory,
+        on an accelerator copied there (only these rows) once.
     """
 
     def __init__(
@@ -125,11 +126,20 @@ class TensorBatchIterator:
         rows: np.ndarray | None = None,
     ) -> None:
         device = torch.device(device)
-        self.inputs = {k: _as_tensor(v, device) for k, v in inputs.items()}
-        self.target = None if target is None else _as_tensor(target, device)
-        self.rows = None if rows is None else _as_tensor(np.asarray(rows, dtype=np.int64),
-                                                         device)
-        self.n_rows = len(self.inputs["history_length"]) if rows is None else len(self.rows)
+        cpu = torch.device("cpu")
+        index = None if rows is None else torch.from_numpy(np.asarray(rows, dtype=np.int64))
+
+        def held(values: object) -> torch.Tensor:
+            if index is None or device.type == "cpu":
+                return _as_tensor(values, device)
+            # An accelerator holds a copy anyway: only these rows go there, one input at a
+            # time (the full arrays would go there once per iterator, training and validation).
+            return _rows(_as_tensor(values, cpu), index).to(device)
+
+        self.inputs = {k: held(v) for k, v in inputs.items()}
+        self.target = None if target is None else held(target)
+        self.rows = index if device.type == "cpu" else None
+        self.n_rows = len(self.inputs["history_length"] if self.rows is None else self.rows)
         self.batch_size = self.n_rows if batch_size == -1 else batch_size
         self.shuffle = shuffle
         self.generator = generator

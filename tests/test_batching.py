@@ -67,3 +67,15 @@ def test_rows_give_the_batches_of_the_copied_rows(shuffle, batch_size):
             for key in want:
                 torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
             torch.testing.assert_close(got_y, want_y, rtol=0, atol=0)
+
+
+def test_an_accelerator_receives_only_the_rows_it_iterates():
+    inputs, target = _inputs()
+    rows = np.array([4, 9, 16, 25, 36, 49])
+    batches = TensorBatchIterator(inputs, target, batch_size=4, shuffle=True,
+                                  device="meta", rows=rows)  # shapes only, no data
+    assert batches.rows is None and batches.n_rows == len(rows) and len(batches) == 2
+    for key, values in inputs.items():
+        assert batches.inputs[key].device.type == "meta", key
+        assert tuple(batches.inputs[key].shape) == (len(rows), *values.shape[1:]), key
+    assert tuple(batches.target.shape) == (len(rows),)

@@ -117,13 +117,15 @@ def source_digest() -> str:
 
 
 def run_worker(script: Path, spec: dict, workdir: Path, *, threads: int,
-               timeout: float | None = None) -> dict:
+               timeout: float | None = None, env: dict | None = None) -> dict:
     """Run ``script --worker SPEC --worker-out OUT`` in a fresh process with ``threads`` BLAS/OpenMP
-    threads; its JSON result plus ``wall_s``, or ``{"error": ...}`` with the end of its output."""
+    threads (and ``env`` added to its environment); its JSON result plus ``wall_s``, or
+    ``{"error": ...}`` with the end of its output."""
     spec_path, out_path = workdir / f"spec_{spec['tag']}.json", workdir / f"out_{spec['tag']}.json"
     spec_path.write_text(json.dumps(spec))
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "OPENBLAS_NUM_THREADS": str(threads), "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1"}
+           "OPENBLAS_NUM_THREADS": str(threads), "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1",
+           **(env or {})}
     start = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, str(script), "--worker", str(spec_path),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -22,24 +23,45 @@ INPUT_KEYS = frozenset({"candidate", "history", "history_length", "sparse", "den
 WEIGHT_KEY = "sample_weight"
 
 
-def dataset_arrays(dataset: object) -> tuple[dict, object] | None:
-    """The (inputs, target) arrays behind a skorch Dataset or a Subset of one.
+@dataclass(frozen=True)
+class DatasetArrays:
+    """The arrays behind a dataset: ``inputs`` and ``target`` as stored, and ``rows``, the
+    stored rows the dataset holds, in order (None: every row)."""
 
+    inputs: dict
+    target: object
+    rows: np.ndarray | None = None
+
+    @property
+    def n_rows(self) -> int:
+        """Rows of the dataset."""
+        return len(self.inputs["history_length"]) if self.rows is None else len(self.rows)
+
+    def column(self, key: str) -> np.ndarray | None:
+        """The dataset's rows of one input (a copy of those rows), None if it has none."""
+        values = self.inputs.get(key)
+        if values is None or self.rows is None:
+            return values
+        return np.asarray(values)[self.rows]
+
+
+def dataset_arrays(dataset: object) -> DatasetArrays | None:
+    """The arrays behind a skorch Dataset or a (nested) Subset of one, without copying.
+
+    A Subset (early stopping's split, skorch's ``ValidSplit``) gives the full arrays and
+    the index of its rows: gathering them would copy most of the training data.
     Returns None for any other dataset, which is then served by skorch's own iterator.
     """
     if isinstance(dataset, Subset):
         inner = dataset_arrays(dataset.dataset)
         if inner is None:
             return None
-        inputs, target = inner
-        index = np.asarray(dataset.indices)
-        return (
-            {k: v[index] for k, v in inputs.items()},
-            None if target is None else target[index],
-        )
+        index = np.asarray(dataset.indices, dtype=np.int64)
+        index = np.where(index < 0, index + inner.n_rows, index)  # as numpy reads them
+        return replace(inner, rows=index if inner.rows is None else inner.rows[index])
     ours = isinstance(dataset, Dataset) and isinstance(dataset.X, dict)
     if ours and set(dataset.X) - {WEIGHT_KEY} == INPUT_KEYS:
-        return dataset.X, dataset.y
+        return DatasetArrays(dataset.X, dataset.y)
     return None
 
 
@@ -85,6 +107,11 @@ class TensorBatchIterator:
         Source of the shuffles.
     device : torch.device
         Where the tensors live; moved there once, not per batch.
+    rows : array of int or None, default=None
+        The rows of ``inputs`` and ``target`` to iterate, in this order (a split's rows);
+        None: every row. The batches are those of the arrays ``inputs[rows]``,
+        ``target[rows]``: on the CPU gathered batch by batch from the arrays' own memory,
+        on an accelerator copied there (only these rows) once.
     """
 
     def __init__(
@@ -96,11 +123,23 @@ class TensorBatchIterator:
         shuffle: bool,
         generator: torch.Generator | None = None,
         device: torch.device | str = "cpu",
+        rows: np.ndarray | None = None,
     ) -> None:
         device = torch.device(device)
-        self.inputs = {k: _as_tensor(v, device) for k, v in inputs.items()}
-        self.target = None if target is None else _as_tensor(target, device)
-        self.n_rows = len(self.inputs["history_length"])
+        cpu = torch.device("cpu")
+        index = None if rows is None else torch.from_numpy(np.asarray(rows, dtype=np.int64))
+
+        def held(values: object) -> torch.Tensor:
+            if index is None or device.type == "cpu":
+                return _as_tensor(values, device)
+            # An accelerator holds a copy anyway: only these rows go there, one input at a
+            # time (the full arrays would go there once per iterator, training and validation).
+            return _rows(_as_tensor(values, cpu), index).to(device)
+
+        self.inputs = {k: held(v) for k, v in inputs.items()}
+        self.target = None if target is None else held(target)
+        self.rows = index if device.type == "cpu" else None
+        self.n_rows = len(self.inputs["history_length"] if self.rows is None else self.rows)
         self.batch_size = self.n_rows if batch_size == -1 else batch_size
         self.shuffle = shuffle
         self.generator = generator
@@ -123,8 +162,13 @@ class TensorBatchIterator:
         order = torch.randperm(self.n_rows, generator=self.generator)
         return order.to(self.inputs["history_length"].device)
 
+    def stored_rows(self, index: torch.Tensor | slice) -> torch.Tensor | slice:
+        """The stored rows of the iterated rows ``index`` (positions in ``rows``)."""
+        return index if self.rows is None else self.rows[index]
+
     def _gather(self, index: torch.Tensor | slice) -> tuple[dict, torch.Tensor | None]:
         """The batch of rows ``index``, its history cut to its longest real history."""
+        index = self.stored_rows(index)
         lengths = _rows(self.inputs["history_length"], index)
         longest = int(lengths.max()) if len(lengths) else 0
         batch = {

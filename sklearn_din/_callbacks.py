@@ -106,7 +106,7 @@ def _n_batches(net: object, dataset: object, training: bool) -> int | None:
         return dataset.n_batches(net.batch_size, shuffle=training)
     arrays = dataset_arrays(dataset)
     if arrays is not None:
-        return batch_count(len(arrays[0]["history_length"]), net.batch_size, shuffle=training)
+        return batch_count(arrays.n_rows, net.batch_size, shuffle=training)
     try:  # another dataset, served by skorch's DataLoader
         return -(-len(dataset) // net.batch_size)
     except TypeError:

@@ -82,7 +82,7 @@ def _valid_auc(net: DINClassifier, X: object, y: object) -> float:
     if len(np.unique(y)) < 2:
         return float("nan")
     arrays = dataset_arrays(X)
-    weight = None if arrays is None else arrays[0].get(WEIGHT_KEY)
+    weight = None if arrays is None else arrays.column(WEIGHT_KEY)
     return roc_auc_score(y, net.predict_proba(X)[:, 1], sample_weight=weight)
 
 
@@ -622,21 +622,20 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                 raise TypeError("distributed=True trains only on DINClassifier's own inputs, "
                                 f"not on a {type(dataset).__name__}.")
             return super().get_iterator(dataset, training=training)
-        inputs, target = arrays
         generator = None
         if training:
             seed = int(torch.randint(2**62, (1,)))
             if parallel is not None:
-                return parallel.training_batches(inputs, target, seed=seed,
-                                                 batch_size=self.batch_size)
+                return parallel.training_batches(arrays, seed=seed, batch_size=self.batch_size)
             generator = torch.Generator().manual_seed(seed)
         return TensorBatchIterator(
-            inputs,
-            target,
+            arrays.inputs,
+            arrays.target,
             batch_size=self.batch_size,
             shuffle=training,
             generator=generator,
             device=self.device or "cpu",
+            rows=arrays.rows,
         )
 
     # ---------------------------------------------------------------- checks

@@ -44,7 +44,7 @@ from skorch.utils import to_tensor
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ._batching import TensorBatchIterator
+from ._batching import DatasetArrays, TensorBatchIterator
 from ._network import Dice
 
 
@@ -75,12 +75,14 @@ def check_process_group(device: object) -> None:
         )
 
 
-def _data_fingerprint(inputs: dict, target: object) -> int:
-    """A 56-bit digest of the training rows, to check every process holds the same ones."""
+def _data_fingerprint(inputs: dict, target: object, rows: np.ndarray | None = None) -> int:
+    """A 56-bit digest of the training rows (the arrays and, for a split, which of their
+    rows train), to check every process holds the same ones."""
     digest = hashlib.blake2b(digest_size=7)
     weights = [inputs["sample_weight"]] if "sample_weight" in inputs else []
+    split = [] if rows is None else [rows]
     for values in (inputs["candidate"], inputs["history_length"], inputs["sparse"], *weights,
-                   target):
+                   target, *split):
         array = values.cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
         digest.update(np.ascontiguousarray(array).tobytes())
     return int.from_bytes(digest.digest(), "little")
@@ -91,7 +93,7 @@ class ShardedBatchIterator(TensorBatchIterator):
 
     Every process draws the same permutation (same ``generator`` seed) and the
     same global batches; the shards of one global batch differ in size by at
-    most one row. ``global_index`` holds the rows of the global batch whose
+    most one row. ``global_index`` holds the (stored) rows of the global batch whose
     shard was yielded last (for the loss weights and the embedding penalty).
     """
 
@@ -133,10 +135,10 @@ class ShardedBatchIterator(TensorBatchIterator):
         for start, stop in self._global_bounds():
             first, last = self._shard(start, stop)
             if order is None:
-                self.global_index = slice(start, stop)
+                self.global_index = self.stored_rows(slice(start, stop))
                 yield self._gather(slice(first, last))
             else:
-                self.global_index = order[start:stop]
+                self.global_index = self.stored_rows(order[start:stop])
                 yield self._gather(order[first:last])
 
     def global_batch(self) -> dict:
@@ -177,23 +179,26 @@ class DataParallel:
         self.ddp = DistributedDataParallel(module, device_ids=device_ids, **{sync_option: False})
         self.iterator: ShardedBatchIterator | None = None
 
-    def training_batches(self, inputs: dict, target: object, *, seed: int,
+    def training_batches(self, arrays: DatasetArrays, *, seed: int,
                          batch_size: int) -> ShardedBatchIterator:
-        """This process's shards of the global batches, shuffled with rank 0's ``seed``."""
-        self.check_same_data(inputs, target)
+        """This process's shards of the global batches of ``arrays``' rows, shuffled with
+        rank 0's ``seed``."""
+        self.check_same_data(arrays.inputs, arrays.target, arrays.rows)
         value = torch.tensor([seed], dtype=torch.int64, device=self.device)
         dist.broadcast(value, src=0)
         self.iterator = ShardedBatchIterator(
-            inputs, target, rank=self.rank, world_size=self.world_size,
-            batch_size=batch_size, shuffle=True,
+            arrays.inputs, arrays.target, rows=arrays.rows, rank=self.rank,
+            world_size=self.world_size, batch_size=batch_size, shuffle=True,
             generator=torch.Generator().manual_seed(int(value.item())), device=self.device,
         )
         return self.iterator
 
-    def check_same_data(self, inputs: dict, target: object) -> None:
-        """Raise on every process if the processes do not hold the same training rows."""
-        n_rows = len(inputs["history_length"])
-        mine = torch.tensor([n_rows, _data_fingerprint(inputs, target)], dtype=torch.int64,
+    def check_same_data(self, inputs: dict, target: object,
+                        rows: np.ndarray | None = None) -> None:
+        """Raise on every process if the processes do not hold the same training rows
+        (``rows`` of the arrays, or all of them)."""
+        n_rows = len(inputs["history_length"]) if rows is None else len(rows)
+        mine = torch.tensor([n_rows, _data_fingerprint(inputs, target, rows)], dtype=torch.int64,
                             device=self.device)
         both = torch.cat([mine, -mine])
         dist.all_reduce(both, op=dist.ReduceOp.MAX)

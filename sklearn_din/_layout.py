@@ -282,7 +282,10 @@ class InputLayout:
         groups = self._groups()
         history = self._history(X)
         if self.has_hist_len:
-            length = id_matrix(X, groups["history_length"])[:, 0].clip(0, self.max_len)
+            length = id_matrix(X, groups["history_length"])[:, 0]
+            if length.dtype != np.int32 or (length.size and not (
+                    0 <= length.min() and length.max() <= self.max_len)):
+                length = length.clip(0, self.max_len)
         elif self.history_features:
             length = (history[:, 0, :] != 0).sum(axis=1)
         else:
@@ -291,7 +294,7 @@ class InputLayout:
             "candidate": clip_to_tables(id_matrix(X, groups["candidate"]),
                                         history_sizes[: len(self.history_features)]),
             "history": clip_to_tables(history, history_sizes),
-            "history_length": length.astype(np.int32),
+            "history_length": length.astype(np.int32, copy=False),
             "sparse": clip_to_tables(id_matrix(X, groups["sparse"]), sparse_sizes),
             "dense": X[list(self.dense_cols)].to_numpy(dtype=np.float32),
         }

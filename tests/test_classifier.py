@@ -16,6 +16,7 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import make_pipeline
+from skorch.callbacks import Callback
 from skorch.dataset import ValidSplit
 
 from sklearn_din import (
@@ -455,6 +456,33 @@ def test_valid_split_logs_valid_loss_and_auc_with_string_labels(ctr_data):
         assert np.isfinite(epoch["valid_loss"])
         assert 0.5 < epoch["valid_auc"] <= 1.0
         assert epoch["valid_batch_count"] >= 1
+
+
+class _SplitIterators(Callback):
+    """Keeps the iterators the net builds for its training and validation rows."""
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        self.train = net.get_iterator(dataset_train, training=True)
+        self.valid = net.get_iterator(dataset_valid, training=False)
+
+
+@pytest.mark.parametrize("split", [
+    dict(early_stopping=True),  # the internal split of each user's latest rows
+    dict(early_stopping=False, train_split=ValidSplit(0.2, random_state=0)),
+])
+def test_a_split_trains_and_validates_on_the_frames_own_memory(ctr_data, split):
+    """A split holds indices into X's arrays: gathering its rows up front would copy
+    most of the training data (0.9x of the int arrays at validation_fraction=0.1)."""
+    X, y = ctr_data.X_train, ctr_data.y_train
+    seen = _SplitIterators()
+    DINClassifier(**{**SMALL, "max_epochs": 1}, **split, callbacks=[seen]).fit(X, y)
+    block = X.to_numpy()  # the transformer's int32 block itself (one block: a view)
+    assert np.shares_memory(block, X["hist_item_id_0"].to_numpy())
+    for iterator in (seen.train, seen.valid):
+        for key in ("candidate", "history", "history_length"):
+            assert np.shares_memory(iterator.inputs[key].numpy(), block), key
+    assert 0 < seen.valid.n_rows < seen.train.n_rows
+    assert seen.train.n_rows + seen.valid.n_rows == len(X)
 
 
 def test_warm_start_continues_training(ctr_data):

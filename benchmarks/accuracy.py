@@ -40,7 +40,12 @@ from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from accuracy_ablations import MAX_USER_SHARE, SAME_AS_DEFAULTS, VARIANTS  # noqa: E402
+from accuracy_ablations import (  # noqa: E402
+    MAX_USER_SHARE,
+    SAME_AS_DEFAULTS,
+    VARIANTS,
+    make_classifier,
+)
 from harness import machine_info, machine_line, markdown_table, mean_std  # noqa: E402
 from protocol import DATASETS, load_split, xy  # noqa: E402
 
@@ -98,7 +103,7 @@ def build(model: str, dataset: str, seed: int) -> Pipeline:
         steps.append(ColumnTransformer([("user", "drop", ["user_id"])], remainder="passthrough",
                                        verbose_feature_names_out=False)
                      .set_output(transform="pandas"))
-    return make_pipeline(*steps, DINClassifier(**params, verbose=0, random_state=seed))
+    return make_pipeline(*steps, make_classifier(params, seed))
 
 
 def evaluate(model: str, split, seed: int) -> dict:

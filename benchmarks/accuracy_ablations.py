@@ -149,6 +149,19 @@ def run_one(split, transformer_params: dict, params: dict, seed: int) -> dict:
         _splitting.MAX_USER_SHARE = default_share
 
 
+def make_classifier(params: dict, seed: int, callbacks: list = ()) -> DINClassifier:
+    """The DINClassifier of a variant's classifier parameters (``LR_PLATEAU`` becomes
+    skorch's LRScheduler), quiet and seeded, with ``callbacks`` added: the one way this
+    script and accuracy.py build a variant's model."""
+    params, callbacks = dict(params), list(callbacks)
+    plateau = params.pop(LR_PLATEAU, None)
+    if plateau is not None:
+        callbacks.append(("lr_plateau", LRScheduler(
+            policy=torch.optim.lr_scheduler.ReduceLROnPlateau, monitor="valid_auc",
+            mode="max", patience=0, factor=plateau)))
+    return DINClassifier(verbose=0, random_state=seed, callbacks=callbacks or None, **params)
+
+
 def _run_one(split, transformer_params: dict, params: dict, seed: int) -> dict:
     Xtr, ytr = xy(split.train)
     Xva, yva = xy(split.valid)
@@ -157,14 +170,8 @@ def _run_one(split, transformer_params: dict, params: dict, seed: int) -> dict:
     Ftr, Fva = transformer.transform(Xtr), transformer.transform(Xva)
     if params.get("user_col", "user_id") is None:  # no user embedding: the column goes
         Ftr, Fva = Ftr.drop(columns="user_id"), Fva.drop(columns="user_id")
-    plateau = params.pop(LR_PLATEAU, None)
-    clf = DINClassifier(verbose=0, random_state=seed, **params)
-    callbacks = [("ext_valid", ValidationScores(Fva, yva, Xva["user_id"]))]
-    if plateau is not None:
-        callbacks.append(("lr_plateau", LRScheduler(
-            policy=torch.optim.lr_scheduler.ReduceLROnPlateau, monitor="valid_auc",
-            mode="max", patience=0, factor=plateau)))
-    clf.set_params(callbacks=callbacks)
+    clf = make_classifier(params, seed,
+                          [("ext_valid", ValidationScores(Fva, yva, Xva["user_id"]))])
     clf.fit(Ftr, ytr)
     seconds = time.perf_counter() - t0
     p = clf.predict_proba(Fva)[:, 1]

@@ -49,6 +49,8 @@ from harness import (  # noqa: E402
     DATA,
     RESULTS,
     ROOT,
+    add_worker_arguments,
+    answer_worker,
     machine_info,
     machine_line,
     markdown_table,
@@ -251,8 +253,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--baseline", type=Path, default=None,
                    help="folder of another sklearn_din package, measured after each job")
     p.add_argument("--out", type=Path, default=RESULTS / "fit_memory.md")
-    p.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
+    add_worker_arguments(p)
     args = p.parse_args(argv)
     args.settings = args.settings.split(",")
     if set(args.settings) - set(SETTINGS):
@@ -262,8 +263,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.worker is not None:
-        args.worker_out.write_text(json.dumps(worker(json.loads(args.worker.read_text()))))
+    if answer_worker(args, worker):
         return 0
     command = "python benchmarks/fit_memory.py " + " ".join(sys.argv[1:] if argv is None
                                                             else argv)

@@ -3,6 +3,7 @@ timing helpers, and markdown tables."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import hashlib
@@ -13,6 +14,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -114,6 +116,21 @@ def source_digest() -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:10]
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """The hidden ``--worker SPEC --worker-out OUT`` options :func:`run_worker` passes."""
+    parser.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
+
+
+def answer_worker(args: argparse.Namespace, worker: Callable[[dict], dict]) -> bool:
+    """In a process :func:`run_worker` started: run ``worker`` on its spec, write the JSON
+    result where the parent reads it, and return True; False in any other process."""
+    if args.worker is None:
+        return False
+    args.worker_out.write_text(json.dumps(worker(json.loads(args.worker.read_text()))))
+    return True
 
 
 def run_worker(script: Path, spec: dict, workdir: Path, *, threads: int,

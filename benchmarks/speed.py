@@ -53,6 +53,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # torch-rechub's trainer draws tqdm 
 from harness import (  # noqa: E402
     DATA,
     RESULTS,
+    add_worker_arguments,
+    answer_worker,
     auc_se,
     fmt,
     machine_info,
@@ -613,8 +615,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     p.add_argument("--render-from", type=Path, default=None, metavar="JSON",
                    help="only re-write speed.md (into --out-dir) from an earlier speed.json")
-    p.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--worker-out", type=Path, default=None, help=argparse.SUPPRESS)
+    add_worker_arguments(p)
     args = p.parse_args(argv)
     quick = args.quick
     args.threads = [int(t) for t in (args.threads or ("1" if quick else "1,2")).split(",")]
@@ -636,8 +637,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.worker is not None:
-        args.worker_out.write_text(json.dumps(worker(json.loads(args.worker.read_text()))))
+    if answer_worker(args, worker):
         return 0
     if args.render_from is not None:
         report = json.loads(args.render_from.read_text())

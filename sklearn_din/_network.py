@@ -378,9 +378,7 @@ class LocalActivationUnit(AttentionScorer):
     # would fix the number of candidates.
     block_pairs: int | None = 2048
 
-    def score_shared(
-        self, query: torch.Tensor, keys: torch.Tensor, block_pairs: int | None = None
-    ) -> torch.Tensor:
+    def score_shared(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """Scores of every key (L, dim + context_dim) against every candidate (C, dim).
 
         The same function as :meth:`forward` over the C x L pairs, for candidates that
@@ -388,9 +386,9 @@ class LocalActivationUnit(AttentionScorer):
         computed once per position, and the candidates' part, product term included,
         as one matrix product over all positions, so no (C, L, dim) tensor is built.
         Candidates go through in blocks of about ``block_pairs`` (candidate, position)
-        pairs (default: the ``block_pairs`` attribute), so that each block's activations
-        stay in the CPU's cache between the layers (a third faster than one block of
-        200 x 50 pairs). Returns shape (C, L).
+        pairs (the attribute), so that each block's activations stay in the CPU's cache
+        between the layers (a third faster than one block of 200 x 50 pairs). Returns
+        shape (C, L).
         """
         n_candidates, n_keys, dim = query.shape[0], keys.shape[0], self.dim
         w_q, w_k, w_d, w_p, w_c = self.first.weight.split([dim] * 4 + [self.context_dim], dim=1)
@@ -401,7 +399,7 @@ class LocalActivationUnit(AttentionScorer):
         # candidate's whole part of position k's first layer is one product with M_k.
         mixed = torch.addcmul(w_q + w_d, keys[:, None, :dim], w_p[None])  # (L, U, dim)
         mixed = mixed.reshape(-1, dim).T
-        block_pairs = self.block_pairs if block_pairs is None else block_pairs
+        block_pairs = self.block_pairs
         if block_pairs is None or n_candidates * n_keys <= block_pairs:
             return self._score_block(query, per_key, mixed, n_keys)
         scores = query.new_empty((n_candidates, n_keys))

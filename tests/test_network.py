@@ -466,9 +466,13 @@ def test_shared_history_scores_equal_the_attention_unit():
     with torch.no_grad():
         per_pair = net.attention(query, keys.repeat(6, 1), rows).view(6, 4)
         shared = net.attention.score_shared(query, keys)
-        in_blocks = net.attention.score_shared(query, keys, block_pairs=8)  # 2 candidates each
+        net.attention.block_pairs = 8  # 2 candidates a block
+        in_blocks = net.attention.score_shared(query, keys)
+        net.attention.block_pairs = None  # one block, as export_onnx's request graph runs
+        one_block = net.attention.score_shared(query, keys)
     torch.testing.assert_close(shared, per_pair, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(in_blocks, per_pair, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(one_block, per_pair, rtol=1e-5, atol=1e-5)
 
 
 def test_dice_inference_follows_changes_of_its_statistics_and_alpha():

@@ -40,7 +40,6 @@ from ._saved_values import plain_array
 from ._version import __version__
 
 INPUT_NAMES = ("candidate", "history", "history_length", "sparse", "dense")
-SHARED_INPUT_NAMES = ("candidate", "history", "sparse", "dense")
 OUTPUT_NAMES = ("probability", "logit")
 TABLES_FORMAT = "sklearn-din-tables"
 TABLES_FORMAT_VERSION = 1
@@ -90,8 +89,9 @@ def _classifier(model: object, who: str) -> DINClassifier:
 
 
 def _graph_and_example(classifier: DINClassifier, shared_history: bool = False
-                       ) -> tuple[torch.nn.Module, tuple, dict]:
-    """A CPU copy of the network in eval mode, example inputs and their dynamic axes."""
+                       ) -> tuple[torch.nn.Module, dict[str, torch.Tensor], dict]:
+    """A CPU copy of the network in eval mode wrapped as the graph to export, example
+    inputs by input name (in the graph's order) and their dynamic axes."""
     method = "forward_shared_history" if shared_history else "forward_masked"
     if not hasattr(classifier.module_, method):
         raise TypeError(f"export: the module {type(classifier.module_).__name__} has no "
@@ -101,34 +101,29 @@ def _graph_and_example(classifier: DINClassifier, shared_history: bool = False
     # 3 rows and 3 positions: torch.export specialises sizes 0 and 1, so the example
     # must not use them for the axes meant to stay dynamic.
     n_rows, n_positions = 3, 3
+    n_features = len(layout.all_history_features)
+
+    def ids(*shape: int) -> torch.Tensor:
+        return torch.full(shape, UNKNOWN, dtype=torch.int64)
+
+    # The first axis: one visitor's candidates, or a batch of rows.
+    rows = torch.export.Dim("candidates" if shared_history else "batch")
+    positions = torch.export.Dim("history_positions")
     if shared_history:
         if getattr(network.attention, "block_pairs", None) is not None:
             network.attention.block_pairs = None  # one block: see LocalActivationUnit
-        example = (
-            torch.full((n_rows, len(layout.history_features)), UNKNOWN, dtype=torch.int64),
-            torch.full((len(layout.all_history_features), n_positions), UNKNOWN,
-                       dtype=torch.int64),
-            torch.full((n_rows, len(layout.sparse_cols)), UNKNOWN, dtype=torch.int64),
-            torch.zeros((n_rows, len(layout.dense_cols)), dtype=torch.float32),
-        )
-        candidates = torch.export.Dim("candidates")
-        positions = torch.export.Dim("history_positions")
-        dynamic = {name: {0: candidates} for name in SHARED_INPUT_NAMES}
-        dynamic["history"] = {1: positions}
-        return _SharedHistoryGraph(network), example, dynamic
-    example = (
-        torch.full((n_rows, len(layout.history_features)), UNKNOWN, dtype=torch.int64),
-        torch.full((n_rows, len(layout.all_history_features), n_positions), UNKNOWN,
-                   dtype=torch.int64),
-        torch.tensor([0, 2, 3], dtype=torch.int64),
-        torch.full((n_rows, len(layout.sparse_cols)), UNKNOWN, dtype=torch.int64),
-        torch.zeros((n_rows, len(layout.dense_cols)), dtype=torch.float32),
-    )
-    batch = torch.export.Dim("batch")
-    positions = torch.export.Dim("history_positions")
-    dynamic = {name: {0: batch} for name in INPUT_NAMES}
-    dynamic["history"] = {0: batch, 2: positions}
-    return _ServingGraph(network), example, dynamic
+        graph, history = _SharedHistoryGraph(network), {"history": ids(n_features, n_positions)}
+        history_axes = {1: positions}
+    else:
+        graph, history_axes = _ServingGraph(network), {0: rows, 2: positions}
+        history = {"history": ids(n_rows, n_features, n_positions),
+                   "history_length": torch.tensor([0, 2, 3], dtype=torch.int64)}
+    example = {"candidate": ids(n_rows, len(layout.history_features)), **history,
+               "sparse": ids(n_rows, len(layout.sparse_cols)),
+               "dense": torch.zeros((n_rows, len(layout.dense_cols)), dtype=torch.float32)}
+    dynamic = {name: {0: rows} for name in example}
+    dynamic["history"] = history_axes
+    return graph, example, dynamic
 
 
 @contextlib.contextmanager
@@ -252,13 +247,13 @@ def export_onnx(model: object, path: str | os.PathLike, *, opset_version: int | 
     """
     classifier = _classifier(model, "export_onnx")
     graph, example, dynamic = _graph_and_example(classifier, shared_history)
-    names = SHARED_INPUT_NAMES if shared_history else INPUT_NAMES
     try:
         # Traced with autograd on (nothing requires grad): Dice then takes its plain
         # path, not the in-place one that only runs under no_grad.
         with _quiet_exporter():
             program = torch.onnx.export(
-                graph, example, dynamo=True, dynamic_shapes=dynamic, input_names=names,
+                graph, tuple(example.values()), dynamo=True, dynamic_shapes=dynamic,
+                input_names=list(example),
                 output_names=OUTPUT_NAMES, opset_version=opset_version, verbose=False,
             )
     except ImportError as exc:
@@ -315,10 +310,8 @@ def export_program(model: object, path: str | os.PathLike | None = None, *,
     """
     classifier = _classifier(model, "export_program")
     graph, example, dynamic = _graph_and_example(classifier, shared_history)
-    names = SHARED_INPUT_NAMES if shared_history else INPUT_NAMES
     # By keyword, so that the program is called as program.module()(**inputs).
-    program = torch.export.export(graph, (), dict(zip(names, example, strict=True)),
-                                  dynamic_shapes=dynamic)
+    program = torch.export.export(graph, (), example, dynamic_shapes=dynamic)
     if path is not None:
         torch.export.save(program, path)
     return program

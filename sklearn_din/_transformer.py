@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted
 
-from ._behaviour_store import BehaviourStore
+from ._behaviour_store import BehaviourStore, _distinct_sorted
 from ._layout import (  # the column convention the output follows
     _FIRST_KNOWN,
     HIST_LEN_COL,
@@ -68,7 +68,7 @@ class UnknownUsersWarning(UserWarning):
 
 def _smallest_step(times: np.ndarray) -> float:
     """Smallest positive difference between two distinct times (1 when there is none)."""
-    steps = np.diff(np.unique(times.astype(np.float64)))
+    steps = np.diff(_distinct_sorted(times.astype(np.float64)))
     return float(steps.min()) if len(steps) else 1.0
 
 
@@ -79,26 +79,32 @@ RECENCY_BLOCK_ROWS = 1 << 14
 
 
 def recency_buckets(query_times: np.ndarray, behaviour_times: np.ndarray,
-                    unit: float, out: np.ndarray | None = None) -> np.ndarray:
+                    unit: float, out: np.ndarray | None = None,
+                    keep: np.ndarray | None = None) -> np.ndarray:
     """Bucket ``2 + floor(log2(gap / unit))`` of each behaviour's gap to its row; 0 for padding.
 
     ``behaviour_times`` is (n_rows, max_len) with NaN at padding positions; every real
     behaviour is strictly before its row, so each gap is positive. The buckets are written
-    into ``out`` (an int32 array of that shape, or a view of one) when given.
+    into ``out`` (an int32 array of that shape, or a view of one) when given. With
+    ``keep`` (bool, that shape: True at real behaviours) the other positions are padding
+    whatever ``behaviour_times`` holds there.
     """
-    gap = query_times.astype(np.float64)[:, None] - behaviour_times
-    padding = np.isnan(gap)
+    gap = np.subtract(query_times.astype(np.float64)[:, None], behaviour_times)
+    padding = np.isnan(gap) if keep is None else None
     gap /= unit
     np.maximum(gap, 1.0, out=gap)  # NaN stays NaN
     # floor(log2(r)) + 1 for r >= 1 is frexp's exponent, exactly and without a logarithm.
-    octave = np.frexp(gap)[1]
+    octave = np.frexp(gap, out=(gap, None))[1].astype(np.int32, copy=False)
     np.clip(octave, 1, RECENCY_OCTAVES, out=octave)
     octave += _FIRST_KNOWN - 1
-    octave[padding] = PADDING
-    if out is None:
-        return octave.astype(np.int32, copy=False)
-    out[...] = octave
-    return out
+    if padding is not None:
+        octave[padding] = PADDING
+        if out is None:
+            return octave
+        out[...] = octave
+        return out
+    # PADDING is 0: multiplying by the mask of real positions pads and writes in one pass.
+    return np.multiply(octave, keep, out=out)
 
 
 def _codes(vocabulary: pd.Index, values: pd.Series) -> np.ndarray:
@@ -484,8 +490,7 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         # reused block after block, not a (rows x max_len) allocation touched once.
         step = RECENCY_BLOCK_ROWS if self.recency else TRANSFORM_CHUNK_ROWS
         buffer = np.empty((min(n_rows, step), self.max_len)) if self.recency else None
-        stored_times = self.behaviour_store_.times.astype(np.float64) if self.recency \
-            else None
+        reader = self.behaviour_store_.history_reader(self.max_len, with_times=self.recency)
         for lo in range(0, max(n_rows, 1), TRANSFORM_CHUNK_ROWS):
             rows = slice(lo, min(lo + TRANSFORM_CHUNK_ROWS, n_rows))
             part = block[rows]
@@ -494,16 +499,19 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
                     part[:, j] = _codes(indexes[col], X[col].iloc[rows])
             history = part[:, n_ids : n_ids + n_history].reshape(len(part), n_features,
                                                                    self.max_len)
+            # Located all at once: the binary searches walk the stored keys in one pass.
+            end, length = reader.bounds(part[:, 0], times[rows])
+            part[:, hist_len] = length
             for block_lo in range(0, len(part), step):
                 sub = slice(block_lo, block_lo + step)
                 sub_times = times[rows][sub]
                 behaviour_times = None if buffer is None else buffer[: len(sub_times)]
-                _, part[sub, hist_len] = self.behaviour_store_.histories(
-                    part[sub, 0], sub_times, self.max_len, history[sub],
-                    times_out=behaviour_times, stored_times=stored_times)
+                reader.gather(end[sub], length[sub], history[sub], times_out=behaviour_times,
+                              mask_times=False)
                 if self.recency:
                     recency_buckets(sub_times, behaviour_times, self.recency_unit_,
-                                    out=part[sub, n_ids + n_history : hist_len])
+                                    out=part[sub, n_ids + n_history : hist_len],
+                                    keep=reader.keep_mask(length[sub]))
             if progress is not None:
                 progress.update(len(part))
         if progress is not None:

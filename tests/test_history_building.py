@@ -6,6 +6,8 @@ NaN, and the history masks come from a table: each is checked here against a ref
 that does not take the shortcut.
 """
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,6 +15,7 @@ import pytest
 import sklearn_din._behaviour_store as store_module
 from sklearn_din import SequenceFeatureTransformer
 from sklearn_din._behaviour_store import BehaviourStore, _stable_argsort
+from sklearn_din._layout import RECENCY_OCTAVES
 from sklearn_din._transformer import recency_buckets
 
 from .test_transformer import reference_transform
@@ -111,3 +114,31 @@ def test_history_masks_from_the_table_equal_masks_by_comparison(monkeypatch):
     with_table = SequenceFeatureTransformer(max_len=7).fit_transform(log)
     monkeypatch.setattr(store_module, "_KEEP_TABLE_LEN", 0)  # every mask by comparison
     assert SequenceFeatureTransformer(max_len=7).fit_transform(log).equals(with_table)
+
+
+@pytest.mark.parametrize("unit", [1.0, 0.25, 3.0])
+def test_recency_buckets_at_the_edges_follow_the_formula(unit):
+    # Gaps of 0 (times equal once cast to float), below one unit, exactly a power of two
+    # units, just below one, and far beyond the last octave.
+    units = np.array([0.0, 1e-300, 0.5, 1.0, 2.0, 2.0 - 1e-12, 4.0, 1023.0, 1024.0, 1e30])
+    query = np.full(1, 1e6)
+    behaviour = query[:, None] - units[None, :] * unit
+    gaps = query[:, None] - behaviour  # what the function computes, rounding included
+    expected = [2 + min(max(math.floor(math.log2(max(g / unit, 1.0))), 0), RECENCY_OCTAVES - 1)
+                for g in gaps[0]]
+    assert recency_buckets(query, behaviour, unit).tolist() == [expected]
+    keep = np.ones_like(behaviour, dtype=bool)
+    assert recency_buckets(query, behaviour, unit, keep=keep).tolist() == [expected]
+
+
+@pytest.mark.parametrize("recency", [True, False])
+def test_blocks_of_rows_are_seamless(monkeypatch, recency):
+    import sklearn_din._transformer as transformer_module
+
+    log = _time_ordered_log(600, seed=11).sample(frac=1.0, random_state=12)
+    t = SequenceFeatureTransformer(max_len=5, recency=recency).fit(log)
+    one_block = t.transform(log)
+    monkeypatch.setattr(transformer_module, "HISTORY_BLOCK_CELLS", 7 * 5)  # 7 rows a block
+    assert t.transform(log).equals(one_block)
+    monkeypatch.setattr(transformer_module, "HISTORY_BLOCK_CELLS", 1)  # at least a row
+    assert t.transform(log).equals(one_block)

@@ -161,11 +161,17 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    tunables = os.environ.get("GLIBC_TUNABLES")
+    env = f"GLIBC_TUNABLES={tunables} " if tunables else ""
+    kept = ("\n\nWith GLIBC_TUNABLES' allocator settings the process keeps memory it frees: "
+            "from repeat 2 on each system reuses what the runs before it freed (repeat 1 shows "
+            "a run without that)." if tunables else "")
+    repeats = ", ".join(f"{a:.2f} s / {b:.2f} s" for a, b in zip(ours, theirs, strict=True))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         "# History building: 1 log, both systems, alternating runs\n\n"
-        f"Command: `benchmarks/.venv/bin/python benchmarks/transform_speed.py --rows {args.rows} "
-        f"--repeats {args.repeats}`\n\n"
+        f"Command: `{env}benchmarks/.venv/bin/python benchmarks/transform_speed.py "
+        f"--rows {args.rows} --repeats {args.repeats}`\n\n"
         f"Date {datetime.date.today()}, {platform.machine()} with "
         f"{len(__import__('os').sched_getaffinity(0))} cores, Python "
         f"{platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}, "
@@ -174,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Log: {len(log):,} rows (make_interactions, seed {args.seed}), "
         f"{log['user_id'].nunique():,} users, mean history {hist_len.mean():.1f} of "
         f"{args.max_len}; our output shape {shape}.\n\n"
-        + table.to_markdown(index=False) + "\n\n" + verdict + "\n\n"
+        + table.to_markdown(index=False) + "\n\n"
+        f"Each repeat (sklearn-din / torch-rechub): {repeats}.{kept}\n\n" + verdict + "\n\n"
         "torch-rechub's create_seq_features also splits and samples negatives, and (field "
         "notes) puts every test row into training and keeps each user's oldest events; the "
         "timing compares the whole call, which is what its tutorial runs.\n\n"

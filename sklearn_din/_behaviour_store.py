@@ -16,7 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 # Cells (rows x max_len) per window copy in ``HistoryReader.gather``: bounds its temporaries
 # to ~100 MB whatever max_len is (262,144 rows at max_len=50).
 _CHUNK_CELLS = 50 << 18
-# Longest max_len for which HistoryReader.keep_mask looks masks up in a table.
+# Longest max_len for which HistoryReader.keep_mask looks masks up in a table (4 MB).
 _KEEP_TABLE_LEN = 1 << 10
 # Behaviours appended after the sorted part that a one-user look-up scans (tens of
 # microseconds) before it sorts everything once instead.
@@ -368,8 +368,8 @@ class HistoryReader:
             times = time_grid[keys % self.stride].astype(np.float64, copy=False)
             self.time_windows = _reversed_windows(times, max_len, np.nan)
         self._positions = np.arange(max_len)
-        # _keep_rows[n]: the mask of a history of length n (for max_len up to 1,024: 1 MB).
-        self._keep_rows = (self._positions < np.arange(max_len + 1)[:, None]
+        # _keep_rows[n]: the mask of a history of length n (for max_len up to 1,024: 4 MB).
+        self._keep_rows = ((self._positions < np.arange(max_len + 1)[:, None]).astype(np.int32)
                            if max_len <= _KEEP_TABLE_LEN else None)
 
     def bounds(self, users: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -412,18 +412,21 @@ class HistoryReader:
             at, keep = first[rows], self.keep_mask(length[rows])
             for f, windows in enumerate(self.windows):
                 # Multiplying by the 0/1 mask is about twice as fast as np.where, and
-                # writing straight into `out` saves a temporary and a copy of the chunk.
+                # writing straight into `out` saves a temporary and a copy of the block.
                 np.multiply(windows[at], keep, out=out[rows, f, :])
             if times_out is None:
                 continue
             if mask_times:  # in place: np.where would build the chunk and copy it
                 np.copyto(times_out[rows], np.nan)
-                np.copyto(times_out[rows], self.time_windows[at], where=keep)
+                np.copyto(times_out[rows], self.time_windows[at], where=keep.astype(bool))
             else:
                 times_out[rows] = self.time_windows[at]
 
     def keep_mask(self, length: np.ndarray) -> np.ndarray:
-        """(n, max_len) bool: True at the positions ``k < length`` (the real behaviours)."""
+        """(n, max_len) int32: 1 at the positions ``k < length`` (the real behaviours), else 0.
+
+        int32, not bool: multiplying int32 codes by it needs no cast, twice as fast.
+        """
         if self._keep_rows is not None:  # a row lookup: 3x faster than comparing
             return self._keep_rows[length]
-        return self._positions < length[:, None]
+        return (self._positions < length[:, None]).astype(np.int32)

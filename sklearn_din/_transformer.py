@@ -87,8 +87,8 @@ def recency_buckets(query_times: np.ndarray, behaviour_times: np.ndarray,
     ``behaviour_times`` is (n_rows, max_len) with NaN at padding positions; every real
     behaviour is strictly before its row, so each gap is positive. The buckets are written
     into ``out`` (an int32 array of that shape, or a view of one) when given. With
-    ``keep`` (bool, that shape: True at real behaviours) the other positions are padding
-    whatever ``behaviour_times`` holds there.
+    ``keep`` (that shape, bool or 0/1: true at real behaviours) the other positions are
+    padding whatever ``behaviour_times`` holds there.
     """
     gap = np.subtract(query_times.astype(np.float64)[:, None], behaviour_times)
     padding = np.isnan(gap) if keep is None else None

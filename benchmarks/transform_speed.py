@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     target = theirs_s / ours_s >= 20
     verdict = (f"Target (>= 20x faster than create_seq_features): "
                f"{'PASS' if target else 'MISS'} ({theirs_s / ours_s:.1f}x)")
+    if os.environ.get("GLIBC_TUNABLES"):
+        verdict += " under GLIBC_TUNABLES, not the default allocator"
     print(verdict)
 
     memory_md = _memory_section(log, args.max_len, shape, theirs_s)

@@ -13,18 +13,49 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-# Cells (rows x max_len) per window copy in ``_gather``: bounds its temporaries to ~100 MB
-# whatever max_len is (262,144 rows at max_len=50).
+# Cells (rows x max_len) per window copy in ``HistoryReader.gather``: bounds its temporaries
+# to ~100 MB whatever max_len is (262,144 rows at max_len=50).
 _CHUNK_CELLS = 50 << 18
+# Longest max_len for which HistoryReader.keep_mask looks masks up in a table (4 MB).
+_KEEP_TABLE_LEN = 1 << 10
 # Behaviours appended after the sorted part that a one-user look-up scans (tens of
 # microseconds) before it sorts everything once instead.
 _RECENT_SCAN_ROWS = 1 << 16
 
 
+def _non_decreasing(values: np.ndarray) -> bool:
+    return len(values) < 2 or bool((values[1:] >= values[:-1]).all())
+
+
 def _distinct_sorted(values: np.ndarray) -> np.ndarray:
-    # Sort-based distinct values: several times faster than np.unique's hash path here.
-    ordered = np.sort(values)
+    # Sort-based distinct values: several times faster than np.unique's hash path here,
+    # and a log that arrives in time order needs no sort at all.
+    ordered = values if _non_decreasing(values) else np.sort(values)
     return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) else ordered
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+
+def _stable_argsort(values: np.ndarray) -> np.ndarray:
+    """``np.argsort(values, kind="stable")`` for non-negative integers.
+
+    Values of up to 48 bits are sorted by 16-bit digits, least significant first:
+    numpy sorts 16-bit integers stably by radix, several times faster than the
+    timsort it uses for wider ones.
+    """
+    largest = int(values.max()) if len(values) else 0
+    if largest >= 1 << 48:
+        return np.argsort(values, kind="stable")
+    order, shift = None, 0
+    while True:
+        digits = (values if order is None else values[order]) >> shift
+        step = np.argsort(digits.astype(np.uint16), kind="stable")  # the digit: wraps mod 2**16
+        order = step if order is None else order[step]
+        shift += 16
+        if largest >> shift == 0:
+            return order
 
 
 class BehaviourStore:
@@ -120,21 +151,23 @@ class BehaviourStore:
         # Rank times on the grid of distinct stored times so that (user, time) folds into
         # one int64 key whatever the time unit: stored behaviour e precedes query q of the
         # same user exactly when rank(e) < rank_q, the number of stored times below t_q.
-        grid = _distinct_sorted(np.concatenate([_distinct_sorted(t) for _, t, _ in parts]))
+        times = _joined([t for _, t, _ in parts])
+        grid = _distinct_sorted(_joined([_distinct_sorted(t) for _, t, _ in parts]))
         stride = np.int64(len(grid) + 1)
-        largest = max((int(u.max()) for u, _, _ in parts if len(u)), default=0)
+        users = _joined([u for u, _, _ in parts]).astype(np.int64, copy=False)
+        largest = int(users.max()) if len(users) else 0
         if largest >= np.iinfo(np.int64).max // stride:
             raise OverflowError("too many users x distinct times to index the behaviour store")
-        keys = np.concatenate([u.astype(np.int64) * stride + np.searchsorted(grid, t, side="left")
-                               for u, t, _ in parts])
+        keys = users * stride + np.searchsorted(grid, times, side="left")
         # A stable sort: behaviours with equal (user, time) keep their arrival order, so
-        # the one that arrived last counts as the most recent.
-        order = np.argsort(keys, kind="stable")
+        # the one that arrived last counts as the most recent. Behaviours that arrived in
+        # time order are in key order within each user already: sorting by user suffices.
+        order = _stable_argsort(users if _non_decreasing(times) else keys)
         keys = keys[order]
         n_features = parts[0][2].shape[1]
         by_feature = np.empty((n_features, len(keys)), dtype=np.int32)
         for f in range(n_features):  # one feature at a time: a single (n,) temporary
-            by_feature[f] = np.concatenate([c[:, f] for _, _, c in parts])[order]
+            by_feature[f] = _joined([c[:, f] for _, _, c in parts])[order]
         return keys, grid, by_feature
 
     @staticmethod
@@ -172,6 +205,14 @@ class BehaviourStore:
         """The stored codes as (n_behaviours, n_features), in store order."""
         return self.codes.T
 
+    def history_reader(self, max_len: int, *, with_times: bool = False) -> HistoryReader:
+        """The sorted behaviours laid out for many :meth:`histories` look-ups at ``max_len``.
+
+        A caller that looks up block after block of queries builds this once.
+        """
+        keys, grid, codes = self._consolidate()
+        return HistoryReader(keys, grid, codes, max_len, with_times=with_times)
+
     def histories(
         self,
         users: np.ndarray,
@@ -179,7 +220,6 @@ class BehaviourStore:
         max_len: int,
         out: np.ndarray | None = None,
         times_out: np.ndarray | None = None,
-        stored_times: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Each query's behaviours strictly before its time, most recent first.
 
@@ -194,9 +234,6 @@ class BehaviourStore:
         times_out : ndarray of shape (n_queries, max_len), float64, optional
             Where to write the behaviours' times as :meth:`history_times` gives them,
             from the same look-up (NaN at padding positions).
-        stored_times : ndarray of shape (n_behaviours,), float64, optional
-            ``times.astype(np.float64)``, for a caller that asks for ``times_out`` block
-            after block: computed once by it instead of on every call.
 
         Returns
         -------
@@ -206,17 +243,10 @@ class BehaviourStore:
         lengths : ndarray of shape (n_queries,), int32
             Number of behaviours kept (at most ``max_len``).
         """
-        n, n_features = len(users), self.codes.shape[0]
+        reader = self.history_reader(max_len, with_times=times_out is not None)
         if out is None:
-            out = np.zeros((n, n_features, max_len), dtype=np.int32)
-        end, length = self._bounds(users, times, max_len)
-        for f in range(n_features):
-            self._gather(self.codes[f], end, length, max_len, out[:, f, :])
-        if times_out is not None:
-            if stored_times is None:
-                stored_times = self.times.astype(np.float64)
-            self._gather(stored_times, end, length, max_len, times_out, fill=np.nan)
-        return out, length.astype(np.int32)
+            out = np.zeros((len(users), len(reader.windows), max_len), dtype=np.int32)
+        return out, reader.read(users, times, out, times_out)
 
     def user_history(
         self, user: int, time: float | None, max_len: int, *, with_times: bool = False
@@ -286,56 +316,117 @@ class BehaviourStore:
         Padding positions hold NaN (the array is float64, so nanosecond datetimes lose
         precision below about a microsecond).
         """
-        end, length = self._bounds(users, times, max_len)
+        reader = HistoryReader(*self._consolidate(), max_len, with_times=True, codes_too=False)
         out = np.zeros((len(users), max_len), dtype=np.float64)
-        self._gather(self.times.astype(np.float64), end, length, max_len, out, fill=np.nan)
+        reader.read(users, times, np.zeros((len(users), 0, max_len), dtype=np.int32), out)
         return out
 
-    def _bounds(
-        self, users: np.ndarray, times: np.ndarray, max_len: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """For each query: one past its latest earlier behaviour, and its history length."""
-        n = len(users)
-        if n == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        stride = np.int64(len(self.time_grid) + 1)
-        u = users.astype(np.int64) * stride
-        # Sorted needles make searchsorted walk the keys forwards instead of jumping around.
-        query_keys = u + np.searchsorted(self.time_grid, times, side="left")
-        order = np.argsort(query_keys, kind="stable")
-        end = np.empty(n, dtype=np.int64)
-        end[order] = np.searchsorted(self.keys, query_keys[order], side="left")
-        start = np.empty(n, dtype=np.int64)
-        start[order] = np.searchsorted(self.keys, u[order], side="left")
-        return end, np.minimum(end - start, max_len)
 
-    @staticmethod
-    def _gather(
-        values: np.ndarray,
-        end: np.ndarray,
-        length: np.ndarray,
-        max_len: int,
-        out: np.ndarray,
-        fill: float = 0,
-    ) -> None:
-        """out[i, k] = values[end[i] - 1 - k] for k < length[i], else ``fill``."""
-        # Each history is a run of consecutive stored behaviours read backwards from `end`:
-        # a window into the reversed codes, so one row copy per query instead of a gather
-        # per position; positions past the history's length are zeroed by a mask. Memory is
-        # linear in max_len: the temporaries hold one chunk of rows, sized by cells.
-        n_stored = len(values)
-        first = max_len + n_stored - end  # where values[end - 1] lands in the reversed array
-        positions = np.arange(max_len)
-        pad = np.full(max_len, fill, dtype=values.dtype)
-        windows = sliding_window_view(np.concatenate([pad, values[::-1], pad]), max_len)
-        chunk_rows = max(1, _CHUNK_CELLS // max_len)
+def _reversed_windows(values: np.ndarray, max_len: int, fill: float) -> np.ndarray:
+    """Windows of ``max_len`` into ``values`` reversed and padded with ``fill`` both sides.
+
+    Window ``max_len + len(values) - end`` reads ``values[end - 1], values[end - 2], ...``.
+    """
+    pad = np.full(max_len, fill, dtype=values.dtype)
+    return sliding_window_view(np.concatenate([pad, values[::-1], pad]), max_len)
+
+
+class HistoryReader:
+    """A behaviour store's sorted behaviours, laid out for history look-ups at one length.
+
+    Each history is a run of consecutive stored behaviours read backwards from the
+    query's position: a window into the reversed codes, so one row copy per query
+    instead of a gather per position, positions past the history's length zeroed by a
+    mask. The reversed copies and where each user's behaviours start are built once
+    here, not once per block of queries.
+
+    Parameters
+    ----------
+    keys, time_grid, codes : ndarray
+        The store's sorted form (see :class:`BehaviourStore`).
+    max_len : int
+        Positions kept per query.
+    with_times : bool, default=False
+        Also lay out the behaviours' times (as float64), for ``times_out``.
+    codes_too : bool, default=True
+        Lay out the codes (False: times only).
+    """
+
+    def __init__(self, keys: np.ndarray, time_grid: np.ndarray, codes: np.ndarray,
+                 max_len: int, *, with_times: bool = False, codes_too: bool = True) -> None:
+        self.keys, self.time_grid, self.max_len = keys, time_grid, max_len
+        self.stride = np.int64(len(time_grid) + 1)
+        n_users = int(keys[-1] // self.stride) + 1 if len(keys) else 0
+        # user_starts[u]: the first stored behaviour of user u (of a later user when u has
+        # none); users from n_users on have none, and all map to the last entry, len(keys).
+        self.user_starts = np.searchsorted(
+            keys, np.arange(n_users + 1, dtype=np.int64) * self.stride, side="left")
+        self.windows = [_reversed_windows(codes[f], max_len, 0)
+                        for f in range(len(codes) if codes_too else 0)]
+        self.time_windows = None
+        if with_times:
+            times = time_grid[keys % self.stride].astype(np.float64, copy=False)
+            self.time_windows = _reversed_windows(times, max_len, np.nan)
+        self._positions = np.arange(max_len)
+        # _keep_rows[n]: the mask of a history of length n (for max_len up to 1,024: 4 MB).
+        self._keep_rows = ((self._positions < np.arange(max_len + 1)[:, None]).astype(np.int32)
+                           if max_len <= _KEEP_TABLE_LEN else None)
+
+    def bounds(self, users: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each query: one past its latest earlier behaviour, and its history length."""
+        if len(users) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        users = users.astype(np.int64)
+        query_keys = users * self.stride + np.searchsorted(self.time_grid, times, side="left")
+        # Sorted needles make searchsorted walk the keys forwards instead of jumping around.
+        # Queries in time order (most logs) are in key order within each user already.
+        order = _stable_argsort(users if _non_decreasing(times) else query_keys)
+        end = np.empty(len(users), dtype=np.int64)
+        end[order] = np.searchsorted(self.keys, query_keys[order], side="left")
+        start = self.user_starts[np.minimum(users, len(self.user_starts) - 1)]
+        return end, np.minimum(end - start, self.max_len)
+
+    def read(self, users: np.ndarray, times: np.ndarray, out: np.ndarray,
+             times_out: np.ndarray | None = None) -> np.ndarray:
+        """Write the queries' histories into ``out`` (and their times into ``times_out``).
+
+        ``out`` has shape (n_queries, n_features, max_len) and may be a strided view;
+        ``times_out`` (n_queries, max_len) float64, NaN at padding. Returns the lengths
+        (int32).
+        """
+        end, length = self.bounds(users, times)
+        self.gather(end, length, out, times_out)
+        return length.astype(np.int32)
+
+    def gather(self, end: np.ndarray, length: np.ndarray, out: np.ndarray,
+               times_out: np.ndarray | None = None, *, mask_times: bool = True) -> None:
+        """:meth:`read` for queries already located by :meth:`bounds`.
+
+        With ``mask_times=False`` the padding positions of ``times_out`` are left
+        unspecified (other behaviours' times): for a caller that masks by length itself.
+        """
+        first = self.max_len + len(self.keys) - end  # where values[end - 1] lands reversed
+        chunk_rows = max(1, _CHUNK_CELLS // max(self.max_len, 1))
         for lo in range(0, len(end), chunk_rows):
-            hi = min(lo + chunk_rows, len(end))
-            window, keep = windows[first[lo:hi]], positions < length[lo:hi, None]
-            # Multiplying by the 0/1 mask is about twice as fast as np.where for codes, and
-            # writing straight into `out` saves a temporary and a copy of the whole chunk.
-            if fill == 0:
-                np.multiply(window, keep, out=out[lo:hi])
-            else:  # in place: np.where would build the chunk and copy it again
-                np.copyto(out[lo:hi], fill)
-                np.copyto(out[lo:hi], window, where=keep)
+            rows = slice(lo, min(lo + chunk_rows, len(end)))
+            at, keep = first[rows], self.keep_mask(length[rows])
+            for f, windows in enumerate(self.windows):
+                # Multiplying by the 0/1 mask is about twice as fast as np.where, and
+                # writing straight into `out` saves a temporary and a copy of the block.
+                np.multiply(windows[at], keep, out=out[rows, f, :])
+            if times_out is None:
+                continue
+            if mask_times:  # in place: np.where would build the chunk and copy it
+                np.copyto(times_out[rows], np.nan)
+                np.copyto(times_out[rows], self.time_windows[at], where=keep.astype(bool))
+            else:
+                times_out[rows] = self.time_windows[at]
+
+    def keep_mask(self, length: np.ndarray) -> np.ndarray:
+        """(n, max_len) int32: 1 at the positions ``k < length`` (the real behaviours), else 0.
+
+        int32, not bool: multiplying int32 codes by it needs no cast, twice as fast.
+        """
+        if self._keep_rows is not None:  # a row lookup: 3x faster than comparing
+            return self._keep_rows[length]
+        return (self._positions < length[:, None]).astype(np.int32)

@@ -34,7 +34,15 @@ from skorch.callbacks import Callback, LRScheduler  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _din_plus import DINFromMean, DINHeads, DINMeanToo, DINPlus, DINSharp  # noqa: E402
+from _din_plus import (  # noqa: E402
+    DINFromMean,
+    DINHeads,
+    DINLengthSharp,
+    DINMatch,
+    DINMeanToo,
+    DINPlus,
+    DINSharp,
+)
 from harness import machine_info, machine_line, markdown_table  # noqa: E402
 from protocol import DATASETS, load_split, xy  # noqa: E402
 
@@ -123,6 +131,19 @@ VARIANTS.update({
     "from_mean": ({}, {"module": DINFromMean}),
     "att160_80": ({}, {"attention_units": (160, 80)}),
     "att40_20": ({}, {"attention_units": (40, 20)}),
+    # Session 6: target-aware signals pooling cannot compute (DIN only, _din_plus.DINMatch):
+    # the softmax's log-normaliser as an MLP input, a learnt bonus for ids equal to the
+    # candidate's, and both.
+    "intensity": ({}, {"module": DINMatch}),
+    "match": ({}, {"module": DINMatch, "module__intensity": False, "module__match": True}),
+    "match_intensity": ({}, {"module": DINMatch, "module__match": True}),
+    # Session 6: 16 epochs without early stopping (every epoch's validation AUC is in the
+    # curve): does DIN climb again late, as MovieLens' pooled model did for one seed?
+    "long16": ({}, {"early_stopping": False, "max_epochs": 16}),
+    # Session 6: a learnt attention sharpness per history-length bucket (DIN only,
+    # _din_plus.DINLengthSharp): accuracy_by_length.md has DIN behind mean pooling on 2-4
+    # behaviours and ahead on long histories.
+    "length_sharp": ({}, {"module": DINLengthSharp}),
 })
 SAME_AS_DEFAULTS = ("cand_product", "defaults")
 MODELS = {"din": {}, "sum": {"pooling": "sum"}, "mean": {"pooling": "mean"}}
@@ -278,6 +299,34 @@ models are `cand_sm`'s.
   and +0.00 points: within seed noise. Attention units (160, 80) instead of (80, 40)
   (`att160_80`) scored -0.32, -0.06 and -0.06 points and took 1.4-2x the fit time; (40, 20)
   (`att40_20`) -0.31, +0.25 and -0.52: no width wins on every log. None became a default.
+- **Where the margin lives** (session 6, `accuracy_by_length.py`: the defaults' DIN and
+  pooled models, 3 seeds, validation rows split by history length). DIN's lead over mean
+  pooling grows with the history: on Beauty -0.04 and -0.24 points at 1 and 2 behaviours,
+  +0.5 to +0.9 from 9 on; on Video Games -0.55 and -0.82 at 2 and 3-4 behaviours, +0.36 at
+  17-32 and +1.93 from 33 on; on MovieLens +0.77 from 33 on. Two thirds of the Amazon
+  validation rows have 4 behaviours or fewer (mean 5.4 on the test rows), which is why the
+  whole-log margin is near zero there. With 2-4 behaviours, averaging them is the better
+  summary of the user; with dozens, picking the relevant ones pays.
+- **Target-aware signals pooling cannot compute** (session 6, DIN only, `_din_plus.DINMatch`,
+  against `defaults`' seed-0 DIN, Beauty / Video Games / MovieLens): the softmax's
+  log-normaliser `log(1 + sum exp(score))` as an MLP input, which gives back the strength of
+  the history's support that softmax weights (summing to 1) drop (`intensity`: -0.04,
+  -0.72, -0.03 points); a learnt score bonus for a behaviour whose item or category id equals
+  the candidate's (`match`: -0.00, +0.02, +0.00); both (`match_intensity`: -0.03, -0.71,
+  -0.01). The scorer already finds equal ids from their embeddings; the intensity input
+  overfits Video Games. Neither became a default.
+- **A sharpness per history length** (session 6, DIN only, `_din_plus.DINLengthSharp`): the
+  scores of a row with L behaviours times a learnt `exp(theta[floor(log2 L)])`, so that short
+  histories can flatten towards mean pooling and long ones sharpen (`length_sharp`): +0.07,
+  +0.08, +0.02 points, seed 0; within DIN's seed spread and far from the +0.5 target, so
+  not worth a parameter. Not a default.
+- **Sixteen epochs without early stopping** (session 6, seed 0, `long16`; every epoch's
+  validation AUC is in `accuracy_ablations.jsonl`). DIN peaks at epoch 4 on Beauty (0.7962)
+  and 6 on MovieLens (0.8914), then overfits steadily (0.7489 and 0.8593 at epoch 16). Mean
+  pooling peaks at epoch 4 on Beauty (0.7930) but at epoch 12 on MovieLens (0.8902): trained
+  long enough, MovieLens' pooled model catches up with DIN (+0.12 points at the two peaks).
+  That late climb, which a patience of 2 sometimes stops before, is the pooled models' seed
+  spread on MovieLens' test rows; DIN has no late gain to find.
 """.splitlines()
 
 

@@ -751,8 +751,8 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
     def _network_inputs(self, X: object, method: str) -> dict[str, np.ndarray]:
         """Validate prediction-time X against the fitted layout and build the inputs."""
         frame, _ = self._frame(X, method, reset=False)
-        self.layout_.check(frame, f"{type(self).__name__}.{method}")
-        return self._input_state().to_arrays(frame)
+        ids = self.layout_.check(frame, f"{type(self).__name__}.{method}")
+        return self._input_state().to_arrays(frame, ids)
 
     def _input_state(self) -> InputState:
         """The fitted input state (layout, table sizes, id frequencies)."""
@@ -836,8 +836,8 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                     f"{who}: y contains only one class ({labels.tolist()}); two are needed."
                 )
             layout = self._layout_for(frame, named)
-            layout.check(frame, who)
-            state, inputs = InputState.learn(layout, frame, who, weight)
+            ids = layout.check(frame, who)
+            state, inputs = InputState.learn(layout, frame, who, weight, ids=ids)
             check_numeric_scale(np.abs(inputs["dense"]).max(axis=0, initial=0.0),
                                 layout.dense_cols, who)
             self._set_input_state(state, labels)
@@ -850,8 +850,8 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             if len(unknown):
                 raise ValueError(f"{who}: y has labels {unknown.tolist()} not seen in the first "
                                  f"fit (classes_ = {self.classes_.tolist()}).")
-            self.layout_.check(frame, who)
-            inputs = self._input_state().to_arrays(frame)
+            ids = self.layout_.check(frame, who)
+            inputs = self._input_state().to_arrays(frame, ids)
         if weight is not None:
             inputs[WEIGHT_KEY] = weight
         return frame, inputs, (y == self.classes_[1]).astype(np.float32)

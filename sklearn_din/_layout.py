@@ -169,28 +169,33 @@ class InputLayout:
             groups["history_length"] = [HIST_LEN_COL]
         return groups
 
-    def check(self, X: pd.DataFrame, who: str) -> None:
+    def check(self, X: pd.DataFrame, who: str) -> dict[str, np.ndarray]:
         """Ids must be finite non-negative integers and dense columns numbers.
 
-        Reads the id columns through :func:`id_matrix`, so checking a frame made by
-        SequenceFeatureTransformer copies nothing.
+        Returns the id matrices of X by role (see :meth:`id_arrays`), read once for the
+        checks, so that :meth:`to_arrays` and :meth:`vocab_sizes` need not read them
+        again; a frame made by SequenceFeatureTransformer is read without copying.
         """
-        for cols in self._groups().values():
-            dtypes = X.dtypes[cols] if cols else pd.Series(dtype=object)
-            non_numeric = [c for c, t in dtypes.items() if not pd.api.types.is_numeric_dtype(t)
-                           or pd.api.types.is_bool_dtype(t)]
+        groups = self._groups()
+        dtypes = dict(zip(X.columns, X.dtypes, strict=True))
+        numeric = {t: pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
+                   for t in set(dtypes.values())}
+        for cols in groups.values():
+            non_numeric = [c for c in cols if not numeric[dtypes[c]]]
             if non_numeric:
                 raise TypeError(
                     f"{who}: id column(s) {non_numeric[:10]} must hold integer codes (as made "
                     "by SequenceFeatureTransformer), got non-numeric dtype(s)."
                 )
-            if any(t.kind not in "iu" for t in dtypes):  # floats or nullable: may be missing
+            if any(dtypes[c].kind not in "iu" for c in cols):  # floats or nullable: may be NA
                 missing = [c for c in cols if X[c].isna().any()]
                 if missing:
                     raise ValueError(
                         f"{who}: id column(s) {missing[:10]} have missing values (NaN/NA)."
                     )
-            values = id_matrix(X, cols)
+        ids = self.id_arrays(X)
+        for role, cols in groups.items():
+            values = ids[role].reshape(len(X), -1)
             if values.dtype.kind == "f":
                 bad = ~np.isfinite(values) | (values != np.round(values))
                 if bad.any():
@@ -222,6 +227,7 @@ class InputLayout:
                 col = self.dense_cols[int(np.argwhere(huge)[0, 1])]
                 raise ValueError(f"{who}: numeric column {col!r} has values beyond float32's "
                                  "range (3.4e38), which the network computes in.")
+        return ids
 
     def check_table_sizes(self, history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...],
                           n_rows: int, who: str) -> None:
@@ -251,15 +257,44 @@ class InputLayout:
         first_positions = self._groups()["history"][:: max(self.max_len, 1)]
         return tuple(_HIST_PATTERN.match(name)[1] for name in first_positions)
 
-    def _history(self, X: pd.DataFrame) -> np.ndarray:
-        n_features = len(self.all_history_features)
-        return id_matrix(X, self._groups()["history"]).reshape(len(X), n_features, self.max_len)
+    def id_arrays(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """X's id columns by role, unchecked: ``candidate`` (n, F), ``history``
+        (n, F + G, max_len), ``sparse`` (n, S) and, with ``hist_len``,
+        ``history_length`` (n, 1).
 
-    def vocab_sizes(self, X: pd.DataFrame) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Table sizes that hold every id of X (at least padding and unknown)."""
+        When X stores every id column in one block of one dtype (as
+        SequenceFeatureTransformer's output does), the block is read once and each role
+        is a view of it: one look-up of the columns, not one per role.
+        """
         groups = self._groups()
-        candidate, history = id_matrix(X, groups["candidate"]), self._history(X)
-        sparse = id_matrix(X, groups["sparse"])
+        names = [c for cols in groups.values() for c in cols]
+        ids = {}
+        if names:
+            positions = X.columns.get_indexer(names)
+            lo, hi = int(positions.min()), int(positions.max())
+            span = X.iloc[:, lo : hi + 1]
+            kinds = set(span.dtypes)
+            if len(kinds) == 1 and not isinstance(next(iter(kinds)),
+                                                   pd.api.extensions.ExtensionDtype):
+                block, start = span.to_numpy(), 0
+                for role, cols in groups.items():
+                    at = positions[start : start + len(cols)] - lo
+                    start += len(cols)
+                    contiguous = len(at) > 0 and at[-1] - at[0] == len(at) - 1 and (
+                        len(at) == 1 or bool((np.diff(at) == 1).all()))
+                    ids[role] = block[:, at[0] : at[-1] + 1] if contiguous else block[:, at]
+        ids = {role: ids[role] if role in ids else id_matrix(X, cols)
+               for role, cols in groups.items()}
+        n_features = len(self.all_history_features)
+        ids["history"] = ids["history"].reshape(len(X), n_features, self.max_len)
+        return ids
+
+    def vocab_sizes(self, X: pd.DataFrame, ids: dict[str, np.ndarray] | None = None
+                    ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Table sizes that hold every id of X (at least padding and unknown); ``ids``:
+        X's :meth:`id_arrays`, when already read."""
+        ids = self.id_arrays(X) if ids is None else ids
+        candidate, history, sparse = ids["candidate"], ids["history"], ids["sparse"]
 
         def size(*arrays: np.ndarray) -> int:
             return max(max(int(a.max(initial=0)) for a in arrays) + 1, UNKNOWN + 1)
@@ -273,16 +308,18 @@ class InputLayout:
         return history_sizes, tuple(size(sparse[:, j]) for j in range(sparse.shape[1]))
 
     def to_arrays(
-        self, X: pd.DataFrame, history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...]
+        self, X: pd.DataFrame, history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...],
+        ids: dict[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         """The network's inputs; ids beyond a table map to the unknown id.
 
-        Ids that already fit their tables stay views of X's memory (no copy).
+        Ids that already fit their tables stay views of X's memory (no copy). ``ids``:
+        X's :meth:`id_arrays` (as :meth:`check` returns them), when already read.
         """
-        groups = self._groups()
-        history = self._history(X)
+        ids = self.id_arrays(X) if ids is None else ids
+        history = ids["history"]
         if self.has_hist_len:
-            length = id_matrix(X, groups["history_length"])[:, 0]
+            length = ids["history_length"][:, 0]
             if length.dtype != np.int32 or (length.size and not (
                     0 <= length.min() and length.max() <= self.max_len)):
                 length = length.clip(0, self.max_len)
@@ -291,11 +328,11 @@ class InputLayout:
         else:
             length = np.zeros(len(X), dtype=np.int64)
         return {
-            "candidate": clip_to_tables(id_matrix(X, groups["candidate"]),
+            "candidate": clip_to_tables(ids["candidate"],
                                         history_sizes[: len(self.history_features)]),
             "history": clip_to_tables(history, history_sizes),
             "history_length": length.astype(np.int32, copy=False),
-            "sparse": clip_to_tables(id_matrix(X, groups["sparse"]), sparse_sizes),
+            "sparse": clip_to_tables(ids["sparse"], sparse_sizes),
             "dense": X[list(self.dense_cols)].to_numpy(dtype=np.float32),
         }
 
@@ -318,17 +355,20 @@ class InputState:
 
     @classmethod
     def learn(cls, layout: InputLayout, X: pd.DataFrame, who: str,
-              weight: np.ndarray | None = None,
-              check_sizes: bool = True) -> tuple[InputState, dict[str, np.ndarray]]:
+              weight: np.ndarray | None = None, check_sizes: bool = True,
+              ids: dict[str, np.ndarray] | None = None,
+              ) -> tuple[InputState, dict[str, np.ndarray]]:
         """The state of the (checked) frame X, and X's network arrays.
 
         ``check_sizes`` refuses tables sized by raw ids before any is counted; a stream
-        checks its merged sizes against all its rows instead.
+        checks its merged sizes against all its rows instead. ``ids``: what
+        :meth:`InputLayout.check` returned for X.
         """
-        history_sizes, sparse_sizes = layout.vocab_sizes(X)
+        ids = layout.id_arrays(X) if ids is None else ids
+        history_sizes, sparse_sizes = layout.vocab_sizes(X, ids)
         if check_sizes:
             layout.check_table_sizes(history_sizes, sparse_sizes, len(X), who)
-        inputs = layout.to_arrays(X, history_sizes, sparse_sizes)
+        inputs = layout.to_arrays(X, history_sizes, sparse_sizes, ids)
         counts = id_frequencies(inputs, history_sizes, sparse_sizes, weight)
         return cls(layout, history_sizes, sparse_sizes, counts), inputs
 
@@ -378,10 +418,11 @@ class InputState:
         self.layout.check_table_sizes(self.history_vocab_sizes, self.sparse_vocab_sizes,
                                       n_rows, who)
 
-    def to_arrays(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+    def to_arrays(self, X: pd.DataFrame, ids: dict[str, np.ndarray] | None = None
+                  ) -> dict[str, np.ndarray]:
         """The network's inputs of X (checked against the layout); see
         :meth:`InputLayout.to_arrays`."""
-        return self.layout.to_arrays(X, self.history_vocab_sizes, self.sparse_vocab_sizes)
+        return self.layout.to_arrays(X, self.history_vocab_sizes, self.sparse_vocab_sizes, ids)
 
 
 # Rows counted at a time by id_frequencies (at max_len=50; fewer for longer histories).

@@ -143,14 +143,15 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> list[in
             frame, named = clf._frame(Xt, WHO, reset=layout is None)
             if layout is None:
                 layout = clf._layout_for(frame, named)
-            layout.check(frame, WHO)
+            ids = layout.check(frame, WHO)
             labels = _stream_labels(labels, column_or_1d(y, warn=True), source.label_col)
             if weight is not None:
                 weight = check_sample_weight(weight, len(frame), who=f"{WHO}: weight column "
                                              f"{source.weight_col!r}", allow_all_zero=True)
                 total_weight += float(weight.sum())
             # Table sizes are checked once, against the rows of the whole stream.
-            chunk_state, inputs = InputState.learn(layout, frame, WHO, weight, check_sizes=False)
+            chunk_state, inputs = InputState.learn(layout, frame, WHO, weight, check_sizes=False,
+                                                   ids=ids)
         state = chunk_state if state is None else state.merge(chunk_state)
         chunk_largest = np.abs(inputs["dense"]).max(axis=0, initial=0.0)
         largest = chunk_largest if largest is None else np.maximum(largest, chunk_largest)

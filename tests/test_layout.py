@@ -89,3 +89,38 @@ def test_an_inconsistent_state_names_its_problem(small_frame):
     for message, change in broken.items():
         problem = dataclasses.replace(state, **change).problem()
         assert problem is not None and message in problem, (message, problem)
+
+
+def _by_column(layout: InputLayout, X: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The id matrices read column by column, as a reference."""
+    groups = layout._groups()
+    out = {role: np.stack([X[c].to_numpy() for c in cols], axis=1) if cols
+           else np.zeros((len(X), 0)) for role, cols in groups.items()}
+    out["history"] = out["history"].reshape(len(X), -1, layout.max_len)
+    return out
+
+
+@pytest.mark.parametrize("frame", ["transformer", "shuffled", "mixed_dtypes", "passthrough"])
+def test_check_reads_every_id_matrix_once_and_right(small_frame, frame):
+    X, _ = small_frame
+    X = X.assign(price=np.linspace(0.0, 1.0, len(X)))
+    if frame == "shuffled":  # same dtype, columns in another order: copies, same values
+        X = X[list(np.random.default_rng(0).permutation(X.columns))]
+    if frame == "mixed_dtypes":  # another dtype among the id columns: read role by role
+        X = X.astype({"hist_item_id_3": np.int64, "cate_id": np.float64})
+    if frame == "passthrough":  # a float column between the id columns
+        X = X[["price", *[c for c in X.columns if c != "price"]]]
+        X.insert(5, "score", np.arange(len(X), dtype=np.float64))
+    layout = _layout(X)
+    ids = layout.check(X, "test")
+    expected = _by_column(layout, X)
+    assert set(ids) == set(expected)
+    for role, values in expected.items():
+        np.testing.assert_array_equal(ids[role], values, err_msg=role)
+    if frame == "transformer":  # one int32 block: every role is a view of X's memory
+        block = X.iloc[:, :-1].to_numpy()
+        assert all(np.shares_memory(ids[role], block) for role in ("candidate", "history"))
+    # The arrays built from the checked ids are those built from X itself.
+    state, _ = InputState.learn(layout, X, "test", ids=ids)
+    for name, values in state.to_arrays(X).items():
+        np.testing.assert_array_equal(state.to_arrays(X, ids)[name], values, err_msg=name)

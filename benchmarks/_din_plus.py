@@ -34,6 +34,22 @@ def _mean_pooled(net: DeepInterestNetwork, candidate, history, history_length):
         net.pooling, net.attention = pooling, attention
 
 
+def _gathered(net, candidate, history, history_length):
+    """What DeepInterestNetwork.attend gathers before scoring: the candidates' embeddings,
+    the real history positions' embeddings and ids, each position's row and flat index
+    into (rows x longest), the number of rows and the longest history."""
+    n_rows, n_features, max_len = history.shape
+    length = history_length.clamp(0, max_len)
+    longest = int(length.max()) if n_rows else 0
+    valid = torch.arange(longest, device=history.device) < length[:, None]
+    rows, cols = valid.nonzero(as_tuple=True)
+    flat = rows * longest + cols
+    by_position = history[:, :, :longest].transpose(1, 2).reshape(-1, n_features)
+    ids = by_position.index_select(0, flat)
+    return (net._embed_features(candidate), net._embed_features(ids), ids, rows, flat, n_rows,
+            longest)
+
+
 class DINPlus(DeepInterestNetwork):
     """Used with ``pooled_product=False`` (the product is its own ``product``)."""
 
@@ -95,15 +111,8 @@ class DINHeads(DeepInterestNetwork):
     def attend(self, candidate, history, history_length):
         if self.attention is None:
             return super().attend(candidate, history, history_length)
-        query = self._embed_features(candidate)
-        n_rows, n_features, max_len = history.shape
-        length = history_length.clamp(0, max_len)
-        longest = int(length.max()) if n_rows else 0
-        valid = torch.arange(longest, device=history.device) < length[:, None]
-        rows, cols = valid.nonzero(as_tuple=True)
-        flat = rows * longest + cols
-        by_position = history[:, :, :longest].transpose(1, 2).reshape(-1, n_features)
-        keys = self._embed_features(by_position.index_select(0, flat))
+        query, keys, ids, rows, flat, n_rows, longest = _gathered(self, candidate, history,
+                                                                  history_length)
         scores = self.attention(query, keys, rows).reshape(len(rows), self.heads)
         logits = keys.new_full((n_rows * longest, self.heads), float("-inf"))
         logits = logits.index_copy(0, flat, scores)
@@ -188,16 +197,8 @@ class DINMatch(DeepInterestNetwork):
     def attend(self, candidate, history, history_length):
         if self.attention is None:
             return super().attend(candidate, history, history_length)
-        query = self._embed_features(candidate)
-        n_rows, n_features, max_len = history.shape
-        length = history_length.clamp(0, max_len)
-        longest = int(length.max()) if n_rows else 0
-        valid = torch.arange(longest, device=history.device) < length[:, None]
-        rows, cols = valid.nonzero(as_tuple=True)
-        flat = rows * longest + cols
-        by_position = history[:, :, :longest].transpose(1, 2).reshape(-1, n_features)
-        ids = by_position.index_select(0, flat)
-        keys = self._embed_features(ids)
+        query, keys, ids, rows, flat, n_rows, longest = _gathered(self, candidate, history,
+                                                                  history_length)
         scores = self.attention(query, keys, rows).to(keys.dtype)
         if self.match:
             n_shared = len(self.history_embeddings)

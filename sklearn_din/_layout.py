@@ -195,7 +195,8 @@ class InputLayout:
                     )
         ids = self.id_arrays(X)
         for role, cols in groups.items():
-            values = ids[role].reshape(len(X), -1)
+            values = ids[role]  # history: (n, features x positions), in its columns' order
+            values = values.reshape(len(values), int(np.prod(values.shape[1:])))
             if values.dtype.kind == "f":
                 bad = ~np.isfinite(values) | (values != np.round(values))
                 if bad.any():

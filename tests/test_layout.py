@@ -124,3 +124,11 @@ def test_check_reads_every_id_matrix_once_and_right(small_frame, frame):
     state, _ = InputState.learn(layout, X, "test", ids=ids)
     for name, values in state.to_arrays(X).items():
         np.testing.assert_array_equal(state.to_arrays(X, ids)[name], values, err_msg=name)
+
+
+def test_check_of_an_empty_frame_gives_empty_id_matrices(small_frame):
+    X, _ = small_frame
+    layout = _layout(X)
+    ids = layout.check(X.iloc[:0], "test")
+    assert ids["history"].shape == (0, len(layout.all_history_features), layout.max_len)
+    assert ids["candidate"].shape == (0, len(layout.history_features))

@@ -281,8 +281,7 @@ class InputLayout:
                 for role, cols in groups.items():
                     at = positions[start : start + len(cols)] - lo
                     start += len(cols)
-                    contiguous = len(at) > 0 and at[-1] - at[0] == len(at) - 1 and (
-                        len(at) == 1 or bool((np.diff(at) == 1).all()))
+                    contiguous = len(at) > 0 and bool((np.diff(at) == 1).all())
                     ids[role] = block[:, at[0] : at[-1] + 1] if contiguous else block[:, at]
         ids = {role: ids[role] if role in ids else id_matrix(X, cols)
                for role, cols in groups.items()}

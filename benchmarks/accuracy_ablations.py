@@ -37,7 +37,6 @@ sys.path.insert(0, str(HERE))
 from _din_plus import (  # noqa: E402
     DINFromMean,
     DINHeads,
-    DINLengthSharp,
     DINMatch,
     DINMeanToo,
     DINPlus,
@@ -56,7 +55,7 @@ warnings.filterwarnings("ignore", category=UserWarning)
 SHIPPED_0_1 = dict(
     embed_dim=8, attention_normalization=None, activation="dice", embedding_l2=0.0,
     lr=1e-3, max_epochs=5, user_col="user_id", user_embedding=True, early_stopping=False,
-    pooled_product=False,
+    pooled_product=False, attention_length_scale=False,
 )
 # The transformer of 0.1: no recency feature.
 NO_RECENCY = {"recency": False}
@@ -97,6 +96,9 @@ VARIANTS.update({
     "nu_sm_rec_l2_1": (RECENCY, dict(_NU, embedding_l2=1.0, **_SM)),
     "nu_sm_rec_l2_1_e32": (RECENCY, dict(_NU, embedding_l2=1.0, embed_dim=32, **_SM)),
 })
+# The defaults before attention_length_scale=True (session 7): the variants measured against
+# them keep them, so that their rows stay reproducible.
+_BEFORE_LENGTH_SCALE = {"attention_length_scale": False}
 # Candidate defaults: the user column kept for early stopping's split, not embedded; up to
 # 30 epochs. Then Dice vs PReLU, and what the MLP reads (prototype: _din_plus.py).
 _CANDIDATE = dict(SHIPPED_0_1, early_stopping="auto", user_embedding=False, max_epochs=30,
@@ -106,46 +108,50 @@ VARIANTS.update({
     "cand_prelu": (RECENCY, dict(_CANDIDATE, activation="prelu")),
     "cand_plus_mean": (RECENCY, dict(_CANDIDATE, module=DINPlus, module__plus_mean=True)),
     "cand_product": (RECENCY, dict(_CANDIDATE, module=DINPlus, module__product=True)),
-    # The package's defaults since 0.2: cand_product, the product term built in.
-    "defaults": ({}, {}),
+    # The package's defaults of sessions 3-6: cand_product, the product term built in.
+    "defaults": ({}, _BEFORE_LENGTH_SCALE),
     # Early stopping's split before heavy users were drawn last (MAX_USER_SHARE = 1 turns the
     # rule off); on the Amazon logs no user is heavy and both splits are the same rows.
-    "defaults_share1": ({}, {MAX_USER_SHARE: 1.0}),
+    "defaults_share1": ({}, {**_BEFORE_LENGTH_SCALE, MAX_USER_SHARE: 1.0}),
     # Session 4: DIN given more than pooling can express (prototypes in _din_plus.py; DIN
     # only, against the defaults' pooled models): the mean-pooled history next to the
     # attention's, and several softmax heads.
-    "mean_too": ({}, {"module": DINMeanToo}),
-    "heads2": ({}, {"module": DINHeads, "module__heads": 2}),
-    "heads4": ({}, {"module": DINHeads, "module__heads": 4}),
+    "mean_too": ({}, {**_BEFORE_LENGTH_SCALE, "module": DINMeanToo}),
+    "heads2": ({}, {**_BEFORE_LENGTH_SCALE, "module": DINHeads, "module__heads": 2}),
+    "heads4": ({}, {**_BEFORE_LENGTH_SCALE, "module": DINHeads, "module__heads": 4}),
     # Session 5: longer training (the MovieLens pooled models' second climb, accuracy.md),
     # alone and with a learning rate that drops on every plateau.
-    "patience4": ({}, {"n_iter_no_change": 4}),
-    "plateau_lr": ({}, {"n_iter_no_change": 3, LR_PLATEAU: 0.25}),
+    "patience4": ({}, {**_BEFORE_LENGTH_SCALE, "n_iter_no_change": 4}),
+    "plateau_lr": ({}, {**_BEFORE_LENGTH_SCALE, "n_iter_no_change": 3, LR_PLATEAU: 0.25}),
     # Session 5: the softmax attention is fairly flat as shipped (Beauty, validation rows with
     # 3+ behaviours: entropy 0.86 of uniform's, largest weight 0.375 against 1/n = 0.18); a
     # learnt sharpness, starting at 1 and at 4 (DIN only: pooling has no scores).
-    "sharp1": ({}, {"module": DINSharp, "module__scale": 1.0}),
-    "sharp4": ({}, {"module": DINSharp, "module__scale": 4.0}),
+    "sharp1": ({}, {**_BEFORE_LENGTH_SCALE, "module": DINSharp, "module__scale": 1.0}),
+    "sharp4": ({}, {**_BEFORE_LENGTH_SCALE, "module": DINSharp, "module__scale": 4.0}),
     # Session 5: DIN that starts as mean pooling (the scorer's last layer at zero), and a
     # wider local activation unit (DIN only).
-    "from_mean": ({}, {"module": DINFromMean}),
-    "att160_80": ({}, {"attention_units": (160, 80)}),
-    "att40_20": ({}, {"attention_units": (40, 20)}),
+    "from_mean": ({}, {**_BEFORE_LENGTH_SCALE, "module": DINFromMean}),
+    "att160_80": ({}, {**_BEFORE_LENGTH_SCALE, "attention_units": (160, 80)}),
+    "att40_20": ({}, {**_BEFORE_LENGTH_SCALE, "attention_units": (40, 20)}),
     # Session 6: target-aware signals pooling cannot compute (DIN only, _din_plus.DINMatch):
     # the softmax's log-normaliser as an MLP input, a learnt bonus for ids equal to the
     # candidate's, and both.
-    "intensity": ({}, {"module": DINMatch}),
-    "match": ({}, {"module": DINMatch, "module__intensity": False, "module__match": True}),
-    "match_intensity": ({}, {"module": DINMatch, "module__match": True}),
+    "intensity": ({}, {**_BEFORE_LENGTH_SCALE, "module": DINMatch}),
+    "match": ({}, {**_BEFORE_LENGTH_SCALE, "module": DINMatch, "module__intensity": False,
+                   "module__match": True}),
+    "match_intensity": ({}, {**_BEFORE_LENGTH_SCALE, "module": DINMatch, "module__match": True}),
     # Session 6: 16 epochs without early stopping (every epoch's validation AUC is in the
     # curve): does DIN climb again late, as MovieLens' pooled model did for one seed?
-    "long16": ({}, {"early_stopping": False, "max_epochs": 16}),
-    # Session 6: a learnt attention sharpness per history-length bucket (DIN only,
-    # _din_plus.DINLengthSharp): accuracy_by_length.md has DIN behind mean pooling on 2-4
-    # behaviours and ahead on long histories.
-    "length_sharp": ({}, {"module": DINLengthSharp}),
+    "long16": ({}, {**_BEFORE_LENGTH_SCALE, "early_stopping": False, "max_epochs": 16}),
+    # Session 6: a learnt attention sharpness per history-length bucket (DIN only):
+    # accuracy_by_length.md has DIN behind mean pooling on 2-4 behaviours and ahead on long
+    # histories. Measured with a prototype in _din_plus.py, built in since session 7
+    # (attention_length_scale, a default): the built-in one reproduced the prototype's seed-0
+    # Beauty run exactly (every epoch's validation AUC), and the prototype was removed.
+    "length_sharp": ({}, {"attention_length_scale": True}),
 })
-SAME_AS_DEFAULTS = ("cand_product", "defaults")
+# The variants whose settings are the package's defaults of today.
+SAME_AS_DEFAULTS = ("length_sharp",)
 MODELS = {"din": {}, "sum": {"pooling": "sum"}, "mean": {"pooling": "mean"}}
 
 
@@ -315,15 +321,15 @@ models are `cand_sm`'s.
   the candidate's (`match`: -0.00, +0.02, +0.00); both (`match_intensity`: -0.03, -0.71,
   -0.01). The scorer already finds equal ids from their embeddings; the intensity input
   overfits Video Games. Neither became a default.
-- **A sharpness per history length** (session 6, DIN only, `_din_plus.DINLengthSharp`): the
+- **A sharpness per history length** (session 6, DIN only, a prototype then): the
   scores of a row with L behaviours times a learnt `exp(theta[floor(log2 L)])`, so that short
   histories can flatten towards mean pooling and long ones sharpen (`length_sharp`): +0.06,
   +0.08 and +0.03 points on average over seeds 0-2, each seed against the same seed of
   `defaults`' DIN, and above it in all 9 (seed, log) pairs (+0.01 to +0.10). Small but
-  consistent, at no cost in fit time; far from the +0.5 target. Not made a default this
-  session (it needs the network's every forward path, export and saved models to carry the
-  six scalars, and accuracy.py's DIN rows rerun): the candidate for the next change of
-  defaults.
+  consistent, at no cost in fit time; far from the +0.5 target. A default since session 7
+  (`attention_length_scale=True`, in every forward path, both ONNX graphs and saved models;
+  the built-in one reproduced the prototype's seed-0 Beauty run exactly); the variants
+  before it keep `attention_length_scale=False`, so their rows stay reproducible.
 - **Sixteen epochs without early stopping** (session 6, seed 0, `long16`; every epoch's
   validation AUC is in `accuracy_ablations.jsonl`). DIN peaks at epoch 4 on Beauty (0.7962)
   and 6 on MovieLens (0.8914), then overfits steadily (0.7489 and 0.8593 at epoch 16). Mean

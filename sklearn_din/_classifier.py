@@ -55,7 +55,7 @@ EARLY_STOPPING_AUTO_ROWS = 10_000
 # The flat parameters that build the network: a ``module__<name>`` value overrides one.
 _NETWORK_PARAMS = ("embed_dim", "attention_units", "hidden_units", "activation",
                    "attention_normalization", "pooling", "attention_scorer", "dropout",
-                   "batch_norm", "pooled_product")
+                   "batch_norm", "pooled_product", "attention_length_scale")
 # Held by a fit with a random_state while it draws from torch's process-wide generator.
 _SEEDED_FITS = threading.RLock()
 
@@ -136,6 +136,12 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         Also feed the output MLP the element-wise product of the candidate's
         embedding and the pooled history (as the DIN of the DIEN authors' code does),
         for attention and the pooling base models alike.
+    attention_length_scale : bool, default=True
+        Multiply the attention scores of a row by a learnt factor for its history's
+        length (one per bucket of 1, 2-3, 4-7, 8-15, 16-31 and 32+ behaviours,
+        each starting at 1), so that short histories can be pooled flatter, nearer
+        their mean, and long ones sharper. False: the paper's attention. Only with
+        ``pooling="attention"``.
     embedding_l2 : float, default=0.5
         Strength of the paper's mini-batch aware regularisation (Eqs. 4-6; the
         paper used 0.01 on a far larger log): an L2 penalty on only the embedding
@@ -269,10 +275,11 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
 
     The defaults were chosen on validation rows of three real logs (Amazon Beauty,
     Amazon Video Games, MovieLens; ``benchmarks/results/accuracy_ablations.md``):
-    softmax attention, 16-wide embeddings, mini-batch aware regularisation at 0.5,
-    no user embedding and early stopping, with the transformer's recency feature.
-    The paper's settings are one parameter each away:
-    ``attention_normalization=None``, ``embed_dim=8``, ``embedding_l2=0.01``,
+    softmax attention scaled by history length, 16-wide embeddings, mini-batch aware
+    regularisation at 0.5, no user embedding and early stopping, with the
+    transformer's recency feature. The paper's settings are one parameter each away:
+    ``attention_normalization=None``, ``attention_length_scale=False``,
+    ``pooled_product=False``, ``embed_dim=8``, ``embedding_l2=0.01``,
     ``early_stopping=False, max_epochs=N`` (and ``SequenceFeatureTransformer(
     recency=False)``).
 
@@ -300,6 +307,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
         "pooled_product": ["boolean"],
+        "attention_length_scale": ["boolean"],
         "embedding_l2": [Interval(Real, 0, None, closed="left")],
         "sparse_embeddings": ["boolean"],
         "user_col": [str, None],
@@ -338,6 +346,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         dropout: float = 0.0,
         batch_norm: bool = False,
         pooled_product: bool = True,
+        attention_length_scale: bool = True,
         embedding_l2: float = 0.5,
         sparse_embeddings: bool = False,
         user_col: str | None = "user_id",
@@ -402,6 +411,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self.dropout = dropout
         self.batch_norm = batch_norm
         self.pooled_product = pooled_product
+        self.attention_length_scale = attention_length_scale
         self.embedding_l2 = embedding_l2
         self.sparse_embeddings = sparse_embeddings
         self.user_col = user_col

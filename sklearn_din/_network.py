@@ -27,6 +27,10 @@ POOLINGS = ("attention", "sum", "mean")
 ATTENTION_NORMALIZATIONS = (None, "softmax", "mean")
 # attention_scorer's names for the built-in scorers (defined below).
 SCORER_NAMES = ("local_activation", "dot")
+# A history of L behaviours falls in bucket floor(log2 L), the last one open: 1, 2-3, 4-7,
+# 8-15, 16-31, 32+ behaviours. Each bucket's attention scores get their own learnt scale
+# (attention_length_scale=True).
+LENGTH_BUCKET_STARTS = (2, 4, 8, 16, 32)
 
 
 class Dice(nn.Module):
@@ -470,6 +474,13 @@ class DeepInterestNetwork(nn.Module):
     sparse_gradients : bool, default=False
         Give the embedding tables sparse gradients (only the rows a batch looks up),
         for optimizers such as ``torch.optim.SparseAdam``.
+    attention_length_scale : bool, default=False
+        Multiply the attention scores of a row with L behaviours by a learnt
+        ``exp(length_log_scale[b])``, ``b`` the bucket of L (1, 2-3, 4-7, 8-15, 16-31
+        and 32+ behaviours; each starts at 1). With softmax a bucket's scale going down
+        flattens its weights towards mean pooling, going up focuses them on the
+        best-scored behaviours: short histories are best averaged, long ones picked
+        from. Only with ``pooling="attention"``.
 
     Examples
     --------
@@ -504,6 +515,7 @@ class DeepInterestNetwork(nn.Module):
         sparse_gradients: bool = False,
         pooled_product: bool = False,
         attention_scorer: str | type = "local_activation",
+        attention_length_scale: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -541,6 +553,12 @@ class DeepInterestNetwork(nn.Module):
             scorer(item_dim, units=attention_units, activation=activation,
                    context_dim=context_dim)
             if pooling == "attention" and item_dim
+            else None
+        )
+        # A parameter only where it scales something: sum and mean pooling have no scores.
+        self.length_log_scale = (
+            nn.Parameter(torch.zeros(len(LENGTH_BUCKET_STARTS) + 1))
+            if attention_length_scale and self.attention is not None
             else None
         )
         in_features = ((3 if pooled_product else 2) * item_dim + context_dim
@@ -609,6 +627,8 @@ class DeepInterestNetwork(nn.Module):
         scorer, normalization = self._scorer()
         # float32 even under autocast: the pooling below accumulates in the keys' dtype.
         scores = scorer(query, keys, rows).to(keys.dtype)
+        if self.length_log_scale is not None:
+            scores = scores * self.length_scales(length).index_select(0, rows)
         if normalization == "mean":
             scores = scores / length.index_select(0, rows).to(keys.dtype)
         cells = torch.zeros(n_rows * longest, device=keys.device, dtype=keys.dtype)
@@ -621,6 +641,16 @@ class DeepInterestNetwork(nn.Module):
             weights = cells.index_copy(0, flat, scores).view(n_rows, longest)
         pooled = keys.new_zeros(n_rows, keys.shape[1]).index_add(0, rows, keys * scores[:, None])
         return query, pooled, weights
+
+    def length_scales(self, history_length: torch.Tensor) -> torch.Tensor:
+        """The factor each row's attention scores are multiplied by, shape (B,): 1 for
+        every row unless the network was built with ``attention_length_scale=True``."""
+        if self.length_log_scale is None:
+            return torch.ones(history_length.shape, device=history_length.device)
+        starts = torch.tensor(LENGTH_BUCKET_STARTS, device=history_length.device)
+        # Comparisons, not floor(log2 L): exact for every length, and plain ONNX ops.
+        bucket = (history_length[:, None] >= starts).sum(dim=1)
+        return self.length_log_scale.exp().index_select(0, bucket)
 
     def _scorer(self) -> tuple[nn.Module, str | None]:
         """The attention's scorer and the normalisation its scores get.
@@ -728,6 +758,8 @@ class DeepInterestNetwork(nn.Module):
             rows = rows.reshape(-1)
             scores = scorer(query, keys.reshape(n_rows * max_len, -1), rows)
             scores = scores.to(keys.dtype).view(n_rows, max_len)
+            if self.length_log_scale is not None:
+                scores = scores * self.length_scales(length)[:, None]
             if normalization == "mean":
                 scores = scores / length.clamp(min=1)[:, None].to(keys.dtype)
             if normalization == "softmax":
@@ -774,6 +806,11 @@ class DeepInterestNetwork(nn.Module):
             else:
                 scorer, normalization = self._scorer()
                 weights = scorer.score_shared(query, keys).to(keys.dtype)
+                if self.length_log_scale is not None:
+                    # The length as a tensor made from the keys' shape: a traced graph
+                    # (export) then reads it at run time instead of fixing it.
+                    length = torch.arange(1, n_keys + 1, device=keys.device)[-1:]
+                    weights = weights * self.length_scales(length)
                 if normalization == "mean":
                     weights = weights / n_keys
                 if normalization == "softmax":

@@ -53,7 +53,14 @@ _SKORCH_RUNTIME = frozenset({
 # values that reproduce its models: today's defaults differ.
 _VERSION_1_PARAMS = {
     "transformer": {"recency": False, "categorical_cols": ()},
-    "classifier": {"user_embedding": True, "early_stopping": False, "pooled_product": False},
+    "classifier": {"user_embedding": True, "early_stopping": False, "pooled_product": False,
+                   "attention_length_scale": False},
+}
+# Parameters added since format 2 began (its files hold every parameter of their day), at
+# the values that reproduce the models of files without them.
+_ADDED_SINCE_FORMAT_2 = {
+    "transformer": {},
+    "classifier": {"attention_length_scale": False},
 }
 # The InputLayout fields files of format 1 hold (later fields are derived again).
 _VERSION_1_LAYOUT = ("history_features", "max_len", "has_hist_len", "sparse_cols", "dense_cols")
@@ -235,6 +242,9 @@ def _read_steps(meta: dict, reader: ModelFileReader) -> list[_Step]:
                 f"{where}: malformed list of unsaved parameters")
         params = {k: decoder.decode(v, f"{where} parameter {k!r}")
                   for k, v in step["params"].items()}
+        for name, value in _ADDED_SINCE_FORMAT_2.get(step["kind"], {}).items():
+            if name not in step["not_saved"]:
+                params.setdefault(name, value)
         fitted = {k: decoder.decode(v, f"{where} attribute {k!r}")
                   for k, v in step["fitted"].items()}
         weights, history = {}, []

@@ -346,6 +346,7 @@ def test_a_bad_scorer_is_refused_before_training(ctr_data, value, error):
     {}, {"attention_scorer": "dot"}, {"attention_scorer": _Cosine},
     {"pooling": "sum"}, {"pooling": "mean"}, {"attention_normalization": None},
     {"attention_scorer": "dot", "attention_normalization": "mean"},
+    {"attention_length_scale": True}, {"attention_length_scale": True, "pooling": "mean"},
 ], ids=repr)
 def test_every_scorer_gives_one_function_on_the_three_forward_paths(params):
     # forward (training, predict_proba), forward_masked (export) and forward_shared_history
@@ -363,6 +364,8 @@ def test_every_scorer_gives_one_function_on_the_three_forward_paths(params):
     sparse, dense = torch.randint(2, 9, (n, 1)), torch.randn(n, 2)
     length = torch.full((n,), real)
     with torch.no_grad():
+        if net.length_log_scale is not None:
+            net.length_log_scale.copy_(torch.linspace(-1.0, 1.5, 6))  # far from 1
         expected = net(candidate, history, length, sparse, dense)
         torch.testing.assert_close(net.forward_masked(candidate, history, length, sparse, dense),
                                    expected, atol=1e-5, rtol=1e-5)
@@ -379,11 +382,12 @@ CONTEXT_SIZE = 6  # a context feature of the behaviours (the recency bucket), ta
 
 def _random_network(activation, normalization, pooling, *, batch_norm=False, seed=0):
     torch.manual_seed(seed)
+    # attention_length_scale: its learnt scales, drawn below, enter every attention path.
     net = DeepInterestNetwork([30, 7], [11, 5], 3, context_vocab_sizes=[CONTEXT_SIZE],
                               embed_dim=4, attention_units=(12, 6),
                               hidden_units=(16, 8), activation=activation,
                               attention_normalization=normalization, pooling=pooling,
-                              batch_norm=batch_norm)
+                              batch_norm=batch_norm, attention_length_scale=True)
     # Weights and running statistics far from their initial values, so that every term
     # (Dice's gate, PReLU's slope, the softmax) matters.
     with torch.no_grad():
@@ -457,6 +461,38 @@ def test_shared_history_forward_equals_forward_on_repeated_rows(activation, norm
                 batch["candidate"], batch["history"][row, :, :length], batch["sparse"],
                 batch["dense"])
         torch.testing.assert_close(shared, expected, rtol=1e-5, atol=2e-5)
+
+
+def test_length_scale_buckets_and_what_it_does_to_the_weights():
+    net = DeepInterestNetwork([30, 7], embed_dim=4, attention_units=(6,), hidden_units=(4,),
+                              attention_normalization="softmax", attention_length_scale=True)
+    assert DeepInterestNetwork([30, 7]).length_log_scale is None  # off unless asked for
+    assert DeepInterestNetwork([30, 7], pooling="mean",
+                               attention_length_scale=True).length_log_scale is None
+    lengths = torch.tensor([0, 1, 2, 3, 4, 7, 8, 15, 16, 31, 32, 50])
+    with torch.no_grad():
+        net.length_log_scale.copy_(torch.arange(6.0))
+        np.testing.assert_allclose(net.length_scales(lengths).log().numpy(),
+                                   [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5], atol=1e-6)
+        # A scale near 0 gives mean pooling's weights; a large one puts all the weight on
+        # the best-scored positions (several, where a behaviour repeats).
+        batch = _random_batch(n_rows=20, max_len=6)
+        inputs = batch["candidate"], batch["history"][:, :2], batch["history_length"]
+        real = batch["history_length"] > 0
+        length = batch["history_length"][real]
+        net.length_log_scale.zero_()
+        net.attention_normalization = None
+        raw = net.attend(*inputs)[2][real]
+        net.attention_normalization = "softmax"
+        valid = torch.arange(raw.shape[1])[None, :] < length[:, None]
+        best = valid & (raw == raw.masked_fill(~valid, -torch.inf).max(dim=1).values[:, None])
+        net.length_log_scale.fill_(-30.0)
+        torch.testing.assert_close(net.attend(*inputs)[2][real], valid / length[:, None],
+                                   rtol=0, atol=1e-5)
+        net.length_log_scale.fill_(30.0)
+        sharp = net.attend(*inputs)[2][real]
+        torch.testing.assert_close((sharp * best).sum(dim=1), torch.ones(len(length)),
+                                   rtol=0, atol=1e-4)
 
 
 def test_shared_history_scores_equal_the_attention_unit():

@@ -19,6 +19,7 @@ from sklearn_din import (
     load_model,
     save_model,
 )
+from sklearn_din._model_file import _member_digest, content_digest
 from sklearn_din._persistence import FORMAT_VERSION
 from sklearn_din.datasets import make_interactions, sample_negatives
 
@@ -90,11 +91,16 @@ def test_tampered_file_is_refused_clearly(fitted, tmp_path):
         load_model(broken)
 
 
-def _rewrite_meta(path, target, edit):
+def _rewrite_meta(path, target, edit, sign=False):
+    """``path``'s file with its header edited; ``sign``: with the digest of the edited
+    header, as save_model writes it (else the file reads as tampered with)."""
     with np.load(path, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
     meta = json.loads(str(arrays["meta"]))
     edit(meta)
+    if sign:
+        digests = {k: _member_digest(k, v) for k, v in arrays.items() if k != "meta"}
+        meta["digest"] = content_digest(meta, digests)
     arrays["meta"] = np.asarray(json.dumps(meta))
     with open(target, "wb") as f:
         np.savez(f, allow_pickle=False, **arrays)
@@ -106,6 +112,27 @@ def test_newer_format_version_says_upgrade(fitted, tmp_path):
     _rewrite_meta(path, newer, lambda meta: meta.update(format_version=FORMAT_VERSION + 1))
     with pytest.raises(ModelFileError, match="upgrade sklearn-din"):
         load_model(newer)
+
+
+def test_a_file_from_before_attention_length_scale_loads_without_it(fitted, tmp_path):
+    # Format-2 files hold every parameter of their day: one written before the parameter
+    # existed has none, and its network has no length scale (not today's default).
+    _, X, y, _ = fitted
+    model = make_pipeline(
+        SequenceFeatureTransformer(max_len=8),
+        DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=1,
+                      attention_length_scale=False, verbose=0, random_state=0),
+    ).fit(X, y)
+    path, older = tmp_path / "today.npz", tmp_path / "older.npz"
+    save_model(model, path)
+    _rewrite_meta(path, older,
+                  lambda meta: meta["steps"][1]["params"].pop("attention_length_scale"),
+                  sign=True)
+    loaded = load_model(older)
+    assert loaded[-1].attention_length_scale is False
+    assert loaded[-1].module_.length_log_scale is None
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert DINClassifier().attention_length_scale is True  # what a missing value is not
 
 
 @pytest.mark.parametrize("name", ["torch.optim.Module", "torch.nn.Module", "os.system",

@@ -197,6 +197,41 @@ def test_torch_export_program_of_the_shared_history_graph(models, X):
                                                   history=history), rtol=0, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn_din.UnknownUsersWarning")
+def test_exports_and_request_scoring_carry_the_length_scale(models, X, tmp_path):
+    """The learnt scale per history-length bucket (a default) enters every exported graph
+    and request-time scoring: set far from 1, where a path that dropped it would show."""
+    pytest.importorskip("onnxscript")
+    model = copy.deepcopy(models[SETTINGS[1]])  # softmax attention
+    network = model[-1].module_
+    torch.manual_seed(0)
+    with torch.no_grad():
+        # Weights far from a 2-epoch fit's, whose output barely reads the history.
+        for parameter in network.parameters():
+            parameter.normal_(std=0.4)
+        for table in network.embedding_tables():
+            table.weight[0].zero_()  # padding embeds to 0, as training keeps it
+        network.length_log_scale.zero_()
+        unscaled = model.predict_proba(X)[:, 1]
+        network.length_log_scale.copy_(torch.linspace(-1.5, 1.0, 6))
+    expected = model.predict_proba(X)[:, 1]
+    assert np.abs(expected - unscaled).max() > 1e-3
+    batch = _session(export_onnx(model, tmp_path / "din.onnx"))
+    np.testing.assert_allclose(batch.run(["probability"], onnx_inputs(model, X))[0], expected,
+                               rtol=0, atol=1e-5)
+    request = _session(export_onnx(model, tmp_path / "request.onnx", shared_history=True))
+    candidates = _candidates(X)
+    for user, time, history in _visitor_requests(X):
+        inputs = onnx_request_inputs(model, user, candidates, time=time, history=history)
+        scored = score_candidates(model, user, candidates, time=time, history=history)
+        np.testing.assert_allclose(request.run(["probability"], inputs)[0], scored, rtol=0,
+                                   atol=1e-5)
+        rows = candidates.assign(user_id=user, time=time)
+        if history is None:  # the same rows through predict_proba
+            np.testing.assert_allclose(scored, model.predict_proba(rows[X.columns])[:, 1],
+                                       rtol=0, atol=1e-5)
+
+
 def test_onnx_shared_history_metadata_and_refusals(models, rows, tmp_path):
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")

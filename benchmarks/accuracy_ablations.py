@@ -329,7 +329,11 @@ models are `cand_sm`'s.
   consistent, at no cost in fit time; far from the +0.5 target. A default since session 7
   (`attention_length_scale=True`, in every forward path, both ONNX graphs and saved models;
   the built-in one reproduced the prototype's seed-0 Beauty run exactly); the variants
-  before it keep `attention_length_scale=False`, so their rows stay reproducible.
+  before it keep `attention_length_scale=False`, so their rows stay reproducible. Rerun
+  with it, `accuracy_by_length.md` shows what it does: DIN's deficit to mean pooling on
+  short histories shrank (Video Games -0.55 -> -0.37 points at 2 behaviours and -0.82 ->
+  -0.62 at 3-4; Beauty -0.24 -> -0.12 at 2) and its lead from 33 behaviours on held
+  (+0.92, +1.98, +0.73). Short histories are still where the margin is lost.
 - **Sixteen epochs without early stopping** (session 6, seed 0, `long16`; every epoch's
   validation AUC is in `accuracy_ablations.jsonl`). DIN peaks at epoch 4 on Beauty (0.7962)
   and 6 on MovieLens (0.8914), then overfits steadily (0.7489 and 0.8593 at epoch 16). Mean

@@ -149,6 +149,11 @@ VARIANTS.update({
     # (attention_length_scale, a default): the built-in one reproduced the prototype's seed-0
     # Beauty run exactly (every epoch's validation AUC), and the prototype was removed.
     "length_sharp": ({}, {"attention_length_scale": True}),
+    # Session 7: the learnt scales move little at the shared learning rate (seed 0, train
+    # rows: theta of the 2-3 bucket -0.20 on Beauty, -0.24 on Video Games after 6-8
+    # epochs); their own rate, 10x and 100x the others' (DIN only).
+    "length_lr10": ({}, {"optimizer__param_groups": [("length_log_scale", {"lr": 1e-2})]}),
+    "length_lr100": ({}, {"optimizer__param_groups": [("length_log_scale", {"lr": 1e-1})]}),
 })
 # The variants whose settings are the package's defaults of today.
 SAME_AS_DEFAULTS = ("length_sharp",)
@@ -334,6 +339,14 @@ models are `cand_sm`'s.
   short histories shrank (Video Games -0.55 -> -0.37 points at 2 behaviours and -0.82 ->
   -0.62 at 3-4; Beauty -0.24 -> -0.12 at 2) and its lead from 33 behaviours on held
   (+0.92, +1.98, +0.73). Short histories are still where the margin is lost.
+- **The length scales' own learning rate** (session 7, seed 0, DIN only, against
+  `length_sharp`'s seed-0 DIN). After a fit on the training rows the scales have moved
+  little from 1 (Beauty: `exp(theta)` 0.82 for 2-3 behaviours, 0.96, 1.13, 1.25, 1.45 for
+  the longer buckets; Video Games alike), so short histories stay far from mean pooling.
+  Giving the six scalars 10x the learning rate (`length_lr10`: +0.04, -0.03, +0.03 points)
+  or 100x (`length_lr100`: -0.02, -0.05, -0.12) changed nothing beyond seed noise: the
+  scales sit where the gradient wants them, and flatter short-history attention is not
+  what DIN lacks there. Neither became a default.
 - **Sixteen epochs without early stopping** (session 6, seed 0, `long16`; every epoch's
   validation AUC is in `accuracy_ablations.jsonl`). DIN peaks at epoch 4 on Beauty (0.7962)
   and 6 on MovieLens (0.8914), then overfits steadily (0.7489 and 0.8593 at epoch 16). Mean

@@ -561,6 +561,9 @@ class DeepInterestNetwork(nn.Module):
             if attention_length_scale and self.attention is not None
             else None
         )
+        # On the network's device without a copy per batch; not state: no saved weight.
+        self.register_buffer("length_bucket_starts", torch.tensor(LENGTH_BUCKET_STARTS),
+                             persistent=False)
         in_features = ((3 if pooled_product else 2) * item_dim + context_dim
                        + embed_dim * len(sparse_vocab_sizes)
                        + n_dense)
@@ -647,9 +650,8 @@ class DeepInterestNetwork(nn.Module):
         every row unless the network was built with ``attention_length_scale=True``."""
         if self.length_log_scale is None:
             return torch.ones(history_length.shape, device=history_length.device)
-        starts = torch.tensor(LENGTH_BUCKET_STARTS, device=history_length.device)
         # Comparisons, not floor(log2 L): exact for every length, and plain ONNX ops.
-        bucket = (history_length[:, None] >= starts).sum(dim=1)
+        bucket = (history_length[:, None] >= self.length_bucket_starts).sum(dim=1)
         return self.length_log_scale.exp().index_select(0, bucket)
 
     def _scorer(self) -> tuple[nn.Module, str | None]:

@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _din_plus import (  # noqa: E402
+    DINDetachedScores,
     DINFromMean,
     DINHeads,
     DINMatch,
@@ -55,7 +56,7 @@ warnings.filterwarnings("ignore", category=UserWarning)
 SHIPPED_0_1 = dict(
     embed_dim=8, attention_normalization=None, activation="dice", embedding_l2=0.0,
     lr=1e-3, max_epochs=5, user_col="user_id", user_embedding=True, early_stopping=False,
-    pooled_product=False, attention_length_scale=False,
+    pooled_product=False, attention_length_scale=False, attention_embedding_gradient=1.0,
 )
 # The transformer of 0.1: no recency feature.
 NO_RECENCY = {"recency": False}
@@ -96,9 +97,12 @@ VARIANTS.update({
     "nu_sm_rec_l2_1": (RECENCY, dict(_NU, embedding_l2=1.0, **_SM)),
     "nu_sm_rec_l2_1_e32": (RECENCY, dict(_NU, embedding_l2=1.0, embed_dim=32, **_SM)),
 })
-# The defaults before attention_length_scale=True (session 7): the variants measured against
-# them keep them, so that their rows stay reproducible.
-_BEFORE_LENGTH_SCALE = {"attention_length_scale": False}
+# The defaults before attention_length_scale=True and attention_embedding_gradient=0.3
+# (session 7): the variants measured against them keep them, so that their rows stay
+# reproducible.
+_BEFORE_LENGTH_SCALE = {"attention_length_scale": False, "attention_embedding_gradient": 1.0}
+# The defaults between the two (session 7).
+_LENGTH_SCALE_ONLY = {"attention_length_scale": True, "attention_embedding_gradient": 1.0}
 # Candidate defaults: the user column kept for early stopping's split, not embedded; up to
 # 30 epochs. Then Dice vs PReLU, and what the MLP reads (prototype: _din_plus.py).
 _CANDIDATE = dict(SHIPPED_0_1, early_stopping="auto", user_embedding=False, max_epochs=30,
@@ -148,15 +152,30 @@ VARIANTS.update({
     # histories. Measured with a prototype in _din_plus.py, built in since session 7
     # (attention_length_scale, a default): the built-in one reproduced the prototype's seed-0
     # Beauty run exactly (every epoch's validation AUC), and the prototype was removed.
-    "length_sharp": ({}, {"attention_length_scale": True}),
+    "length_sharp": ({}, _LENGTH_SCALE_ONLY),
     # Session 7: the learnt scales move little at the shared learning rate (seed 0, train
     # rows: theta of the 2-3 bucket -0.20 on Beauty, -0.24 on Video Games after 6-8
     # epochs); their own rate, 10x and 100x the others' (DIN only).
-    "length_lr10": ({}, {"optimizer__param_groups": [("length_log_scale", {"lr": 1e-2})]}),
-    "length_lr100": ({}, {"optimizer__param_groups": [("length_log_scale", {"lr": 1e-1})]}),
+    "length_lr10": ({}, {**_LENGTH_SCALE_ONLY,
+                         "optimizer__param_groups": [("length_log_scale", {"lr": 1e-2})]}),
+    "length_lr100": ({}, {**_LENGTH_SCALE_ONLY,
+                          "optimizer__param_groups": [("length_log_scale", {"lr": 1e-1})]}),
+    # Session 7: the attention scorer's gradient kept out of the embeddings (DIN only,
+    # _din_plus.DINDetachedScores): of the history's and the candidate's, and of the
+    # history's only.
+    "detached_scores": ({}, {**_LENGTH_SCALE_ONLY, "module": DINDetachedScores}),
+    "detached_keys": ({}, {**_LENGTH_SCALE_ONLY, "module": DINDetachedScores,
+                           "module__detach_query": False}),
+    # ... and a share of it: detached_scores helped Video Games (+0.32) and cost MovieLens
+    # (-0.26), so in between.
+    "scores_grad0.1": ({}, {**_LENGTH_SCALE_ONLY, "module": DINDetachedScores,
+                            "module__gradient_scale": 0.1}),
+    # Measured with the prototype, built in since (attention_embedding_gradient=0.3, the
+    # default): the built-in one reproduced the prototype's seed-0 Beauty run exactly.
+    "scores_grad0.3": ({}, {"attention_embedding_gradient": 0.3}),
 })
 # The variants whose settings are the package's defaults of today.
-SAME_AS_DEFAULTS = ("length_sharp",)
+SAME_AS_DEFAULTS = ("scores_grad0.3",)
 MODELS = {"din": {}, "sum": {"pooling": "sum"}, "mean": {"pooling": "mean"}}
 
 

@@ -55,7 +55,8 @@ EARLY_STOPPING_AUTO_ROWS = 10_000
 # The flat parameters that build the network: a ``module__<name>`` value overrides one.
 _NETWORK_PARAMS = ("embed_dim", "attention_units", "hidden_units", "activation",
                    "attention_normalization", "pooling", "attention_scorer", "dropout",
-                   "batch_norm", "pooled_product", "attention_length_scale")
+                   "batch_norm", "pooled_product", "attention_length_scale",
+                   "attention_embedding_gradient")
 # Held by a fit with a random_state while it draws from torch's process-wide generator.
 _SEEDED_FITS = threading.RLock()
 
@@ -142,6 +143,12 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         each starting at 1), so that short histories can be pooled flatter, nearer
         their mean, and long ones sharper. False: the paper's attention. Only with
         ``pooling="attention"``.
+    attention_embedding_gradient : float, default=0.3
+        Share of the attention scorer's gradient passed back into the embeddings it
+        reads. The embeddings then learn mostly from what the output MLP reads (the
+        candidate and the pooled history), as the pooling base models' do, and the
+        scorer learns to weigh them; 1 is plain backpropagation (the paper's). Only
+        training depends on it: predictions of a fitted model do not.
     embedding_l2 : float, default=0.5
         Strength of the paper's mini-batch aware regularisation (Eqs. 4-6; the
         paper used 0.01 on a far larger log): an L2 penalty on only the embedding
@@ -275,10 +282,12 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
 
     The defaults were chosen on validation rows of three real logs (Amazon Beauty,
     Amazon Video Games, MovieLens; ``benchmarks/results/accuracy_ablations.md``):
-    softmax attention scaled by history length, 16-wide embeddings, mini-batch aware
+    softmax attention scaled by history length whose scorer passes 0.3 of its
+    gradient into the embeddings, 16-wide embeddings, mini-batch aware
     regularisation at 0.5, no user embedding and early stopping, with the
     transformer's recency feature. The paper's settings are one parameter each away:
     ``attention_normalization=None``, ``attention_length_scale=False``,
+    ``attention_embedding_gradient=1.0``,
     ``pooled_product=False``, ``embed_dim=8``, ``embedding_l2=0.01``,
     ``early_stopping=False, max_epochs=N`` (and ``SequenceFeatureTransformer(
     recency=False)``).
@@ -308,6 +317,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "batch_norm": ["boolean"],
         "pooled_product": ["boolean"],
         "attention_length_scale": ["boolean"],
+        "attention_embedding_gradient": [Interval(Real, 0, 1, closed="both")],
         "embedding_l2": [Interval(Real, 0, None, closed="left")],
         "sparse_embeddings": ["boolean"],
         "user_col": [str, None],
@@ -347,6 +357,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         batch_norm: bool = False,
         pooled_product: bool = True,
         attention_length_scale: bool = True,
+        attention_embedding_gradient: float = 0.3,
         embedding_l2: float = 0.5,
         sparse_embeddings: bool = False,
         user_col: str | None = "user_id",
@@ -412,6 +423,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self.batch_norm = batch_norm
         self.pooled_product = pooled_product
         self.attention_length_scale = attention_length_scale
+        self.attention_embedding_gradient = attention_embedding_gradient
         self.embedding_l2 = embedding_l2
         self.sparse_embeddings = sparse_embeddings
         self.user_col = user_col

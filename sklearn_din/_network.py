@@ -474,6 +474,13 @@ class DeepInterestNetwork(nn.Module):
     sparse_gradients : bool, default=False
         Give the embedding tables sparse gradients (only the rows a batch looks up),
         for optimizers such as ``torch.optim.SparseAdam``.
+    attention_embedding_gradient : float, default=1.0
+        Share of the attention scorer's gradient that training passes back into the
+        embeddings the scorer reads (the candidate's and the history's). 1 is plain
+        backpropagation; 0 lets the embeddings learn only from what the output MLP reads
+        (the candidate and the pooled history), as pooling's embeddings do, while the
+        scorer still learns from them. The forward pass, and so every prediction, is
+        the same whatever the value.
     attention_length_scale : bool, default=False
         Multiply the attention scores of a row with L behaviours by a learnt
         ``exp(length_log_scale[b])``, ``b`` the bucket of L (1, 2-3, 4-7, 8-15, 16-31
@@ -516,6 +523,7 @@ class DeepInterestNetwork(nn.Module):
         pooled_product: bool = False,
         attention_scorer: str | type = "local_activation",
         attention_length_scale: bool = False,
+        attention_embedding_gradient: float = 1.0,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -525,8 +533,12 @@ class DeepInterestNetwork(nn.Module):
                 f"attention_normalization must be one of {ATTENTION_NORMALIZATIONS}, "
                 f"got {attention_normalization!r}."
             )
+        if not 0.0 <= attention_embedding_gradient <= 1.0:
+            raise ValueError("attention_embedding_gradient must be in [0, 1], got "
+                             f"{attention_embedding_gradient!r}.")
         self.pooling = pooling
         self.pooled_product = pooled_product
+        self.attention_embedding_gradient = float(attention_embedding_gradient)
         self.attention_normalization = attention_normalization
         self.history_embeddings = nn.ModuleList(
             nn.Embedding(n, embed_dim, padding_idx=0, sparse=sparse_gradients)
@@ -628,8 +640,10 @@ class DeepInterestNetwork(nn.Module):
         # Only real positions are embedded and scored: padding costs nothing.
         keys = self._embed_features(by_position.index_select(0, flat))  # (N, D)
         scorer, normalization = self._scorer()
+        share = self.attention_embedding_gradient
         # float32 even under autocast: the pooling below accumulates in the keys' dtype.
-        scores = scorer(query, keys, rows).to(keys.dtype)
+        scores = scorer(_scaled_gradient(query, share), _scaled_gradient(keys, share),
+                        rows).to(keys.dtype)
         if self.length_log_scale is not None:
             scores = scores * self.length_scales(length).index_select(0, rows)
         if normalization == "mean":
@@ -820,6 +834,18 @@ class DeepInterestNetwork(nn.Module):
                 pooled = weights @ keys
             parts += self._history_parts(query, pooled)
         return self._logits(parts, sparse, dense)
+
+
+def _scaled_gradient(x: torch.Tensor, share: float) -> torch.Tensor:
+    """``x``'s values, with ``share`` of the gradient that reaches them passed back to ``x``.
+
+    ``x - x.detach()`` is exactly 0, so the values are ``x``'s to the bit; only the
+    gradient is scaled.
+    """
+    if share == 1.0 or not x.requires_grad:
+        return x
+    kept = x.detach()
+    return kept if share == 0.0 else kept + share * (x - kept)
 
 
 # The scorers of sum and mean pooling: no weights, shared by every network.

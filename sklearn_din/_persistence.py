@@ -54,13 +54,13 @@ _SKORCH_RUNTIME = frozenset({
 _VERSION_1_PARAMS = {
     "transformer": {"recency": False, "categorical_cols": ()},
     "classifier": {"user_embedding": True, "early_stopping": False, "pooled_product": False,
-                   "attention_length_scale": False},
+                   "attention_length_scale": False, "attention_embedding_gradient": 1.0},
 }
 # Parameters added since format 2 began (its files hold every parameter of their day), at
 # the values that reproduce the models of files without them.
 _ADDED_SINCE_FORMAT_2 = {
     "transformer": {},
-    "classifier": {"attention_length_scale": False},
+    "classifier": {"attention_length_scale": False, "attention_embedding_gradient": 1.0},
 }
 # The InputLayout fields files of format 1 hold (later fields are derived again).
 _VERSION_1_LAYOUT = ("history_features", "max_len", "has_hist_len", "sparse_cols", "dense_cols")

@@ -703,6 +703,9 @@ def test_empty_frame(ctr_data):
         ("dropout", 1.5),
         ("pooling", "max"),
         ("attention_normalization", "sparsemax"),
+        ("attention_embedding_gradient", 1.5),
+        ("attention_embedding_gradient", -0.1),
+        ("attention_length_scale", "yes"),
     ],
 )
 def test_bad_hyperparameters_raise_before_training(ctr_data, param, value):

@@ -495,6 +495,32 @@ def test_length_scale_buckets_and_what_it_does_to_the_weights():
                                    rtol=0, atol=1e-4)
 
 
+def test_attention_embedding_gradient_scales_only_the_scorers_share_of_the_gradient():
+    """The forward pass is the same to the bit; the embeddings' gradient is the MLP
+    path's plus the given share of the scorer's (linear in it); the scorer's own weights
+    get their whole gradient."""
+    batch = _random_batch()
+
+    def grads(share):
+        net = _random_network("dice", "softmax", "attention").train()
+        net.attention_embedding_gradient = share
+        logits = net(**batch)
+        (logits ** 2).sum().backward()
+        return (logits.detach(), net.history_embeddings[0].weight.grad.clone(),
+                net.attention.first.weight.grad.clone())
+
+    (out_1, emb_1, scorer_1), (out_0, emb_0, scorer_0), (out_h, emb_h, scorer_h) = (
+        grads(1.0), grads(0.0), grads(0.3))
+    torch.testing.assert_close(out_0, out_1, rtol=0, atol=0)
+    torch.testing.assert_close(out_h, out_1, rtol=0, atol=0)
+    torch.testing.assert_close(scorer_0, scorer_1)
+    torch.testing.assert_close(scorer_h, scorer_1)
+    assert (emb_1 - emb_0).abs().max() > 1e-3  # the scorer's share is not negligible
+    torch.testing.assert_close(emb_h, emb_0 + 0.3 * (emb_1 - emb_0), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="attention_embedding_gradient"):
+        DeepInterestNetwork([30, 7], attention_embedding_gradient=1.5)
+
+
 def test_shared_history_scores_equal_the_attention_unit():
     net = _random_network("prelu", None, "attention")
     query, keys = torch.randn(6, 8), torch.randn(4, 12)  # keys: item features, then context

@@ -114,25 +114,33 @@ def test_newer_format_version_says_upgrade(fitted, tmp_path):
         load_model(newer)
 
 
-def test_a_file_from_before_attention_length_scale_loads_without_it(fitted, tmp_path):
-    # Format-2 files hold every parameter of their day: one written before the parameter
-    # existed has none, and its network has no length scale (not today's default).
+def test_a_file_from_before_the_attention_parameters_loads_without_them(fitted, tmp_path):
+    # Format-2 files hold every parameter of their day: one written before a parameter
+    # existed has none, and loads with the value of the model it holds (no length scale,
+    # plain backpropagation), not with today's default.
     _, X, y, _ = fitted
     model = make_pipeline(
         SequenceFeatureTransformer(max_len=8),
         DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=1,
-                      attention_length_scale=False, verbose=0, random_state=0),
+                      attention_length_scale=False, attention_embedding_gradient=1.0,
+                      verbose=0, random_state=0),
     ).fit(X, y)
     path, older = tmp_path / "today.npz", tmp_path / "older.npz"
     save_model(model, path)
-    _rewrite_meta(path, older,
-                  lambda meta: meta["steps"][1]["params"].pop("attention_length_scale"),
-                  sign=True)
+
+    def drop(meta):
+        for name in ("attention_length_scale", "attention_embedding_gradient"):
+            meta["steps"][1]["params"].pop(name)
+
+    _rewrite_meta(path, older, drop, sign=True)
     loaded = load_model(older)
     assert loaded[-1].attention_length_scale is False
+    assert loaded[-1].attention_embedding_gradient == 1.0
     assert loaded[-1].module_.length_log_scale is None
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
-    assert DINClassifier().attention_length_scale is True  # what a missing value is not
+    defaults = DINClassifier()  # what a missing value is not
+    assert defaults.attention_length_scale is True
+    assert defaults.attention_embedding_gradient == 0.3
 
 
 @pytest.mark.parametrize("name", ["torch.optim.Module", "torch.nn.Module", "os.system",

@@ -380,6 +380,11 @@ models are `cand_sm`'s.
   (`attention_embedding_gradient=0.3`; the built-in one reproduced the prototype's seed-0
   Beauty run exactly). The share was
   picked from three values on seed 0 and confirmed on seeds 1-2, not searched finely.
+  `accuracy_by_length.md`, rerun with both new defaults: DIN - mean pooling at 3-4
+  behaviours +0.37 / -0.14 / +0.90 points (before both: +0.10 / -0.82 / +0.85), from 33
+  on +1.00 / +2.67 / +0.87, over all validation rows +0.26 / +0.18 / +0.66. Its seed
+  spread on MovieLens' validation rows grew (seed 1: 0.8945 after 11 epochs, the others
+  0.8885-0.8889), as on its test rows (`accuracy.md`).
 - **Sixteen epochs without early stopping** (session 6, seed 0, `long16`; every epoch's
   validation AUC is in `accuracy_ablations.jsonl`). DIN peaks at epoch 4 on Beauty (0.7962)
   and 6 on MovieLens (0.8914), then overfits steadily (0.7489 and 0.8593 at epoch 16). Mean

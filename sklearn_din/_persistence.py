@@ -49,18 +49,20 @@ _SKORCH_RUNTIME = frozenset({
     "prefixes_", "cuda_dependent_attributes_", "data_parallel_",
     "module_", "criterion_", "optimizer_", "optimizer_embeddings_",
 })
-# Parameters that sklearn-din 0.1.0 did not have (so its files do not hold them), at the
-# values that reproduce its models: today's defaults differ.
-_VERSION_1_PARAMS = {
-    "transformer": {"recency": False, "categorical_cols": ()},
-    "classifier": {"user_embedding": True, "early_stopping": False, "pooled_product": False,
-                   "attention_length_scale": False, "attention_embedding_gradient": 1.0},
-}
 # Parameters added since format 2 began (its files hold every parameter of their day), at
 # the values that reproduce the models of files without them.
 _ADDED_SINCE_FORMAT_2 = {
     "transformer": {},
     "classifier": {"attention_length_scale": False, "attention_embedding_gradient": 1.0},
+}
+# Parameters that sklearn-din 0.1.0 did not have (so its files do not hold them), at the
+# values that reproduce its models: today's defaults differ. Those added since format 2
+# began are missing from 0.1.0's files too.
+_VERSION_1_PARAMS = {
+    "transformer": {"recency": False, "categorical_cols": (),
+                    **_ADDED_SINCE_FORMAT_2["transformer"]},
+    "classifier": {"user_embedding": True, "early_stopping": False, "pooled_product": False,
+                   **_ADDED_SINCE_FORMAT_2["classifier"]},
 }
 # The InputLayout fields files of format 1 hold (later fields are derived again).
 _VERSION_1_LAYOUT = ("history_features", "max_len", "has_hist_len", "sparse_cols", "dense_cols")

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from . import _kernels
+
 ACTIVATIONS = ("dice", "prelu", "relu")
 POOLINGS = ("attention", "sum", "mean")
 ATTENTION_NORMALIZATIONS = (None, "softmax", "mean")
@@ -94,9 +96,13 @@ class Dice(nn.Module):
 
         At inference the attention's activations are (positions x units) tensors of
         megabytes; a fresh tensor per elementwise step costs as much in page faults as
-        the arithmetic, so the gate is built in one buffer and then multiplied into it.
+        the arithmetic, so the gate is built in one buffer and then multiplied into it;
+        the compiled kernel (:mod:`._kernels`), where available, is one pass.
         """
         shift, scale, keep = self._inference_constants()
+        ops = _kernels.dice_ops(x, self.alpha)
+        if ops is not None:
+            return ops.dice_forward(x.contiguous(), shift, scale, self.alpha, keep, False)[0]
         gate = torch.addcmul(shift, x, scale).sigmoid_()
         # alpha + (1 - alpha) * p in one pass, written over p.
         torch.addcmul(self.alpha, gate, keep, out=gate)
@@ -132,7 +138,9 @@ class _DiceFunction(torch.autograd.Function):
     only the output and the gate (saved with the input), the backward only the input's
     gradient, and both run their chain of elementwise steps block by block (about 2 MB a
     block, in cache) with one block-sized work buffer. The statistics and running averages
-    come from ``batch_norm_update_stats``, the kernel ``batch_norm`` itself uses.
+    come from ``batch_norm_update_stats``, the kernel ``batch_norm`` itself uses. Where
+    the compiled kernels are available (:mod:`._kernels`), each direction is instead one
+    pass of ``_dice_kernels.cpp`` (two for the backward with batch statistics).
 
     With ``gate = sigmoid((x - mean) * rstd)``, ``out = x * (alpha + (1 - alpha) gate)``:
 
@@ -166,10 +174,15 @@ class _DiceFunction(torch.autograd.Function):
         rstd = torch.rsqrt(var + eps)
         shift = -mean * rstd
         keep = 1.0 - alpha
-        gate, out = torch.empty_like(x), torch.empty_like(x)
-        for block in _DiceFunction._blocks(x):
-            g = torch.addcmul(shift, x[block], rstd, out=gate[block]).sigmoid_()
-            torch.addcmul(alpha, g, keep, out=out[block]).mul_(x[block])
+        ctx.ops = _kernels.dice_ops(x, alpha)
+        if ctx.ops is not None:
+            x = x.contiguous()
+            out, gate = ctx.ops.dice_forward(x, shift, rstd, alpha, keep, True)
+        else:
+            gate, out = torch.empty_like(x), torch.empty_like(x)
+            for block in _DiceFunction._blocks(x):
+                g = torch.addcmul(shift, x[block], rstd, out=gate[block]).sigmoid_()
+                torch.addcmul(alpha, g, keep, out=out[block]).mul_(x[block])
         ctx.batch_stats = batch_stats
         ctx.save_for_backward(x, gate, alpha, rstd, shift)
         return out
@@ -179,6 +192,10 @@ class _DiceFunction(torch.autograd.Function):
     def backward(ctx, dout):
         x, gate, alpha, rstd, shift = ctx.saved_tensors
         keep = 1.0 - alpha
+        if ctx.ops is not None:
+            grad_x, grad_alpha = ctx.ops.dice_backward(
+                dout.contiguous(), x, gate, alpha, keep, rstd, shift, ctx.batch_stats)
+            return grad_x, grad_alpha, None, None, None, None, None
         scale = rstd * keep  # d x gets rstd d xhat = scale * work
         blocks = _DiceFunction._blocks(x)
         grad_x = torch.empty_like(x)

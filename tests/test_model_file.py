@@ -185,8 +185,9 @@ def test_an_unfitted_custom_fitted_value_is_refused_at_save(saved, tmp_path):
 def test_files_of_sklearn_din_0_1_0_still_load():
     loaded = load_model(DATA / "model-format-1.npz")
     query = pd.read_csv(DATA / "model-format-1-rows.csv")
-    np.testing.assert_array_equal(loaded.predict_proba(query),
-                                  np.load(DATA / "model-format-1-proba.npy"))
+    # Recorded with torch's ops for Dice; the compiled kernels differ by float rounding.
+    np.testing.assert_allclose(loaded.predict_proba(query),
+                               np.load(DATA / "model-format-1-proba.npy"), rtol=0, atol=1e-7)
     assert loaded[-1].get_params()["optimizer__weight_decay"] == 1e-5
     assert list(loaded.classes_) == ["click", "skip"]
 

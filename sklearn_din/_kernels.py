@@ -1,0 +1,141 @@
+"""Compiled kernels for the network's hot elementwise work, with torch's ops as fallback.
+
+Dice's chain of elementwise steps is a third of a training step and of a serving
+request when composed of torch's ops (each one pass over tens of MB, and torch's sigmoid
+is slow); ``_dice_kernels.cpp`` does it in one pass. It is built on first use with
+:func:`torch.utils.cpp_extension.load` (a few seconds, once per machine and torch
+version; cached under ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``)
+for the CPU capability torch dispatches to, so nothing is compiled at install time.
+
+The environment variable ``SKLEARN_DIN_KERNELS`` chooses:
+
+- ``"auto"`` (default): the compiled kernels where they build; otherwise one warning
+  and torch's ops (the same function to float rounding, about 1.5-2x slower a step);
+- ``"compiled"``: the compiled kernels or an error saying why they did not build;
+- ``"torch"``: torch's ops only.
+
+Both paths compute the same function; they differ by float rounding (about 1e-6
+relative: the kernel's exponential is ATen's ``exp_u20``), so a model fitted with one
+is reproduced exactly only with the same one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._messages import logger, warn
+
+ENVIRONMENT_VARIABLE = "SKLEARN_DIN_KERNELS"
+CHOICES = ("auto", "compiled", "torch")
+SOURCE = Path(__file__).with_name("_dice_kernels.cpp")
+
+# Compiler flags per ATen CPU capability: those torch builds its own kernels of that
+# capability with, so ATen's Vectorized<float> takes the same code path.
+_CAPABILITY_FLAGS = {
+    "AVX512": ["-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512", "-mavx512f",
+               "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c"],
+    "AVX2": ["-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2", "-mavx2", "-mfma", "-mf16c"],
+    "DEFAULT": [],
+}
+
+_lock = threading.Lock()
+_loaded: dict[str, Any] = {}  # capability -> ops namespace, or the exception it raised
+
+
+def choice() -> str:
+    """The value of ``SKLEARN_DIN_KERNELS``, checked."""
+    value = os.environ.get(ENVIRONMENT_VARIABLE, "auto").strip().lower() or "auto"
+    if value not in CHOICES:
+        raise ValueError(
+            f"{ENVIRONMENT_VARIABLE} must be one of {CHOICES}, got {value!r}."
+        )
+    return value
+
+
+def capability() -> str:
+    """The capability to build for: torch's own, where the source supports it."""
+    name = torch.backends.cpu.get_cpu_capability()
+    return name if name in _CAPABILITY_FLAGS else "DEFAULT"
+
+
+def load(for_capability: str | None = None) -> Any:
+    """The compiled ops (``torch.ops`` namespace) for a capability, built if need be.
+
+    Raises whatever the build raised (no compiler, no ninja, unwritable cache), every
+    time it is asked again in this process.
+    """
+    name = for_capability or capability()
+    with _lock:
+        if name not in _loaded:
+            _loaded[name] = _build(name)
+        result = _loaded[name]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _build(name: str) -> Any:
+    from torch.utils import cpp_extension
+
+    # One build per torch install: builds against another torch's headers would replace
+    # each other in torch's cache at every switch between environments.
+    install = hashlib.sha1(os.path.dirname(torch.__file__).encode()).hexdigest()[:8]
+    version = torch.__version__.replace(".", "_").replace("+", "_")
+    namespace = f"sklearn_din_{name.lower()}"
+    # at::parallel_for is OpenMP pragmas in ATen's headers: without -fopenmp it runs on
+    # one thread. The extension then shares torch's libgomp (same soname, loaded first).
+    openmp = (["-fopenmp"] if sys.platform.startswith("linux")
+              and torch.backends.openmp.is_available() else [])
+    logger.info("Building sklearn-din's Dice kernels for %s (once per machine and torch "
+                "version).", name)
+    try:
+        cpp_extension.load(
+            f"{namespace}_torch_{version}_{install}", sources=[str(SOURCE)],
+            extra_cflags=["-O3", f"-DSKLEARN_DIN_NAMESPACE={namespace}",
+                          *_CAPABILITY_FLAGS[name], *openmp],
+            extra_ldflags=openmp,
+            is_python_module=False, verbose=False,
+        )
+    except Exception as error:  # the compiler's own message says what is missing
+        return RuntimeError(f"sklearn-din's Dice kernels did not build for {name}: {error}")
+    return getattr(torch.ops, namespace)
+
+
+def dice_ops(x: torch.Tensor, alpha: torch.Tensor) -> Any:
+    """The compiled Dice ops to run on ``x`` with ``alpha``, or None for torch's ops.
+
+    None for anything but plain float32 CPU tensors, and while torch traces or compiles
+    (the exported graphs hold torch's own ops, and inductor fuses them itself).
+    """
+    if (type(x) is not torch.Tensor or x.dtype != torch.float32 or x.device.type != "cpu"
+            or alpha.dtype != torch.float32 or x.dim() == 0
+            or torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        return None
+    wanted = choice()
+    if wanted == "torch":
+        return None
+    try:
+        return load()
+    except RuntimeError as error:
+        if wanted == "compiled":
+            raise
+        _warn_once(error)
+        return None
+
+
+_warned = threading.Event()
+
+
+def _warn_once(error: Exception) -> None:
+    if not _warned.is_set():
+        _warned.set()
+        warn(f"{error}. Dice runs on torch's ops instead (the same function, slower); "
+             f"set {ENVIRONMENT_VARIABLE}=torch to choose that without this warning.",
+             RuntimeWarning)

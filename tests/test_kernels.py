@@ -1,0 +1,163 @@
+"""The compiled Dice kernels: held to Dice's formulas in float64, for every capability
+this machine can run, and the choice between them and torch's ops."""
+
+import warnings
+
+import pytest
+import torch
+
+from sklearn_din import Dice, _kernels
+
+
+def _capabilities() -> list[str]:
+    # Every capability up to the one torch dispatches to: each is a build of its own.
+    order = ["DEFAULT", "AVX2", "AVX512"]
+    best = _kernels.capability()
+    return order[: order.index(best) + 1] if best in order else ["DEFAULT"]
+
+
+def _reference(x, dout, mean, var, alpha, batch_stats, eps=1e-8):
+    """Dice's output and gradients by autograd in float64, from the paper's formula."""
+    x64 = x.double().requires_grad_()
+    alpha64 = alpha.double().requires_grad_()
+    if batch_stats:
+        mean, var = x64.mean(0), x64.var(0, unbiased=False)
+    gate = torch.sigmoid((x64 - mean.double()) / torch.sqrt(var.double() + eps))
+    out = gate * x64 + (1 - gate) * alpha64 * x64
+    out.backward(dout.double())
+    return out.detach(), gate.detach(), x64.grad, alpha64.grad
+
+
+@pytest.fixture(scope="module", params=_capabilities())
+def ops(request):
+    return _kernels.load(request.param)
+
+
+@pytest.mark.parametrize("batch_stats", [False, True])
+@pytest.mark.parametrize(("rows", "width"), [(1, 3), (65, 40), (300, 80), (130, 200), (0, 5)])
+def test_kernels_match_dices_formula_in_double(ops, rows, width, batch_stats):
+    # Widths off the vector size (tails), rows across chunks of 64, no rows at all.
+    generator = torch.Generator().manual_seed(rows + width)
+    x = torch.randn(rows, width, generator=generator) * 3 + 0.5
+    dout = torch.randn(rows, width, generator=generator)
+    alpha = torch.randn(width, generator=generator) * 0.5
+    mean = torch.randn(width, generator=generator)
+    var = torch.rand(width, generator=generator) + 0.2
+    if batch_stats and rows > 1:
+        mean, var = x.mean(0), x.var(0, unbiased=False)
+    rstd = torch.rsqrt(var + 1e-8)
+    out, gate = ops.dice_forward(x, -mean * rstd, rstd, alpha, 1 - alpha, True)
+    grad_x, grad_alpha = ops.dice_backward(dout, x, gate, alpha, 1 - alpha, rstd, -mean * rstd,
+                                           batch_stats and rows > 1)
+    ref_out, ref_gate, ref_grad_x, ref_grad_alpha = _reference(
+        x, dout, mean, var, alpha, batch_stats and rows > 1)
+    torch.testing.assert_close(out.double(), ref_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gate.double(), ref_gate, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad_x.double(), ref_grad_x, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grad_alpha.double(), ref_grad_alpha, rtol=1e-4, atol=1e-4)
+    # Inference asks for no gate.
+    alone, no_gate = ops.dice_forward(x, -mean * rstd, rstd, alpha, 1 - alpha, False)
+    assert torch.equal(alone, out) and no_gate.numel() == 0
+
+
+def test_backward_does_not_depend_on_the_number_of_threads():
+    # Column sums are added per fixed chunk of rows, in order: bit-identical gradients.
+    ops = _kernels.load()
+    generator = torch.Generator().manual_seed(0)
+    x, dout = torch.randn(2, 1000, 48, generator=generator)
+    alpha, shift, rstd = torch.rand(3, 48, generator=generator)
+    _, gate = ops.dice_forward(x, shift, rstd, alpha, 1 - alpha, True)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append(ops.dice_backward(dout, x, gate, alpha, 1 - alpha, rstd, shift, True))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+
+
+def test_kernels_refuse_what_they_cannot_compute():
+    ops = _kernels.load()
+    x = torch.randn(4, 3)
+    with pytest.raises(RuntimeError, match="contiguous float32"):
+        ops.dice_forward(x.double(), *torch.zeros(4, 3), False)
+    with pytest.raises(RuntimeError, match="one float32 value per channel"):
+        ops.dice_forward(x, torch.zeros(2), *torch.zeros(3, 3), False)
+
+
+def _dice_and_input(training: bool):
+    torch.manual_seed(0)
+    dice = Dice(40).train(training)
+    with torch.no_grad():
+        dice.alpha.uniform_(-0.5, 0.5)
+        dice.running_mean.uniform_(-1, 1)
+    return dice, torch.randn(500, 40) * 2
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_dice_gives_the_same_function_on_either_path(monkeypatch, training):
+    results = {}
+    for choice in ("compiled", "torch"):
+        monkeypatch.setenv(_kernels.ENVIRONMENT_VARIABLE, choice)
+        dice, x = _dice_and_input(training)
+        x.requires_grad_()
+        out = dice(x)
+        out.backward(torch.ones_like(out))
+        with torch.no_grad():
+            inferred = dice.eval()(x)
+        results[choice] = (out, x.grad, dice.alpha.grad, dice.running_mean, inferred)
+    for a, b in zip(*results.values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_dice_uses_the_kernels_only_for_plain_float32_cpu_tensors(monkeypatch):
+    monkeypatch.setenv(_kernels.ENVIRONMENT_VARIABLE, "compiled")
+    alpha = torch.zeros(3)
+    assert _kernels.dice_ops(torch.zeros(2, 3), alpha) is not None
+    assert _kernels.dice_ops(torch.zeros(2, 3, dtype=torch.double), alpha) is None
+    assert _kernels.dice_ops(torch.zeros(2, 3), alpha.double()) is None
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert _kernels.dice_ops(torch.zeros(2, 3), alpha) is None
+    monkeypatch.undo()
+    monkeypatch.setenv(_kernels.ENVIRONMENT_VARIABLE, "torch")
+    assert _kernels.dice_ops(torch.zeros(2, 3), alpha) is None
+
+
+def test_a_wrong_choice_names_the_variable(monkeypatch):
+    monkeypatch.setenv(_kernels.ENVIRONMENT_VARIABLE, "fast")
+    with pytest.raises(ValueError, match="SKLEARN_DIN_KERNELS must be one of"):
+        Dice(3).eval()(torch.zeros(2, 3))
+
+
+@pytest.fixture
+def failing_build(monkeypatch):
+    """A machine without a compiler: every build fails with the compiler's message."""
+    monkeypatch.setattr(_kernels, "_loaded", {})
+    monkeypatch.setattr(_kernels, "_warned", type(_kernels._warned)())
+
+    def no_compiler(*args, **kwargs):
+        raise OSError("c++: command not found")
+
+    from torch.utils import cpp_extension
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
+
+
+def test_without_a_compiler_auto_warns_once_and_falls_back(failing_build, monkeypatch):
+    monkeypatch.setenv(_kernels.ENVIRONMENT_VARIABLE, "auto")
+    dice, x = _dice_and_input(training=True)
+    with pytest.warns(RuntimeWarning, match="c\\+\\+: command not found.*torch's ops"):
+        out = dice(x.requires_grad_())
+    out.sum().backward()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dice.eval()(x.detach())  # no second warning
+    monkeypatch.setenv(_kernels.ENVIRONMENT_VARIABLE, "torch")  # the function of that path
+    torch.testing.assert_close(out, _dice_and_input(training=True)[0](x.detach()))
+
+
+def test_without_a_compiler_compiled_says_why(failing_build, monkeypatch):
+    monkeypatch.setenv(_kernels.ENVIRONMENT_VARIABLE, "compiled")
+    with pytest.raises(RuntimeError, match="did not build for .*command not found"):
+        Dice(3).eval()(torch.zeros(2, 3))

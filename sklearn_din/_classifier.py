@@ -37,12 +37,20 @@ from skorch.dataset import Dataset
 from skorch.utils import TeeGenerator, is_dataset, to_tensor
 from torch.utils.data import DataLoader, Subset
 
+from . import _kernels
 from ._batching import WEIGHT_KEY, TensorBatchIterator, dataset_arrays
 from ._callbacks import BatchProgress, EarlyStoppingOnValidation, EpochTable, StopOnNonFiniteLoss
 from ._distributed import DataParallelMixin, check_process_group
 from ._layout import InputLayout, InputState, check_numeric_scale
 from ._messages import warn
-from ._network import ACTIVATIONS, POOLINGS, SCORER_NAMES, DeepInterestNetwork, scorer_class
+from ._network import (
+    ACTIVATIONS,
+    POOLINGS,
+    SCORER_NAMES,
+    DeepInterestNetwork,
+    Dice,
+    scorer_class,
+)
 from ._splitting import latest_rows_split
 from ._stream_dataset import StreamDataset
 from ._validation import check_dataframe, check_sample_weight, label_kind, to_pandas
@@ -512,6 +520,10 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self._check_inferred_network_args(explicit)
         kwargs.update(explicit)
         self.module_ = self.initialized_instance(self.module, kwargs)
+        if (_parse_device(self.device or "cpu") or ("cpu",))[0] == "cpu" and any(
+                isinstance(m, Dice) for m in self.module_.modules()):
+            # Dice's kernels load (or build, or warn) here, not inside the first epoch.
+            _kernels.prepare()
         return self
 
     def _network_settings(self) -> dict[str, object]:

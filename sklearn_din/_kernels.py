@@ -130,6 +130,16 @@ def dice_ops(x: torch.Tensor, alpha: torch.Tensor) -> Any:
         return None
 
 
+def prepare() -> None:
+    """Load (or build) the kernels now, as the chosen path would on first use.
+
+    Called when a classifier builds a network with Dice for the CPU, so that the build,
+    the loading and a fallback's warning happen before training, not in its first epoch.
+    """
+    if choice() != "torch":
+        dice_ops(torch.empty(0, 1), torch.empty(1))
+
+
 _warned = threading.Event()
 
 

@@ -161,3 +161,18 @@ def test_without_a_compiler_compiled_says_why(failing_build, monkeypatch):
     monkeypatch.setenv(_kernels.ENVIRONMENT_VARIABLE, "compiled")
     with pytest.raises(RuntimeError, match="did not build for .*command not found"):
         Dice(3).eval()(torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize(("activation", "device", "prepared"),
+                         [("dice", "cpu", True), ("dice", None, True), ("prelu", "cpu", False)])
+def test_a_classifier_loads_the_kernels_when_it_builds_a_dice_network_for_the_cpu(
+        small_frame, monkeypatch, activation, device, prepared):
+    # Loading (or building) them inside the first epoch would count in its time.
+    from sklearn_din import DINClassifier
+
+    calls = []
+    monkeypatch.setattr(_kernels, "prepare", lambda: calls.append(True))
+    X, y = small_frame
+    DINClassifier(activation=activation, device=device, max_epochs=1, verbose=0,
+                  random_state=0).fit(X, y)
+    assert bool(calls) is prepared

@@ -236,21 +236,23 @@ MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::lin
 
 
 def profile_epoch(X: pd.DataFrame, y: np.ndarray, spec: dict) -> dict:
-    """torch.profiler over one training epoch (after a warm-up epoch): the aten ops with the
+    """torch.profiler over one training epoch (after a warm-up epoch): the ops with the
     most self CPU time and the share of the matrix multiplications."""
     from torch.profiler import ProfilerActivity, profile
 
     clf = classifier(spec["size"], 1, spec["seed"]).fit(X, y)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         clf.partial_fit(X, y)
-    events = sorted((e for e in prof.key_averages() if e.key.startswith("aten::")),
+    # aten's ops and sklearn-din's compiled ones (Dice's kernels, namespace sklearn_din_*).
+    events = sorted((e for e in prof.key_averages()
+                     if e.key.startswith(("aten::", "sklearn_din_"))),
                     key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     steps = math.ceil(len(y) / BATCH_SIZE)
     return {"step_ms": 1e3 * float(clf.history[-1, "dur"]) / steps, "steps": steps,
             "matmul_share": sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
             / total,
-            "top_ops": [{"op": e.key.removeprefix("aten::"), "share": e.self_cpu_time_total / total,
+            "top_ops": [{"op": e.key.split("::")[-1], "share": e.self_cpu_time_total / total,
                          "calls_per_step": e.count / steps} for e in events[:10]]}
 
 
@@ -543,7 +545,8 @@ def render(report: dict) -> str:
     if report["profile"]:
         lines += ["", "## Where the rest of sklearn-din's train step goes", "",
                   "`torch.profiler` over one training epoch after a warm-up epoch, 1 thread: "
-                  "share of the aten ops' self CPU time, calls per step.", ""]
+                  "share of the ops' self CPU time (aten's and Dice's compiled kernels), "
+                  "calls per step.", ""]
         lines += markdown_table(
             ["data", "sizes", "ms per step", "matmul share", "top ops (share, calls per step)"],
             [[p["dataset"], p["size"], "failed" if "error" in p else f"{p['step_ms']:.1f}",

@@ -70,6 +70,9 @@ def baseline_network(ref: str):
     ).stdout
     spec = importlib.util.spec_from_loader(f"network_at_{ref}", loader=None)
     module = importlib.util.module_from_spec(spec)
+    # Its relative imports (the kernels' loader) resolve to this checkout's package: the
+    # compiled Dice kernels are shared, the Python that calls them is ``ref``'s.
+    module.__package__ = "sklearn_din"
     exec(compile(source, f"{ref}:sklearn_din/_network.py", "exec"), module.__dict__)
     return module
 

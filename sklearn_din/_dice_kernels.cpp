@@ -55,7 +55,8 @@ void check_inputs(const at::Tensor& x, std::initializer_list<const at::Tensor*> 
   }
 }
 
-// out = x (alpha + keep gate), gate = sigmoid(x scale + shift); gate saved if asked.
+// out = x (alpha + keep gate), gate = sigmoid(x scale + shift); gate returned if asked
+// (the backward recomputes it when given none).
 std::tuple<at::Tensor, at::Tensor> dice_forward(const at::Tensor& x, const at::Tensor& shift,
                                                 const at::Tensor& scale,
                                                 const at::Tensor& alpha,
@@ -92,7 +93,9 @@ std::tuple<at::Tensor, at::Tensor> dice_backward(const at::Tensor& dout, const a
                                                  const at::Tensor& scale,
                                                  const at::Tensor& shift, bool batch_stats) {
   check_inputs(x, {&alpha, &keep, &scale, &shift});
-  TORCH_CHECK(dout.sizes() == x.sizes() && gate.sizes() == x.sizes() &&
+  // No gate (numel 0): recomputed from x, instead of read back from a saved tensor.
+  const bool recompute = gate.numel() == 0;
+  TORCH_CHECK(dout.sizes() == x.sizes() && (recompute || gate.sizes() == x.sizes()) &&
                   dout.is_contiguous() && gate.is_contiguous() &&
                   dout.scalar_type() == at::kFloat && gate.scalar_type() == at::kFloat,
               "Dice backward takes contiguous float32 dout and gate of the input's shape");
@@ -118,8 +121,10 @@ std::tuple<at::Tensor, at::Tensor> dice_backward(const at::Tensor& dout, const a
           const int count = static_cast<int>(std::min<int64_t>(Vec::size(), width - j));
           const int64_t at_ = i * width + j;
           const Vec a = Vec::loadu(al + j, count), k = Vec::loadu(kp + j, count);
-          const Vec d = Vec::loadu(dp + at_, count), xv = Vec::loadu(xp + at_, count),
-                    g = Vec::loadu(gp + at_, count);
+          const Vec d = Vec::loadu(dp + at_, count), xv = Vec::loadu(xp + at_, count);
+          const Vec g = recompute
+              ? gate_of(xv, Vec::loadu(sc + j, count), Vec::loadu(sh + j, count))
+              : Vec::loadu(gp + at_, count);
           const Vec dx = d * xv, one_minus_g = Vec(1.0f) - g;
           at::vec::fmadd(dx, one_minus_g, Vec::loadu(sums + j, count)).store(sums + j, count);
           const Vec w = dx * g * one_minus_g;

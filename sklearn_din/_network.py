@@ -140,7 +140,8 @@ class _DiceFunction(torch.autograd.Function):
     block, in cache) with one block-sized work buffer. The statistics and running averages
     come from ``batch_norm_update_stats``, the kernel ``batch_norm`` itself uses. Where
     the compiled kernels are available (:mod:`._kernels`), each direction is instead one
-    pass of ``_dice_kernels.cpp`` (two for the backward with batch statistics).
+    pass of ``_dice_kernels.cpp`` (two for the backward with batch statistics), and only
+    the input is saved: the backward recomputes the gate.
 
     With ``gate = sigmoid((x - mean) * rstd)``, ``out = x * (alpha + (1 - alpha) gate)``:
 
@@ -176,8 +177,10 @@ class _DiceFunction(torch.autograd.Function):
         keep = 1.0 - alpha
         ctx.ops = _kernels.dice_ops(x, alpha)
         if ctx.ops is not None:
+            # No gate saved: the backward recomputes it from x, which costs less than
+            # another activation-sized buffer of fresh pages written and read back.
             x = x.contiguous()
-            out, gate = ctx.ops.dice_forward(x, shift, rstd, alpha, keep, True)
+            out, gate = ctx.ops.dice_forward(x, shift, rstd, alpha, keep, False)
         else:
             gate, out = torch.empty_like(x), torch.empty_like(x)
             for block in _DiceFunction._blocks(x):

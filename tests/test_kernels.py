@@ -55,9 +55,12 @@ def test_kernels_match_dices_formula_in_double(ops, rows, width, batch_stats):
     torch.testing.assert_close(gate.double(), ref_gate, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad_x.double(), ref_grad_x, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(grad_alpha.double(), ref_grad_alpha, rtol=1e-4, atol=1e-4)
-    # Inference asks for no gate.
+    # Inference and training ask for no gate; the backward then recomputes the same one.
     alone, no_gate = ops.dice_forward(x, -mean * rstd, rstd, alpha, 1 - alpha, False)
     assert torch.equal(alone, out) and no_gate.numel() == 0
+    recomputed = ops.dice_backward(dout, x, no_gate, alpha, 1 - alpha, rstd, -mean * rstd,
+                                   batch_stats and rows > 1)
+    assert torch.equal(recomputed[0], grad_x) and torch.equal(recomputed[1], grad_alpha)
 
 
 def test_backward_does_not_depend_on_the_number_of_threads():

@@ -93,8 +93,8 @@ def _build(name: str) -> Any:
     # one thread. The extension then shares torch's libgomp (same soname, loaded first).
     openmp = (["-fopenmp"] if sys.platform.startswith("linux")
               and torch.backends.openmp.is_available() else [])
-    logger.info("Building sklearn-din's Dice kernels for %s (once per machine and torch "
-                "version).", name)
+    logger.info("Loading sklearn-din's Dice kernels for %s (built on first use: a few "
+                "seconds, once per machine and torch install).", name)
     try:
         cpp_extension.load(
             f"{namespace}_torch_{version}_{install}", sources=[str(SOURCE)],

@@ -10,7 +10,7 @@ for the CPU capability torch dispatches to, so nothing is compiled at install ti
 The environment variable ``SKLEARN_DIN_KERNELS`` chooses:
 
 - ``"auto"`` (default): the compiled kernels where they build; otherwise one warning
-  and torch's ops (the same function to float rounding; Dice itself 1.6-3x slower);
+  and torch's ops (the same function to float rounding; Dice itself 1.3-2.9x slower);
 - ``"compiled"``: the compiled kernels or an error saying why they did not build;
 - ``"torch"``: torch's ops only.
 

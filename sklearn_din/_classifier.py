@@ -520,7 +520,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self._check_inferred_network_args(explicit)
         kwargs.update(explicit)
         self.module_ = self.initialized_instance(self.module, kwargs)
-        if (_parse_device(self.device or "cpu") or ("cpu",))[0] == "cpu" and any(
+        if _parse_device(self.device or "cpu")[0] == "cpu" and any(
                 isinstance(m, Dice) for m in self.module_.modules()):
             # Dice's kernels load (or build, or warn) here, not inside the first epoch.
             _kernels.prepare()

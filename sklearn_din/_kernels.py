@@ -22,6 +22,7 @@ is reproduced exactly only with the same one.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 import threading
@@ -30,7 +31,9 @@ from typing import Any
 
 import torch
 
-from ._messages import logger, warn
+# The network imports this module and knows nothing of scikit-learn, so neither does this
+# module at import time; _messages (which imports it) is loaded only to warn.
+logger = logging.getLogger("sklearn_din")
 
 ENVIRONMENT_VARIABLE = "SKLEARN_DIN_KERNELS"
 CHOICES = ("auto", "compiled", "torch")
@@ -146,6 +149,8 @@ _warned = threading.Event()
 def _warn_once(error: Exception) -> None:
     if not _warned.is_set():
         _warned.set()
+        from ._messages import warn
+
         warn(f"{error}. Dice runs on torch's ops instead (the same function, slower); "
              f"set {ENVIRONMENT_VARIABLE}=torch to choose that without this warning.",
              RuntimeWarning)

@@ -121,6 +121,21 @@ def dice_ops(x: torch.Tensor, alpha: torch.Tensor) -> Any:
             or alpha.dtype != torch.float32 or x.dim() == 0
             or torch.jit.is_tracing() or torch.compiler.is_compiling()):
         return None
+    return _chosen_ops()
+
+
+def prepare() -> None:
+    """Load (or build) the kernels now, as the chosen path would on first use.
+
+    Called when a classifier builds a network with Dice for the CPU, so that the build,
+    the loading and a fallback's warning happen before training, not in its first epoch.
+    """
+    _chosen_ops()
+
+
+def _chosen_ops() -> Any:
+    """The compiled ops ``SKLEARN_DIN_KERNELS`` chooses, loaded (or built) if need be;
+    None for torch's ops: chosen, or ``auto``'s fallback after one warning."""
     wanted = choice()
     if wanted == "torch":
         return None
@@ -131,16 +146,6 @@ def dice_ops(x: torch.Tensor, alpha: torch.Tensor) -> Any:
             raise
         _warn_once(error)
         return None
-
-
-def prepare() -> None:
-    """Load (or build) the kernels now, as the chosen path would on first use.
-
-    Called when a classifier builds a network with Dice for the CPU, so that the build,
-    the loading and a fallback's warning happen before training, not in its first epoch.
-    """
-    if choice() != "torch":
-        dice_ops(torch.empty(0, 1), torch.empty(1))
 
 
 _warned = threading.Event()

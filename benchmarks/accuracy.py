@@ -46,7 +46,7 @@ from accuracy_ablations import (  # noqa: E402
     VARIANTS,
     make_classifier,
 )
-from harness import machine_info, machine_line, markdown_table, mean_std  # noqa: E402
+from harness import commit_label, machine_info, machine_line, markdown_table, mean_std  # noqa: E402
 from protocol import DATASETS, load_split, xy  # noqa: E402
 
 from sklearn_din import DINClassifier, SequenceFeatureTransformer  # noqa: E402
@@ -307,8 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                        max(r.get("seconds", 0) for r in runs))
         # The header's machine line is the first run's: say what every run measured.
         measured = "; ".join(
-            f"run {i + 1} at git commit {r['machine']['git_commit']}"
-            f"{' (+ uncommitted changes)' if r['machine'].get('sklearn_din_uncommitted_changes') else ''}"  # noqa: E501
+            f"run {i + 1} at git commit {commit_label(r['machine'])}"
             f" on {r['machine']['date'][:16]}" for i, r in enumerate(runs))
         at = lines.index("## Summary")
         lines[at:at] = [f"Runs, in the command's order (a later run's models replace an "

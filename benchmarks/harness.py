@@ -57,10 +57,16 @@ def machine_info() -> dict:
     }
 
 
+def commit_label(info: dict) -> str:
+    """The git commit a run measured, marked when the package had uncommitted changes."""
+    dirty = " (+ uncommitted changes)" if info.get("sklearn_din_uncommitted_changes") else ""
+    return f"{info['git_commit']}{dirty}"
+
+
 def machine_line(info: dict) -> str:
     """One sentence for a report's header."""
     return (f"Date {info['date']}; sklearn-din {info['sklearn_din']} at git commit "
-            f"{info['git_commit']}{' (+ uncommitted changes)' if info.get('sklearn_din_uncommitted_changes') else ''}; "  # noqa: E501
+            f"{commit_label(info)}; "
             f"torch {info['torch']}, {info['torch_threads']} thread(s); python {info['python']}; "
             f"{info['cpu']}, {info['cpu_count']} cores (load average at start "
             f"{info['loadavg_start'][0]}, at end {os.getloadavg()[0]:.2f}).")

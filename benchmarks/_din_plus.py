@@ -221,36 +221,25 @@ class DINMatch(DeepInterestNetwork):
         return parts
 
 
-class _DetachedInputs(torch.nn.Module):
-    """A scorer that reads the embeddings sending back only ``gradient_scale`` of its
-    gradient into them (0: none)."""
+class _DetachedKeys(torch.nn.Module):
+    """A scorer that reads the history's embeddings without sending its gradient back into
+    them (the candidate's get it whole)."""
 
-    def __init__(self, scorer: torch.nn.Module, detach_query: bool,
-                 gradient_scale: float = 0.0) -> None:
+    def __init__(self, scorer: torch.nn.Module) -> None:
         super().__init__()
         self.scorer = scorer
-        self.detach_query = detach_query
-        self.gradient_scale = gradient_scale
 
     def forward(self, query, keys, rows):
-        g = self.gradient_scale
-        query = _scaled_gradient(query, g) if self.detach_query else query
-        return self.scorer(query, _scaled_gradient(keys, g), rows)
+        return self.scorer(query, _scaled_gradient(keys, 0.0), rows)
 
 
-class DINDetachedScores(DeepInterestNetwork):
-    """DIN whose embeddings learn only from what the MLP reads (the candidate and the
-    pooled history), as mean pooling's do: the attention scorer sees the embeddings but
-    its gradient stops there (``detach_query=False``: it still reaches the candidate's;
-    ``gradient_scale``: this share of it passes).
-    On the Amazon logs DIN trails mean pooling at 2-16 behaviours even with flatter
-    weights available (``length_lr*``); whether the scorer's gradient bends the
-    embeddings away from what pooling learns is what this measures."""
+class DINDetachedKeys(DeepInterestNetwork):
+    """DIN whose history embeddings learn only from what the MLP reads (the pooled
+    history), as mean pooling's do, while the candidate's also learn from the attention
+    scorer. Cutting the scorer's gradient into both is the built-in
+    ``attention_embedding_gradient=0``; this is the history-only half of it."""
 
-    def __init__(self, *args, detach_query: bool = True, gradient_scale: float = 0.0,
-                 **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.detach_query = detach_query
-        self.gradient_scale = gradient_scale
         if self.attention is not None:
-            self.attention = _DetachedInputs(self.attention, detach_query, gradient_scale)
+            self.attention = _DetachedKeys(self.attention)

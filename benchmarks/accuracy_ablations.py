@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _din_plus import (  # noqa: E402
-    DINDetachedScores,
+    DINDetachedKeys,
     DINFromMean,
     DINHeads,
     DINMatch,
@@ -160,16 +160,15 @@ VARIANTS.update({
                          "optimizer__param_groups": [("length_log_scale", {"lr": 1e-2})]}),
     "length_lr100": ({}, {**_LENGTH_SCALE_ONLY,
                           "optimizer__param_groups": [("length_log_scale", {"lr": 1e-1})]}),
-    # Session 7: the attention scorer's gradient kept out of the embeddings (DIN only,
-    # _din_plus.DINDetachedScores): of the history's and the candidate's, and of the
-    # history's only.
-    "detached_scores": ({}, {**_LENGTH_SCALE_ONLY, "module": DINDetachedScores}),
-    "detached_keys": ({}, {**_LENGTH_SCALE_ONLY, "module": DINDetachedScores,
-                           "module__detach_query": False}),
+    # Session 7: the attention scorer's gradient kept out of the embeddings (DIN only): of
+    # the history's and the candidate's (measured with a prototype, now the built-in
+    # attention_embedding_gradient, which reproduced its rows exactly), and of the
+    # history's only (_din_plus.DINDetachedKeys).
+    "detached_scores": ({}, {**_LENGTH_SCALE_ONLY, "attention_embedding_gradient": 0.0}),
+    "detached_keys": ({}, {**_LENGTH_SCALE_ONLY, "module": DINDetachedKeys}),
     # ... and a share of it: detached_scores helped Video Games (+0.32) and cost MovieLens
     # (-0.26), so in between.
-    "scores_grad0.1": ({}, {**_LENGTH_SCALE_ONLY, "module": DINDetachedScores,
-                            "module__gradient_scale": 0.1}),
+    "scores_grad0.1": ({}, {**_LENGTH_SCALE_ONLY, "attention_embedding_gradient": 0.1}),
     # Measured with the prototype, built in since (attention_embedding_gradient=0.3, the
     # default): the built-in one reproduced the prototype's seed-0 Beauty run exactly.
     "scores_grad0.3": ({}, {"attention_embedding_gradient": 0.3}),
@@ -374,7 +373,8 @@ models are `cand_sm`'s.
   scales sit where the gradient wants them, and flatter short-history attention is not
   what DIN lacks there. Neither became a default.
 - **How much the scorer shapes the embeddings** (session 7, DIN only, against
-  `length_sharp`, the defaults of the time; prototype `_din_plus.DINDetachedScores`). In
+  `length_sharp`, the defaults of the time; a prototype, built in since as
+  `attention_embedding_gradient`). In
   DIN the embeddings get gradient from two paths: the MLP's (the candidate and the pooled
   history, as in pooling) and the attention scorer's. Cutting the scorer's
   (`detached_scores`, seed 0): -0.07, +0.32 and -0.26 points; the history's only

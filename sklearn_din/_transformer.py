@@ -26,6 +26,7 @@ from ._layout import (  # the column convention the output follows
     context_column,
     history_column,
 )
+from ._memory import empty_array
 from ._messages import logger, warn
 from ._progress import Progress
 from ._times import (
@@ -482,7 +483,8 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
         n_gap = self.max_len if self.recency else 0
         hist_len = n_ids + n_history + n_gap  # position of hist_len in the block
         # One int32 block for every created column, filled in place: no concatenation copy.
-        block = np.empty((n_rows, hist_len + 1 + n_context), dtype=np.int32)
+        # In ordinary pages: see _memory (a 1M-row block fills 4-6x faster on this kind of VM).
+        block = empty_array((n_rows, hist_len + 1 + n_context), np.int32)
         encoded = [*self._id_cols, *[None] * (n_history + n_gap + 1),
                    *self.categorical_cols]  # the input column behind each block column
         indexes = {col: pd.Index(self.vocabularies_[col]) for col in self._vocabulary_cols}

@@ -12,6 +12,7 @@ a transform is written once, in row order, so huge pages buy it nothing to offse
 
 from __future__ import annotations
 
+import errno
 import mmap
 import sys
 
@@ -26,11 +27,17 @@ def empty_array(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
 
     The memory is an anonymous private mapping (the array's ``base``), released when the
     last array that views it is; pickling or copying the array copies its values as for
-    any other array.
+    any other array. Raises MemoryError, as np.empty does, when the memory is not there.
     """
     dtype = np.dtype(dtype)
     n_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if not sys.platform.startswith("linux") or n_bytes < _HUGE_PAGE_ADVICE_BYTES:
         return np.empty(shape, dtype=dtype)
-    pages = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        pages = mmap.mmap(-1, n_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except OSError as error:
+        if error.errno != errno.ENOMEM:
+            raise
+        raise MemoryError(f"Unable to allocate {n_bytes / 2**20:,.0f} MiB for an array with "
+                          f"shape {tuple(shape)} and data type {dtype}") from error
     return np.frombuffer(pages, dtype=dtype).reshape(shape)

@@ -73,6 +73,31 @@ def test_views_keep_the_memory_and_pickles_copy_the_values():
 
 
 @linux_only
+def test_no_memory_is_a_memory_error_as_from_numpy():
+    # Under an address-space cap (RLIMIT_AS) the mapping fails with ENOMEM; callers that
+    # handle numpy's MemoryError (tests/test_stream_memory.py) must see the same.
+    import subprocess
+
+    code = (
+        "import resource, numpy as np\n"
+        "from sklearn_din._memory import empty_array\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_AS)\n"
+        "vm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmSize')][0]\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (vm * 1024 + (64 << 20), hard))\n"
+        "small = empty_array((1 << 20,), np.int32)\n"  # 4 MiB: fits
+        "try:\n"
+        "    empty_array((1 << 28,), np.int32)\n"  # 1 GiB: does not
+        "except MemoryError as error:\n"
+        "    print('MemoryError', error)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "MemoryError Unable to allocate 1,024 MiB" in done.stdout
+    assert "(268435456,) and data type int32" in done.stdout
+
+
+@linux_only
 def test_transform_output_block_is_in_ordinary_pages():
     log = make_interactions(n_users=1_000, n_items=300, n_categories=10, random_state=0)
     out = SequenceFeatureTransformer(max_len=50).fit_transform(log)

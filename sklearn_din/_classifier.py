@@ -1007,10 +1007,17 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
     def _run_epochs(self, X: object, y: object, **fit_params: object) -> None:
         """``max_epochs`` epochs of skorch's loop (callbacks, history), seeded; a fresh fit
         builds the network first. ``X`` is the inputs' dict, or fit_stream's dataset."""
-        with self._seeded():
+        with self._seeded(), self._reusing_freed_memory():
             if not self.initialized_:
                 self._initialize_checked()
             super().partial_fit(X, y, **fit_params)
+
+    def _reusing_freed_memory(self) -> contextlib.AbstractContextManager:
+        """On the CPU, torch's large freed blocks are reused inside (``_kernels.block_cache``):
+        without it every step's largest activations page-fault in anew."""
+        if _parse_device(self.device or "cpu")[0] != "cpu":
+            return contextlib.nullcontext()
+        return _kernels.block_cache()
 
     def _initialize_checked(self) -> None:
         """initialize(), naming the parameters at fault when torch refuses them."""
@@ -1045,11 +1052,12 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                 self._network_inputs(X, "predict")  # raises scikit-learn's 2-D error
         n_rows = X.shape[0]
         logits = np.empty(n_rows, dtype=np.float64)
-        for start in range(0, max(n_rows, 1), PREDICT_CHUNK_ROWS):
-            rows = slice(start, start + PREDICT_CHUNK_ROWS)
-            chunk = X.iloc[rows] if isinstance(X, pd.DataFrame) else X[rows]
-            inputs = Dataset(self._network_inputs(chunk, "predict"), None)
-            logits[rows] = self.forward(inputs, training=False).double().numpy()
+        with self._reusing_freed_memory():
+            for start in range(0, max(n_rows, 1), PREDICT_CHUNK_ROWS):
+                rows = slice(start, start + PREDICT_CHUNK_ROWS)
+                chunk = X.iloc[rows] if isinstance(X, pd.DataFrame) else X[rows]
+                inputs = Dataset(self._network_inputs(chunk, "predict"), None)
+                logits[rows] = self.forward(inputs, training=False).double().numpy()
         nan = np.isnan(logits)
         if nan.any():  # a finite input so large that the network overflowed
             raise ValueError(

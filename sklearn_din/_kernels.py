@@ -21,11 +21,13 @@ is reproduced exactly only with the same one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,10 @@ logger = logging.getLogger("sklearn_din")
 ENVIRONMENT_VARIABLE = "SKLEARN_DIN_KERNELS"
 CHOICES = ("auto", "compiled", "torch")
 SOURCE = Path(__file__).with_name("_dice_kernels.cpp")
+# Built into the same library: the allocator that keeps large freed blocks (block_cache).
+CACHE_SOURCE = Path(__file__).with_name("_block_cache.cpp")
+# The most freed memory block_cache keeps at a time; blocks freed beyond it go back.
+MAX_CACHED_BYTES = 1 << 30
 
 # Compiler flags per ATen CPU capability: those torch builds its own kernels of that
 # capability with, so ATen's Vectorized<float> takes the same code path.
@@ -100,7 +106,7 @@ def _build(name: str) -> Any:
                 "seconds, once per machine and torch install).", name)
     try:
         cpp_extension.load(
-            f"{namespace}_torch_{version}_{install}", sources=[str(SOURCE)],
+            f"{namespace}_torch_{version}_{install}", sources=[str(SOURCE), str(CACHE_SOURCE)],
             extra_cflags=["-O3", f"-DSKLEARN_DIN_NAMESPACE={namespace}",
                           *_CAPABILITY_FLAGS[name], *openmp],
             extra_ldflags=openmp,
@@ -131,6 +137,27 @@ def prepare() -> None:
     the loading and a fallback's warning happen before training, not in its first epoch.
     """
     _chosen_ops()
+
+
+@contextlib.contextmanager
+def block_cache() -> Iterator[None]:
+    """Inside the block, torch's CPU tensors of 1 MiB or more reuse freed memory.
+
+    glibc hands every CPU block over its mmap threshold (32 MiB at most) fresh pages and
+    unmaps them when freed, so a training step's largest activations page-fault in anew
+    each step (``_block_cache.cpp``). Inside this block torch's CPU allocator is the
+    compiled library's cache, which keeps up to ``MAX_CACHED_BYTES`` of freed blocks for
+    the next tensors of their size; on leaving it the previous allocator is back and the
+    cache is freed. Nestable and thread-safe; nothing changes where the compiled library
+    is not chosen (``SKLEARN_DIN_KERNELS=torch``, or ``auto``'s fallback).
+    """
+    ops = _chosen_ops()
+    entered = ops is not None and bool(ops.block_cache_enter(MAX_CACHED_BYTES))
+    try:
+        yield
+    finally:
+        if entered:
+            ops.block_cache_exit()
 
 
 def _chosen_ops() -> Any:

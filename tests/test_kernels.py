@@ -179,3 +179,104 @@ def test_a_classifier_loads_the_kernels_when_it_builds_a_dice_network_for_the_cp
     DINClassifier(activation=activation, device=device, max_epochs=1, verbose=0,
                   random_state=0).fit(X, y)
     assert bool(calls) is prepared
+
+
+# ------------------------------------------------------------------ the block cache
+MIB = 1 << 20
+
+
+def _cache_stats():
+    """(depth, cached bytes, live large blocks, hits, misses) of the chosen build's cache."""
+    return tuple(_kernels.load().block_cache_stats())
+
+
+def test_block_cache_reuses_freed_large_blocks_and_leaves_no_trace():
+    before = _cache_stats()
+    with _kernels.block_cache():
+        assert _cache_stats()[0] == before[0] + 1
+        first = torch.ones(5 * MIB // 4)  # 5 MiB
+        where = first.data_ptr()
+        del first
+        assert _cache_stats()[1] >= 5 * MIB  # kept, not unmapped
+        again = torch.full((5 * MIB // 4,), 2.0)  # the same size class: the same block
+        assert again.data_ptr() == where and bool((again == 2.0).all())
+        a_bit_larger = torch.zeros(5 * MIB // 4 + 1000)  # no block free: a fresh one
+        assert a_bit_larger.data_ptr() != where and float(a_bit_larger.sum()) == 0.0
+        small, empty = torch.arange(10.0), torch.empty(0)  # below 1 MiB, and nothing
+        assert float(small.sum()) == 45.0 and empty.numel() == 0
+        kept_past_the_block = again
+        hits = _cache_stats()[3]
+        assert hits >= 1
+    depth, cached, live, _, _ = _cache_stats()
+    assert (depth, cached) == (before[0], 0)  # torch's allocator is back, the cache freed
+    assert float(kept_past_the_block.sum()) == 2.0 * kept_past_the_block.numel()
+    del kept_past_the_block, again, a_bit_larger
+    assert _cache_stats()[2] <= live - 2  # blocks alive at exit are freed when they die
+
+
+def test_block_cache_keeps_at_most_its_limit(monkeypatch):
+    monkeypatch.setattr(_kernels, "MAX_CACHED_BYTES", 3 * MIB)
+    with _kernels.block_cache():
+        blocks = [torch.empty(MIB // 2) for _ in range(3)]  # 2 MiB each
+        del blocks
+        assert 0 < _cache_stats()[1] <= 3 * MIB
+
+
+def test_block_cache_nests_across_threads():
+    import threading
+
+    errors = []
+
+    def work(seed):
+        try:
+            generator = torch.Generator().manual_seed(seed)
+            for _ in range(20):
+                with _kernels.block_cache():
+                    x = torch.randn(300_000, generator=generator)  # 1.2 MB
+                    expected = float(x.double().sum())
+                    y = x.clone()
+                    assert float(y.double().sum()) == expected
+        except Exception as error:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert _cache_stats()[:2] == (0, 0)
+
+
+def test_block_cache_does_nothing_on_torchs_path(monkeypatch):
+    monkeypatch.setenv(_kernels.ENVIRONMENT_VARIABLE, "torch")
+    with _kernels.block_cache():
+        assert _cache_stats()[0] == 0
+
+
+def test_classifier_trains_and_predicts_inside_the_cache_with_the_same_results(
+        small_frame, monkeypatch):
+    # The cache hands out memory, nothing else: the same model bit for bit without it.
+    import contextlib
+
+    from skorch.callbacks import Callback
+
+    from sklearn_din import DINClassifier
+
+    depths, hits = [], []
+
+    class RecordDepth(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            depth, _, _, hit, _ = _cache_stats()
+            depths.append(depth)
+            hits.append(hit)
+
+    X, y = small_frame
+    params = dict(max_epochs=2, verbose=0, random_state=0, attention_units=(300, 128),
+                  batch_size=512)  # activations over 1 MiB
+
+    cached = DINClassifier(**params, callbacks=[RecordDepth()]).fit(X, y)
+    assert depths == [1, 1] and hits[-1] > hits[0] > 0 and _cache_stats()[:2] == (0, 0)
+    monkeypatch.setattr(_kernels, "block_cache", contextlib.nullcontext)
+    plain = DINClassifier(**params).fit(X, y)
+    assert (cached.predict_proba(X) == plain.predict_proba(X)).all()

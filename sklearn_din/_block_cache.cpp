@@ -17,10 +17,13 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
+#include <pthread.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <new>
 #include <tuple>
 #include <unordered_map>
 
@@ -48,7 +51,12 @@ void* aligned(size_t bytes) {
 class BlockCache final : public c10::Allocator {
  public:
   static BlockCache& instance() {
-    static BlockCache* cache = new BlockCache();  // never destroyed: blocks may outlive exit
+    static BlockCache* cache = [] {
+      // A child forked while another thread held the lock (a DataLoader worker) would
+      // wait on it forever: the child starts with a fresh one.
+      pthread_atfork(nullptr, nullptr, [] { new (&instance().mutex_) std::mutex(); });
+      return new BlockCache();  // never destroyed: blocks may outlive exit()
+    }();
     return *cache;
   }
 

@@ -280,3 +280,25 @@ def test_classifier_trains_and_predicts_inside_the_cache_with_the_same_results(
     monkeypatch.setattr(_kernels, "block_cache", contextlib.nullcontext)
     plain = DINClassifier(**params).fit(X, y)
     assert (cached.predict_proba(X) == plain.predict_proba(X)).all()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_block_cache_works_in_a_child_forked_while_it_is_installed():
+    # DataLoader workers fork while a fit holds the cache installed; the child allocates
+    # through it (its lock starts fresh there, whoever held it in the parent).
+    import multiprocessing
+
+    with _kernels.block_cache():
+        keep = torch.ones(MIB)  # 4 MiB held through the fork
+        context = multiprocessing.get_context("fork")
+        with context.Pool(1) as pool:
+            sums = pool.map(_allocate_in_child, [3, 5])
+        assert sums == [3.0 * MIB, 5.0 * MIB] and float(keep.sum()) == MIB
+
+
+def _allocate_in_child(value: int) -> float:
+    with _kernels.block_cache():
+        x = torch.full((MIB,), float(value))
+        del x
+        y = torch.full((MIB,), float(value))
+        return float(y.double().sum())

@@ -634,7 +634,7 @@ class DeepInterestNetwork(nn.Module):
     def _embed_features(self, ids: torch.Tensor) -> torch.Tensor:
         """(..., F) or (..., F + G) ids -> their concatenated embeddings."""
         tables = self.embedding_tables()[: ids.shape[-1]]  # history tables come first
-        return torch.cat([t(ids[..., f]) for f, t in enumerate(tables)], dim=-1)
+        return torch.cat([_lookup(t, ids[..., f]) for f, t in enumerate(tables)], dim=-1)
 
     def attend(
         self, candidate: torch.Tensor, history: torch.Tensor, history_length: torch.Tensor
@@ -758,7 +758,7 @@ class DeepInterestNetwork(nn.Module):
         self, parts: list[torch.Tensor], sparse: torch.Tensor, dense: torch.Tensor
     ) -> torch.Tensor:
         """The output MLP over the pooled parts, the other embeddings and the dense inputs."""
-        parts = [*parts, *(t(sparse[:, j]) for j, t in enumerate(self.sparse_embeddings))]
+        parts = [*parts, *(_lookup(t, sparse[:, j]) for j, t in enumerate(self.sparse_embeddings))]
         if dense.shape[1]:
             parts.append(dense)
         return self.output(self.mlp(torch.cat(parts, dim=1))).squeeze(1)
@@ -854,6 +854,24 @@ class DeepInterestNetwork(nn.Module):
                 pooled = weights @ keys
             parts += self._history_parts(query, pooled)
         return self._logits(parts, sparse, dense)
+
+
+def _lookup(table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    """``table(ids)``, with a faster backward for tables of dense gradients.
+
+    The same rows as ``nn.Embedding``'s forward. Its CPU backward sorts the ids to add
+    their gradients up, 2-3x the time of ``index_select``'s ``index_add`` for the 16-40k
+    ids of a batch's history; the padding row still gets no gradient, as
+    ``padding_idx`` gives it, because the rows of padding ids are multiplied by 0 when
+    training (their embedding is that zero row anyway).
+    """
+    if table.sparse or table.max_norm is not None or table.padding_idx not in (None, 0):
+        return table(ids)
+    flat = ids.reshape(-1)
+    rows = table.weight.index_select(0, flat)
+    if table.padding_idx is not None and torch.is_grad_enabled() and table.weight.requires_grad:
+        rows = rows * (flat != 0).unsqueeze(1).to(rows.dtype)
+    return rows.view(*ids.shape, table.embedding_dim)
 
 
 def _scaled_gradient(x: torch.Tensor, share: float) -> torch.Tensor:

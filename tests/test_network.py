@@ -699,3 +699,31 @@ def test_fused_dice_handles_no_rows():
     x = torch.zeros(0, 3, requires_grad=True)
     dice(x).sum().backward()
     assert x.grad.shape == (0, 3) and torch.equal(dice.alpha.grad, torch.zeros(3))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_lookup_gives_embeddings_rows_and_gradients_padding_row_included(sparse):
+    # _lookup trades nn.Embedding's sorting backward for index_select's index_add: the
+    # same rows, the same gradients bit for bit, and none for the padding row 0.
+    from sklearn_din._network import _lookup
+
+    generator = torch.Generator().manual_seed(0)
+    table = torch.nn.Embedding(50, 4, padding_idx=0, sparse=sparse)
+    torch.nn.init.normal_(table.weight, generator=generator)
+    with torch.no_grad():
+        table.weight[0].zero_()
+    ids = torch.randint(0, 50, (300, 3), generator=generator)
+    ids[::7, 1] = 0  # padding ids among duplicates
+    upstream = torch.randn(300, 3, 4, generator=generator)
+
+    rows = _lookup(table, ids)
+    rows.backward(upstream)
+    ours = table.weight.grad.to_dense().clone()
+    table.weight.grad = None
+    reference = table(ids)
+    reference.backward(upstream)
+    assert torch.equal(rows, reference)
+    assert torch.equal(ours, table.weight.grad.to_dense())
+    assert not ours[0].any()
+    with torch.no_grad():  # inference: the rows alone
+        assert torch.equal(_lookup(table, ids), table(ids))

@@ -863,9 +863,12 @@ def _lookup(table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
     their gradients up, 2-3x the time of ``index_select``'s ``index_add`` for the 16-40k
     ids of a batch's history; the padding row still gets no gradient, as
     ``padding_idx`` gives it, because the rows of padding ids are multiplied by 0 when
-    training (their embedding is that zero row anyway).
+    training (their embedding is that zero row anyway). On the CPU only: on a GPU
+    ``index_add`` adds with atomics, in no fixed order, and the embedding's backward is
+    fast there.
     """
-    if table.sparse or table.max_norm is not None or table.padding_idx not in (None, 0):
+    if (table.sparse or table.max_norm is not None or table.padding_idx not in (None, 0)
+            or table.weight.device.type != "cpu"):
         return table(ids)
     flat = ids.reshape(-1)
     rows = table.weight.index_select(0, flat)

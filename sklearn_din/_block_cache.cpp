@@ -6,9 +6,8 @@
 // training step writes the attention's largest activations and their gradients (tens of
 // MB at long histories) into pages the kernel has to fault in again, step after step:
 // 100-165 MB a step, about 30% of it at the tutorial's sizes. Here blocks of 1 MiB or
-// more are rounded up to one of eight sizes per power of two, plus one size of headroom,
-// and kept when freed, for the next request they can hold (up to a quarter more than
-// it asks for: a larger block goes to a larger request). The cache is
+// more are rounded up to one of eight sizes per power of two and kept when freed, for
+// the next request of that size class (or of up to a quarter more). The cache is
 // installed as torch's CPU allocator only between enter() and the matching exit(), which
 // frees what it kept; blocks still alive then are freed when they die. Below 1 MiB
 // blocks are allocated and freed as torch's own allocator does (glibc's heap reuses
@@ -34,15 +33,10 @@ constexpr size_t kMinCachedBytes = size_t(1) << 20;
 constexpr size_t kAlignment = 64;  // c10's own alignment for CPU tensors
 constexpr uint8_t kPriority = 0;   // the default allocator's: c10 lets an equal one replace it
 
-// An eighth of the largest power of two <= n: the spacing of the size classes near n.
-size_t class_step(size_t n) {
-  const size_t top = size_t(1) << (63 - __builtin_clzll(n));
-  return top >= 8 ? top / 8 : 1;
-}
-
-// n rounded up to its size class (a multiple of class_step(n)).
+// n rounded up to a multiple of an eighth of the largest power of two <= n.
 size_t size_class(size_t n) {
-  const size_t step = class_step(n);
+  const size_t top = size_t(1) << (63 - __builtin_clzll(n));
+  const size_t step = top >= 8 ? top / 8 : 1;
   return (n + step - 1) / step * step;
 }
 
@@ -87,12 +81,9 @@ class BlockCache final : public c10::Allocator {
         }
       }
       if (ptr == nullptr) {
-        // One class of headroom: a batch's activations vary in size with its histories,
-        // and a block that fits only this size would miss every larger request after it.
-        const size_t kept = bytes + class_step(bytes);
-        ptr = aligned(kept);
+        ptr = aligned(bytes);
         std::lock_guard<std::mutex> guard(mutex_);
-        live_[ptr] = kept;
+        live_[ptr] = bytes;
       }
     } else {
       ptr = aligned(n);

@@ -1,7 +1,7 @@
 """Whole fits with and without the block cache (``_kernels.block_cache``), A/B in one run.
 
 The classifier trains and predicts inside ``_kernels.block_cache()`` on the CPU: torch's
-freed blocks of 1 MiB or more are kept for the next tensors of their size instead of
+freed blocks of 8 MiB or more are kept for the next tensors of their size instead of
 going back to the kernel, whose fresh pages each step's largest activations would
 otherwise fault in anew (glibc unmaps every block over its mmap threshold, 32 MiB at
 most, when it is freed). Here the same fit runs with the cache and with the cache

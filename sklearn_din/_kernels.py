@@ -141,7 +141,7 @@ def prepare() -> None:
 
 @contextlib.contextmanager
 def block_cache() -> Iterator[None]:
-    """Inside the block, torch's CPU tensors of 1 MiB or more reuse freed memory.
+    """Inside the block, torch's CPU tensors of 8 MiB or more reuse freed memory.
 
     glibc hands every CPU block over its mmap threshold (32 MiB at most) fresh pages and
     unmaps them when freed, so a training step's largest activations page-fault in anew

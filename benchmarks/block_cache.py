@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import resource
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
-from harness import machine_info, machine_line  # noqa: E402
+from harness import faulted_mb, machine_info, machine_line  # noqa: E402
 from speed import classifier, click_log, transformed_rows  # noqa: E402
 
 from sklearn_din import _kernels  # noqa: E402
@@ -43,18 +42,14 @@ from sklearn_din import _kernels  # noqa: E402
 HISTORIES = {"short": "synthetic-short", "long": "synthetic-long"}
 
 
-def _faulted_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt * resource.getpagesize() / 2**20
-
-
 def timed_fit(rows: dict, size: str, epochs: int, cached: bool) -> dict:
     """One fit (and a prediction of the test rows) with the cache or without it."""
     real = _kernels.block_cache
     _kernels.block_cache = real if cached else contextlib.nullcontext
     try:
-        before, start = _faulted_mb(), time.perf_counter()
+        before, start = faulted_mb(), time.perf_counter()
         model = classifier(size, epochs, 0).fit(rows["train"], rows["y_train"])
-        fit_s, faulted = time.perf_counter() - start, _faulted_mb() - before
+        fit_s, faulted = time.perf_counter() - start, faulted_mb() - before
         proba = model.predict_proba(rows["test"])[:, 1]
     finally:
         _kernels.block_cache = real

@@ -28,6 +28,14 @@ RESULTS = ROOT / "benchmarks" / "results"
 DATA = Path(os.environ.get("SKLEARN_DIN_DATA", ROOT.parent / "shared" / "data"))
 
 
+def faulted_mb() -> float:
+    """MB of fresh pages this process has faulted in so far (minor page faults, getrusage):
+    memory the allocator had to take from the kernel. Differences time a stretch of work."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt * resource.getpagesize() / 2**20
+
+
 def machine_info() -> dict:
     """CPU, versions, thread count, git commit and load: what a reader needs to trust a figure."""
     cpu = platform.processor() or ""

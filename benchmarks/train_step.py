@@ -36,7 +36,6 @@ import datetime
 import importlib.util
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+from harness import faulted_mb  # noqa: E402
 from speed import BATCH_SIZE, EMBED_DIM, LR, MAX_LEN, SIZES, matmul_gflops  # noqa: E402
 from speed import train_flops as speed_train_flops  # noqa: E402
 
@@ -145,13 +145,12 @@ def run_config(baseline, size: str, kind: str, threads: int, reps: int, seed: in
     for rep in range(reps):
         order = ("A", "B") if rep % 2 == 0 else ("B", "A")
         for name in order:
-            faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            faults_before = faulted_mb()
             start = time.perf_counter()
             for batch in batches:
                 trainers[name].step(batch)
             times[name].append((time.perf_counter() - start) / len(batches))
-            faulted = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
-            faults[name].append(faulted * resource.getpagesize() / 2**20 / len(batches))
+            faults[name].append((faulted_mb() - faults_before) / len(batches))
     hist_len_sum = sum(int(b["history_length"].sum()) for b in batches) / len(batches)
     flops = speed_train_flops(size, hist_len_sum, BATCH_SIZE)
     median = {k: statistics.median(v) for k, v in times.items()}

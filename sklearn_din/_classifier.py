@@ -520,8 +520,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self._check_inferred_network_args(explicit)
         kwargs.update(explicit)
         self.module_ = self.initialized_instance(self.module, kwargs)
-        if _parse_device(self.device or "cpu")[0] == "cpu" and any(
-                isinstance(m, Dice) for m in self.module_.modules()):
+        if self._on_cpu() and any(isinstance(m, Dice) for m in self.module_.modules()):
             # Dice's kernels load (or build, or warn) here, not inside the first epoch.
             _kernels.prepare()
         return self
@@ -1012,12 +1011,14 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
                 self._initialize_checked()
             super().partial_fit(X, y, **fit_params)
 
+    def _on_cpu(self) -> bool:
+        """Whether the network runs on the CPU (``device`` None means the CPU)."""
+        return _parse_device(self.device or "cpu")[0] == "cpu"
+
     def _reusing_freed_memory(self) -> contextlib.AbstractContextManager:
         """On the CPU, torch's large freed blocks are reused inside (``_kernels.block_cache``):
         without it every step's largest activations page-fault in anew."""
-        if _parse_device(self.device or "cpu")[0] != "cpu":
-            return contextlib.nullcontext()
-        return _kernels.block_cache()
+        return _kernels.block_cache() if self._on_cpu() else contextlib.nullcontext()
 
     def _initialize_checked(self) -> None:
         """initialize(), naming the parameters at fault when torch refuses them."""

@@ -119,7 +119,7 @@ class BlockCache final : public c10::Allocator {
   }
 
   // Undo one enter(); the last puts the previous allocator back and frees the cache.
-  std::tuple<int64_t, int64_t> exit() {
+  void exit() {
     std::lock_guard<std::mutex> guard(mutex_);
     TORCH_CHECK(depth_ > 0, "sklearn-din's block cache: exit() without enter()");
     if (--depth_ == 0) {
@@ -132,7 +132,6 @@ class BlockCache final : public c10::Allocator {
       free_.clear();
       cached_bytes_ = 0;
     }
-    return {hits_, misses_};
   }
 
   // (depth, cached bytes, live large blocks, hits, misses): for tests.
@@ -181,7 +180,7 @@ bool block_cache_enter(int64_t max_cached_bytes) {
   return BlockCache::instance().enter(max_cached_bytes);
 }
 
-std::tuple<int64_t, int64_t> block_cache_exit() { return BlockCache::instance().exit(); }
+void block_cache_exit() { BlockCache::instance().exit(); }
 
 std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t> block_cache_stats() {
   return BlockCache::instance().stats();
@@ -197,6 +196,6 @@ std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t> block_cache_stats() {
 
 SKLEARN_DIN_EXPAND(SKLEARN_DIN_NAMESPACE, m) {
   m.def("block_cache_enter(int max_cached_bytes) -> bool", &block_cache_enter);
-  m.def("block_cache_exit() -> (int, int)", &block_cache_exit);
+  m.def("block_cache_exit() -> ()", &block_cache_exit);
   m.def("block_cache_stats() -> (int, int, int, int, int)", &block_cache_stats);
 }

@@ -102,7 +102,7 @@ def _build(name: str) -> Any:
     # one thread. The extension then shares torch's libgomp (same soname, loaded first).
     openmp = (["-fopenmp"] if sys.platform.startswith("linux")
               and torch.backends.openmp.is_available() else [])
-    logger.info("Loading sklearn-din's Dice kernels for %s (built on first use: a few "
+    logger.info("Loading sklearn-din's compiled kernels for %s (built on first use: a few "
                 "seconds, once per machine and torch install).", name)
     try:
         cpp_extension.load(
@@ -113,7 +113,8 @@ def _build(name: str) -> Any:
             is_python_module=False, verbose=False,
         )
     except Exception as error:  # the compiler's own message says what is missing
-        return RuntimeError(f"sklearn-din's Dice kernels did not build for {name}: {error}")
+        return RuntimeError(f"sklearn-din's compiled kernels (Dice, the block cache) did not "
+                            f"build for {name}: {error}")
     return getattr(torch.ops, namespace)
 
 
@@ -183,6 +184,7 @@ def _warn_once(error: Exception) -> None:
         _warned.set()
         from ._messages import warn
 
-        warn(f"{error}. Dice runs on torch's ops instead (the same function, slower); "
-             f"set {ENVIRONMENT_VARIABLE}=torch to choose that without this warning.",
+        warn(f"{error}. Dice runs on torch's ops instead (the same function, slower), and "
+             "fits and predictions on torch's own allocator; set "
+             f"{ENVIRONMENT_VARIABLE}=torch to choose that without this warning.",
              RuntimeWarning)

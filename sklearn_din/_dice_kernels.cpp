@@ -4,8 +4,8 @@
 // elementwise steps per value, and torch's sigmoid runs at about a third of the rate of
 // a copy: on the attention's (positions x units) activations these passes are a third
 // of a training step and of a serving request. Here each row is read once and written
-// once, and the sigmoid is exp_u20 (ATen's 20-ulp exponential, as inductor emits it)
-// with a hardware reciprocal refined by one Newton step (1e-7 relative; 1e-6 on AVX2).
+// once, and the sigmoid is _vec_math.h's (ATen's 20-ulp exponential and a refined
+// hardware reciprocal).
 //
 // Built by _kernels.py for the CPU capability torch itself dispatches to; the same
 // source compiles for AVX512, AVX2 and the scalar fallback of ATen's Vectorized. The
@@ -19,31 +19,14 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include "_vec_math.h"
+
 #include <tuple>
 #include <vector>
 
 namespace {
 
-using Vec = at::vec::Vectorized<float>;
 constexpr int64_t kChunkRows = 64;
-
-inline Vec reciprocal(const Vec& d) {
-#if defined(CPU_CAPABILITY_AVX512)
-  __m512 r = _mm512_rcp14_ps(d);
-  return Vec(r) * (Vec(2.0f) - d * Vec(r));
-#elif defined(CPU_CAPABILITY_AVX2)
-  __m256 r = _mm256_rcp_ps(d);
-  return Vec(r) * (Vec(2.0f) - d * Vec(r));
-#else
-  return Vec(1.0f) / d;
-#endif
-}
-
-// sigmoid(x * scale + shift): the normalised activation's gate.
-inline Vec gate_of(const Vec& x, const Vec& scale, const Vec& shift) {
-  Vec u = at::vec::fmadd(x, scale, shift);
-  return reciprocal(Vec(1.0f) + u.neg().exp_u20());
-}
 
 void check_inputs(const at::Tensor& x, std::initializer_list<const at::Tensor*> channels) {
   TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat && x.is_contiguous(),

@@ -40,8 +40,10 @@ logger = logging.getLogger("sklearn_din")
 ENVIRONMENT_VARIABLE = "SKLEARN_DIN_KERNELS"
 CHOICES = ("auto", "compiled", "torch")
 SOURCE = Path(__file__).with_name("_dice_kernels.cpp")
-# Built into the same library: the allocator that keeps large freed blocks (block_cache).
+# Built into the same library: the allocator that keeps large freed blocks (block_cache),
+# and the inference MLP as one pass (_fused_mlp.py). Both kernel sources include _vec_math.h.
 CACHE_SOURCE = Path(__file__).with_name("_block_cache.cpp")
+MLP_SOURCE = Path(__file__).with_name("_mlp_kernels.cpp")
 # The most freed memory block_cache keeps at a time; blocks freed beyond it go back.
 MAX_CACHED_BYTES = 1 << 30
 
@@ -106,7 +108,8 @@ def _build(name: str) -> Any:
                 "seconds, once per machine and torch install).", name)
     try:
         cpp_extension.load(
-            f"{namespace}_torch_{version}_{install}", sources=[str(SOURCE), str(CACHE_SOURCE)],
+            f"{namespace}_torch_{version}_{install}",
+            sources=[str(SOURCE), str(CACHE_SOURCE), str(MLP_SOURCE)],
             extra_cflags=["-O3", f"-DSKLEARN_DIN_NAMESPACE={namespace}",
                           *_CAPABILITY_FLAGS[name], *openmp],
             extra_ldflags=openmp,
@@ -119,15 +122,23 @@ def _build(name: str) -> Any:
 
 
 def dice_ops(x: torch.Tensor, alpha: torch.Tensor) -> Any:
-    """The compiled Dice ops to run on ``x`` with ``alpha``, or None for torch's ops.
+    """The compiled Dice ops to run on ``x`` with ``alpha``, or None for torch's ops."""
+    return compiled_ops(x, alpha)
 
-    None for anything but plain float32 CPU tensors, and while torch traces or compiles
-    (the exported graphs hold torch's own ops, and inductor fuses them itself).
+
+def compiled_ops(*tensors: torch.Tensor) -> Any:
+    """The compiled ops to run on ``tensors``, or None for torch's ops.
+
+    None unless every tensor is a plain float32 CPU tensor of at least one dimension, and
+    while torch traces or compiles (the exported graphs hold torch's own ops, and inductor
+    fuses them itself).
     """
-    if (type(x) is not torch.Tensor or x.dtype != torch.float32 or x.device.type != "cpu"
-            or alpha.dtype != torch.float32 or x.dim() == 0
-            or torch.jit.is_tracing() or torch.compiler.is_compiling()):
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
         return None
+    for t in tensors:
+        if (type(t) is not torch.Tensor and not isinstance(t, torch.nn.Parameter)) \
+                or t.dtype != torch.float32 or t.device.type != "cpu" or t.dim() == 0:
+            return None
     return _chosen_ops()
 
 

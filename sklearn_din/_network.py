@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from . import _kernels
+from ._fused_mlp import mlp_scores, shared_mlp_scores
 
 ACTIVATIONS = ("dice", "prelu", "relu")
 POOLINGS = ("attention", "sum", "mean")
@@ -107,6 +108,12 @@ class Dice(nn.Module):
         # alpha + (1 - alpha) * p in one pass, written over p.
         torch.addcmul(self.alpha, gate, keep, out=gate)
         return gate.mul_(x)
+
+    def __getstate__(self) -> dict:
+        # The inference constants are a cache of the buffers: pickles and copies leave it.
+        state = self.__dict__.copy()
+        state.pop("_constants", None)
+        return state
 
     def _inference_constants(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-E[s] / sqrt(Var[s] + eps), 1 / sqrt(Var[s] + eps) and 1 - alpha.
@@ -394,8 +401,7 @@ class LocalActivationUnit(AttentionScorer):
             torch.cat([keys, q * keys[:, :dim]], dim=1),
             torch.cat([w_k - w_d, w_c, w_p], dim=1).T,
         )
-        hidden = self.first_activation(pre_activation)
-        return self.score(self.rest(hidden)).squeeze(1)
+        return mlp_scores(self, self.first_activation, self.rest, self.score, pre_activation)
 
     # (candidate, position) pairs scored per block by score_shared; None: one block, which
     # a traced graph (export_onnx's shared-history graph) needs, since a loop over blocks
@@ -418,6 +424,11 @@ class LocalActivationUnit(AttentionScorer):
         w_q, w_k, w_d, w_p, w_c = self.first.weight.split([dim] * 4 + [self.context_dim], dim=1)
         # The keys' own part, context features included: once per position.
         per_key = torch.addmm(self.first.bias, keys, torch.cat([w_k - w_d, w_c], dim=1).T)
+        # At inference on the CPU: one compiled pass over (candidates, position) tiles.
+        scores = shared_mlp_scores(self, self.first_activation, self.rest, self.score, query,
+                                   per_key, keys[:, :dim], w_q + w_d, w_p)
+        if scores is not None:
+            return scores
         per_key = per_key.reshape(1, -1)  # (1, L * U)
         # (W_q + W_d) q + W_p (q * k) == M_k q with M_k = W_q + W_d + W_p diag(k): the
         # candidate's whole part of position k's first layer is one product with M_k.
@@ -437,8 +448,9 @@ class LocalActivationUnit(AttentionScorer):
                      n_keys: int) -> torch.Tensor:
         """score_shared's scores (c, L) of one block of c candidates."""
         pre_activation = torch.addmm(per_key, query, mixed)  # (c, L * U)
-        hidden = self.first_activation(pre_activation.view(query.shape[0] * n_keys, -1))
-        return self.score(self.rest(hidden)).view(query.shape[0], n_keys)
+        return mlp_scores(self, self.first_activation, self.rest, self.score,
+                          pre_activation.view(query.shape[0] * n_keys, -1)
+                          ).view(query.shape[0], n_keys)
 
 
 class DeepInterestNetwork(nn.Module):
@@ -761,7 +773,7 @@ class DeepInterestNetwork(nn.Module):
         parts = [*parts, *(_lookup(t, sparse[:, j]) for j, t in enumerate(self.sparse_embeddings))]
         if dense.shape[1]:
             parts.append(dense)
-        return self.output(self.mlp(torch.cat(parts, dim=1))).squeeze(1)
+        return mlp_scores(self, None, self.mlp, self.output, torch.cat(parts, dim=1))
 
     # ------------------------------------------------------------- serving paths
     def forward_masked(

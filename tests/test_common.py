@@ -9,7 +9,7 @@ from sklearn.utils import estimator_checks as checks
 from sklearn.utils import get_tags
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_din import DINClassifier, SequenceFeatureTransformer
+from sklearn_din import DINClassifier, SequenceFeatureTransformer, _kernels
 
 torch.set_num_threads(1)
 
@@ -26,11 +26,14 @@ CLASSIFIER_EXPECTED_FAILURES = {
         "test_sample_weight.py), but with mini-batches copies change the batches and the "
         "number of steps, so the check's mini-batch fits differ."
     ),
-    "check_methods_subset_invariance": (
+}
+if _kernels.compiled_ops(torch.zeros(1, 1)) is None:
+    # The compiled inference MLP (_fused_mlp.py) computes each row on its own; torch's
+    # matrix products do not.
+    CLASSIFIER_EXPECTED_FAILURES["check_methods_subset_invariance"] = (
         "float32 matrix products round differently for different batch sizes (about 1e-7 "
         "relative), above the check's rtol=1e-7; predictions agree to float32 precision."
-    ),
-}
+    )
 
 
 def _classifier():

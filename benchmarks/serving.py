@@ -34,8 +34,11 @@ does less than this count (the keys' part of the first layer once per position):
 "achieved GFLOP/s" is the model's FLOPs per second of latency, comparable across paths.
 The machine's matmul rate is measured in the same run, on the same thread count.
 
-Also measured: appending one click with ``SequenceFeatureTransformer.partial_fit`` and the
-``score_candidates`` call right after it (the online-history path).
+Also measured: ``score_candidates`` back to back at the paper's sizes and 200 candidates
+(call after call, no other path between: a server's steady state, whose caches the
+interleaved loop above keeps evicting), and appending one click with
+``SequenceFeatureTransformer.partial_fit`` and the ``score_candidates`` call right after it
+(the online-history path).
 
 Usage::
 
@@ -221,6 +224,22 @@ def time_appends(model, X, users, items, n_candidates, calls, rng) -> dict:
             "score_candidates after it": percentiles(after)}
 
 
+def time_back_to_back(model, X, users, items, n_candidates, calls, warmup, rng) -> dict:
+    """score_candidates alone, call after call (requests built before the loop): a server's
+    steady state, with no other path's work between two calls to evict the caches."""
+    now = X["time"].max() + 1
+    requests = [(users[rng.integers(len(users))],
+                 items.iloc[rng.choice(len(items), n_candidates, replace=False)]
+                 .reset_index(drop=True)) for _ in range(warmup + calls)]
+    wall, cpu = [], []
+    for call, (user, candidates) in enumerate(requests):
+        _, seconds, cpu_seconds = _timed(score_candidates, model, user, candidates, time=now)
+        if call >= warmup:
+            wall.append(seconds)
+            cpu.append(cpu_seconds)
+    return {"wall": percentiles(wall), "cpu": percentiles(cpu)}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--calls", type=int, default=300, help="timed requests per (sizes, C)")
@@ -276,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                                  for p, r in result["paths"].items())
                 print(f"{name}, {n_candidates} candidates (p50/p99 ms): {line}", flush=True)
         if name == "paper":
+            report["back_to_back"] = time_back_to_back(model, X, users, items, 200,
+                                                       args.calls, args.warmup, rng)
             report["online"] = time_appends(model, X, users, items, 200,
                                             min(args.calls, 200), rng)
     matmul.append({"square_gflops": matmul_gflops(args.threads, 2048, 5)})
@@ -345,6 +366,14 @@ def render(report: dict) -> str:
     diffs = [max(r["max_abs_diff_vs_predict_proba"].values()) for r in report["runs"]]
     lines += [f"Largest |probability - predict_proba| over all timed requests: {max(diffs):.1e} "
               "(score_candidates and both onnxruntime graphs).", ""]
+    if "back_to_back" in report:
+        b = report["back_to_back"]
+        lines += ["`score_candidates` back to back (paper sizes, 200 candidates, "
+                  f"{b['wall']['calls']} calls, requests built before the loop, no other path "
+                  "between two calls: a server's steady state):", "",
+                  "| clock | p50 ms | p99 ms |", "|---|---:|---:|",
+                  f"| wall | {b['wall']['p50_ms']:.2f} | {b['wall']['p99_ms']:.2f} |",
+                  f"| CPU | {b['cpu']['p50_ms']:.2f} | {b['cpu']['p99_ms']:.2f} |", ""]
     if "online" in report:
         lines += ["Online history (paper sizes, 200 candidates): one click appended with "
                   "`partial_fit`, then the next `score_candidates` call:", "",
@@ -373,6 +402,12 @@ def render(report: dict) -> str:
                          f"**{'PASS' if p99_ok else 'MISS'}**; speed-up over today's path "
                          f"{ratios[0]:.1f}x at p50, {ratios[1]:.1f}x at p99 (target >= "
                          f"{TARGET_SPEEDUP:.0f}x at both): **{'PASS' if fast else 'MISS'}**.")
+    if "back_to_back" in report:
+        p99 = report["back_to_back"]["wall"]["p99_ms"]
+        lines.append(f"- paper, back to back (not interleaved with the other paths; the "
+                     f"interleaved figures above are the ones judged): p99 {p99:.2f} ms "
+                     f"({'within' if p99 <= TARGET_P99_MS else 'above'} the "
+                     f"{TARGET_P99_MS} ms target).")
     return "\n".join(lines) + "\n"
 
 

@@ -138,9 +138,11 @@ class FusedMLP:
     def pack(self, inputs: int) -> tuple:
         """The kernel's arguments after ``x``, for inputs of this width: built again only
         when a parameter or buffer changed."""
-        tensors = [t for m in self.modules if m is not None
-                   for t in (*m.parameters(), *m.buffers())]
-        key = (inputs, *((t._version, t.data_ptr()) for t in tensors))
+        # The leaf modules' own dicts, read anew each call (m.parameters() costs 10x more,
+        # and a conversion such as .double() replaces the buffers themselves).
+        key = (inputs, *((t._version, t.data_ptr()) for m in self.modules if m is not None
+                         for d in (m._parameters, m._buffers) for t in d.values()
+                         if t is not None))
         packed = self._packed
         if packed is None or packed[0] != key:
             with torch.no_grad():

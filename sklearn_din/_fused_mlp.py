@@ -181,7 +181,8 @@ def _kind(module: nn.Module | None, allow_none: bool = False) -> int | None:
 
     if module is None:
         return KINDS["identity"] if allow_none else None
-    if isinstance(module, Dice):
+    # The exact classes: a subclass may compute something else in its forward.
+    if type(module) is Dice:
         return KINDS["dice"]
     if type(module) is nn.PReLU:
         return KINDS["prelu"]
@@ -195,10 +196,10 @@ def _activation_params(module: nn.Module | None, width: int) -> torch.Tensor:
     for activations without parameters."""
     from ._network import Dice
 
-    if not isinstance(module, Dice | nn.PReLU):
+    if type(module) not in (Dice, nn.PReLU):
         return torch.zeros(0)
     params = torch.zeros((4, _padded(width)))
-    if isinstance(module, Dice):
+    if type(module) is Dice:
         shift, scale, keep = module._inference_constants()
         for row, values in enumerate((shift, scale, module.alpha, keep)):
             params[row, :width] = values

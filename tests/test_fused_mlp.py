@@ -194,3 +194,20 @@ def test_shared_history_scores_match_the_per_pair_forward_in_float64(
     assert len(computed) == 1 and computed[0] is not None  # the kernel ran
     torch.testing.assert_close(got.double(), expected.view(candidates, positions),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_a_subclass_of_an_activation_is_left_to_its_own_forward():
+    class ShiftedDice(Dice):
+        def forward(self, x):
+            return super().forward(x) + 1.0
+
+    unit = _unit((80, 40), "dice")
+    x = torch.randn(10, 80)
+    with torch.no_grad():  # packed first, then a module replaced: packed again
+        mlp_scores(unit, unit.first_activation, unit.rest, unit.score, x)
+    unit.rest[1] = ShiftedDice(40).eval()
+    assert not FusedMLP(unit.first_activation, unit.rest, unit.score).supported
+    with torch.no_grad():
+        torch.testing.assert_close(
+            mlp_scores(unit, unit.first_activation, unit.rest, unit.score, x),
+            unit.score(unit.rest(unit.first_activation(x))).squeeze(1))

@@ -63,6 +63,26 @@ def shared_mlp_scores(owner: nn.Module, lead: nn.Module | None, rest: nn.Sequent
                                  mixed_t, *fused.pack(units))
 
 
+def pair_mlp_scores(owner: nn.Module, lead: nn.Module | None, rest: nn.Sequential,
+                    score: nn.Linear, query: torch.Tensor, per_row: torch.Tensor,
+                    keys: torch.Tensor, rows: torch.Tensor, first_weight: torch.Tensor
+                    ) -> torch.Tensor | None:
+    """The scores (N,) of N (row, position) pairs, whose first layer at pair p is
+    ``per_row[rows[p]] + first_weight @ [keys[p], query[rows[p]] * keys[p, :dim]]``, or
+    None where the kernel does not apply (the caller then runs the modules; see
+    ``LocalActivationUnit.forward``)."""
+    fused = _fused(owner, lead, rest, score)
+    ops = fused.ops(per_row)
+    if ops is None or query.dtype != torch.float32 or keys.dtype != torch.float32:
+        return None
+    units = per_row.shape[1]
+    pad = _padded(units) - units
+    return ops.pair_mlp_scores(
+        query.contiguous(), nn.functional.pad(per_row, (0, pad)), keys.contiguous(),
+        rows.contiguous(), nn.functional.pad(first_weight.T, (0, pad)).contiguous(),
+        *fused.pack(units))
+
+
 def _fused(owner: nn.Module, lead: nn.Module | None, rest: nn.Sequential, score: nn.Linear
            ) -> FusedMLP:
     fused = _PACKED.get(owner)

@@ -35,9 +35,10 @@ constexpr int kMaxBlocks = 3;
 
 struct Layer {
   const float* weight_t;  // (inputs, width)
-  const float* bias;      // (width)
+  const float* bias;      // (width), or one row of it per tile row (bias_stride apart)
   const float* params;    // (4, width)
   int64_t inputs, width, kind;
+  int64_t bias_stride = 0;
 };
 
 inline Vec activate(int64_t kind, const Vec& x, const float* params, int64_t width, int64_t j) {
@@ -65,9 +66,9 @@ inline void columns(const float* in, int64_t in_stride, const Layer& layer, int6
   constexpr int V = Vec::size();
   const int64_t j0 = v0 * V;
   Vec acc[kRows][NB];
-  for (int n = 0; n < NB; ++n) {
-    const Vec b = Vec::loadu(layer.bias + j0 + n * V);
-    for (int r = 0; r < kRows; ++r) acc[r][n] = b;
+  for (int r = 0; r < kRows; ++r) {
+    const float* bias = layer.bias + r * layer.bias_stride + j0;
+    for (int n = 0; n < NB; ++n) acc[r][n] = Vec::loadu(bias + n * V);
   }
   const float* w = layer.weight_t + j0;
   for (int64_t k = 0; k < layer.inputs; ++k, w += layer.width) {
@@ -303,6 +304,81 @@ at::Tensor shared_mlp_scores(const at::Tensor& query, const at::Tensor& per_key,
   return out;
 }
 
+// Scores (N,) of N (row, position) pairs, LocalActivationUnit.forward at inference: pair
+// p's first layer is per_row[rows[p]] + [keys[p], query[rows[p]] * keys[p][:dim]] @
+// first_weight_t (its candidate's part, once per row, plus its key's and the product
+// term's), computed here for a tile of pairs, then activated and scored as mlp_scores does;
+// no (N, units) tensor is written.
+at::Tensor pair_mlp_scores(const at::Tensor& query, const at::Tensor& per_row,
+                           const at::Tensor& keys, const at::Tensor& rows,
+                           const at::Tensor& first_weight_t, int64_t lead_kind,
+                           const at::Tensor& lead_params, at::TensorList weights_t,
+                           at::TensorList biases, at::TensorList params,
+                           at::IntArrayRef kinds, const at::Tensor& score_weight,
+                           const at::Tensor& score_bias) {
+  check_float(query, "query");
+  check_float(per_row, "per_row");
+  check_float(keys, "keys");
+  check_float(first_weight_t, "first_weight_t");
+  TORCH_CHECK(rows.device().is_cpu() && rows.scalar_type() == at::kLong && rows.is_contiguous(),
+              "pair_mlp_scores takes rows as contiguous int64 CPU indices");
+  const int64_t batch = query.size(0), dim = query.size(1), pairs = keys.size(0);
+  const int64_t key_width = keys.size(1), units = per_row.size(1);
+  const int64_t first_inputs = key_width + dim;
+  TORCH_CHECK(query.dim() == 2 && keys.dim() == 2 && per_row.dim() == 2 && rows.dim() == 1 &&
+                  per_row.size(0) == batch && rows.size(0) == pairs && key_width >= dim &&
+                  units % kPad == 0 && first_weight_t.dim() == 2 &&
+                  first_weight_t.size(0) == first_inputs && first_weight_t.size(1) == units,
+              "pair_mlp_scores takes query (B, dim), per_row (B, units), keys (N, >= dim), "
+              "rows (N,) and first_weight_t (key width + dim, units), units padded to a "
+              "multiple of ", kPad);
+  const int64_t inputs = weights_t.empty() ? units : weights_t[0].size(0);
+  TORCH_CHECK(padded(inputs) == units, "pair_mlp_scores: the first packed layer takes ",
+              inputs, " inputs, which pad to ", padded(inputs), " columns, not ", units);
+  const PackedMLP mlp(inputs, lead_kind, lead_params, weights_t, biases, params, kinds,
+                      score_weight, score_bias);
+  const int64_t* rp = rows.data_ptr<int64_t>();
+  for (int64_t p = 0; p < pairs; ++p) {
+    TORCH_CHECK(rp[p] >= 0 && rp[p] < batch, "pair_mlp_scores: row index ", rp[p],
+                " is outside the ", batch, " rows of query");
+  }
+  at::Tensor out = at::empty({pairs}, keys.options());
+  const float *qp = query.data_ptr<float>(), *bp = per_row.data_ptr<float>(),
+              *kp = keys.data_ptr<float>(), *wp = first_weight_t.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const int64_t tiles = (pairs + kRows - 1) / kRows;
+  at::parallel_for(0, tiles, 16, [&](int64_t first, int64_t last) {
+    std::vector<float> buffers(2 * kRows * mlp.stride + kRows * (first_inputs + units), 0.0f);
+    float* tile_inputs = buffers.data() + 2 * kRows * mlp.stride;
+    float* tile_bias = tile_inputs + kRows * first_inputs;
+    float scores[kRows];
+    for (int64_t tile = first; tile < last; ++tile) {
+      const int64_t p0 = tile * kRows, count = std::min<int64_t>(kRows, pairs - p0);
+      for (int64_t r = 0; r < kRows; ++r) {
+        float* x = tile_inputs + r * first_inputs;
+        float* b = tile_bias + r * units;
+        if (r >= count) {  // a partial tile's missing pairs: zeros, scored and dropped
+          std::fill(x, x + first_inputs, 0.0f);
+          std::fill(b, b + units, 0.0f);
+          continue;
+        }
+        const float* key = kp + (p0 + r) * key_width;
+        const float* q = qp + rp[p0 + r] * dim;
+        std::copy(key, key + key_width, x);
+        for (int64_t j = 0; j < dim; ++j) x[key_width + j] = q[j] * key[j];
+        std::copy(bp + rp[p0 + r] * units, bp + (rp[p0 + r] + 1) * units, b);
+      }
+      float *in = buffers.data(), *next = in + kRows * mlp.stride;
+      Layer first_layer{wp, tile_bias, mlp.lead, first_inputs, units, lead_kind};
+      first_layer.bias_stride = units;
+      dense_layer(tile_inputs, first_inputs, first_layer, in, mlp.stride, nullptr, nullptr);
+      mlp.score_tile(in, next, scores);
+      std::copy(scores, scores + count, op + p0);
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 #define SKLEARN_DIN_REGISTER_MLP(ns, m) TORCH_LIBRARY_FRAGMENT(ns, m)
@@ -313,4 +389,8 @@ SKLEARN_DIN_REGISTER_MLP(SKLEARN_DIN_NAMESPACE, m) {
   m.def("shared_mlp_scores(Tensor query, Tensor per_key, Tensor mixed_t, int lead_kind, "
         "Tensor lead_params, Tensor[] weights_t, Tensor[] biases, Tensor[] params, "
         "int[] kinds, Tensor score_weight, Tensor score_bias) -> Tensor", &shared_mlp_scores);
+  m.def("pair_mlp_scores(Tensor query, Tensor per_row, Tensor keys, Tensor rows, "
+        "Tensor first_weight_t, int lead_kind, Tensor lead_params, Tensor[] weights_t, "
+        "Tensor[] biases, Tensor[] params, int[] kinds, Tensor score_weight, "
+        "Tensor score_bias) -> Tensor", &pair_mlp_scores);
 }

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from . import _kernels
-from ._fused_mlp import mlp_scores, shared_mlp_scores
+from ._fused_mlp import mlp_scores, pair_mlp_scores, shared_mlp_scores
 
 ACTIVATIONS = ("dice", "prelu", "relu")
 POOLINGS = ("attention", "sum", "mean")
@@ -392,6 +392,11 @@ class LocalActivationUnit(AttentionScorer):
         dim = self.dim
         w_q, w_k, w_d, w_p, w_c = self.first.weight.split([dim] * 4 + [self.context_dim], dim=1)
         per_row = nn.functional.linear(query, w_q + w_d, self.first.bias)
+        # At inference on the CPU: one compiled pass over tiles of pairs.
+        scores = pair_mlp_scores(self, self.first_activation, self.rest, self.score, query,
+                                 per_row, keys, rows, torch.cat([w_k - w_d, w_c, w_p], dim=1))
+        if scores is not None:
+            return scores
         # index_select, not query[rows]: on CPU advanced indexing is ~5x slower forward and
         # its backward is an accumulating index_put instead of an index_add.
         q = query.index_select(0, rows)

@@ -177,12 +177,7 @@ def test_shared_history_scores_match_the_per_pair_forward_in_float64(
 
     monkeypatch.setattr(_network, "shared_mlp_scores", recorded)
     torch.manual_seed(0)
-    unit = _unit((80, 40), activation)
-    if context_dim:  # a unit whose keys carry context features (the recency embedding)
-        state = {k: v for k, v in unit.state_dict().items() if not k.startswith("first.")}
-        unit = LocalActivationUnit(16, (80, 40), activation, context_dim=context_dim)
-        unit.load_state_dict(state, strict=False)
-        unit.eval()
+    unit = _unit_with_context((80, 40), activation, context_dim)
     query = torch.randn(candidates, 16)
     keys = torch.randn(positions, 16 + context_dim)
     rows = torch.arange(candidates).repeat_interleave(positions)
@@ -211,3 +206,45 @@ def test_a_subclass_of_an_activation_is_left_to_its_own_forward():
         torch.testing.assert_close(
             mlp_scores(unit, unit.first_activation, unit.rest, unit.score, x),
             unit.score(unit.rest(unit.first_activation(x))).squeeze(1))
+
+
+def _unit_with_context(units, activation, context_dim):
+    unit = _unit(units, activation)
+    if context_dim:  # a unit whose keys carry context features (the recency embedding)
+        state = {k: v for k, v in unit.state_dict().items() if not k.startswith("first.")}
+        unit = LocalActivationUnit(16, units, activation, context_dim=context_dim)
+        unit.load_state_dict(state, strict=False)
+    return unit.eval()
+
+
+@pytest.mark.parametrize("activation", ["dice", "prelu", "relu"])
+@pytest.mark.parametrize("units", [(36,), (80, 40), (33, 17, 5)])
+@pytest.mark.parametrize("pairs", [0, 1, 9, 500])
+@pytest.mark.parametrize("context_dim", [0, 8])
+def test_per_pair_scores_match_the_modules_in_float64(monkeypatch, activation, units, pairs,
+                                                       context_dim):
+    from sklearn_din import _network
+
+    computed = []
+
+    def recorded(*args):
+        computed.append(_fused_mlp.pair_mlp_scores(*args))
+        return computed[-1]
+
+    monkeypatch.setattr(_network, "pair_mlp_scores", recorded)
+    unit = _unit_with_context(units, activation, context_dim)
+    query = torch.randn(30, 16)
+    keys = torch.randn(pairs, 16 + context_dim)
+    rows = torch.randint(0, 30, (pairs,))
+    with torch.no_grad():
+        got = unit(query, keys, rows)
+        expected = copy.deepcopy(unit).double()(query.double(), keys.double(), rows)
+    assert len(computed) == 2 and computed[0] is not None  # the kernel ran (not in float64)
+    assert got.shape == (pairs,)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_per_pair_kernel_checks_its_row_indices():
+    unit = _unit((80, 40), "dice")
+    with torch.no_grad(), pytest.raises(RuntimeError, match="row index 30 is outside the 30"):
+        unit(torch.randn(30, 16), torch.randn(3, 16), torch.tensor([0, 30, 1]))

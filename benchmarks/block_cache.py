@@ -35,11 +35,9 @@ sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
 from harness import faulted_mb, machine_info, machine_line  # noqa: E402
-from speed import classifier, click_log, transformed_rows  # noqa: E402
+from speed import SYNTHETIC_HISTORIES, classifier, synthetic_rows  # noqa: E402
 
 from sklearn_din import _kernels  # noqa: E402
-
-HISTORIES = {"short": "synthetic-short", "long": "synthetic-long"}
 
 
 def timed_fit(rows: dict, size: str, epochs: int, cached: bool) -> dict:
@@ -65,17 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--sizes", nargs="+", default=["tutorial", "paper"])
     parser.add_argument("--histories", nargs="+", default=["short", "long"],
-                        choices=list(HISTORIES))
+                        choices=list(SYNTHETIC_HISTORIES))
     parser.add_argument("--out", type=Path, default=HERE / "results" / "block_cache.md")
     args = parser.parse_args(argv)
     info = machine_info()
     _kernels.prepare()  # built and loaded before any timing
-    data = {}
-    for kind in args.histories:
-        rows = transformed_rows(click_log(HISTORIES[kind], args.train_rows, 0, HERE), 0)
-        data[kind] = rows
-        print(f"{kind}: {len(rows['train']):,} training rows, mean history "
-              f"{rows['train']['hist_len'].mean():.1f} of 50", flush=True)
+    data = synthetic_rows(args.histories, args.train_rows, HERE)
     lines = []
     for threads in args.threads:
         torch.set_num_threads(threads)

@@ -37,11 +37,10 @@ sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
 from harness import machine_info, machine_line  # noqa: E402
-from speed import classifier, click_log, transformed_rows  # noqa: E402
+from speed import SYNTHETIC_HISTORIES, classifier, synthetic_rows  # noqa: E402
 
 from sklearn_din import _fused_mlp, _kernels  # noqa: E402
 
-HISTORIES = {"short": "synthetic-short", "long": "synthetic-long"}
 FUSED_OPS = _fused_mlp.FusedMLP.ops
 
 
@@ -112,11 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     info = machine_info()
     _kernels.prepare()  # built and loaded before any timing
-    data = {}
-    for kind, name in HISTORIES.items():
-        data[kind] = transformed_rows(click_log(name, args.train_rows, 0, HERE), 0)
-        print(f"{kind}: {len(data[kind]['train']):,} rows, mean history "
-              f"{data[kind]['train']['hist_len'].mean():.1f} of 50", flush=True)
+    data = synthetic_rows(list(SYNTHETIC_HISTORIES), args.train_rows, HERE)
     batch_lines, request_lines = [], []
     for size in args.sizes:
         for kind, rows in data.items():

@@ -148,6 +148,22 @@ def transformed_rows(log: pd.DataFrame, seed: int) -> dict:
     return out
 
 
+# The synthetic logs by the length of their histories, for the A/B scripts that reuse them
+# (block_cache.py, fused_mlp.py).
+SYNTHETIC_HISTORIES = {"short": "synthetic-short", "long": "synthetic-long"}
+
+
+def synthetic_rows(kinds: list[str], train_rows: int, data_dir: Path) -> dict[str, dict]:
+    """:func:`transformed_rows` of the synthetic logs of these history kinds (seed 0)."""
+    data = {}
+    for kind in kinds:
+        rows = transformed_rows(click_log(SYNTHETIC_HISTORIES[kind], train_rows, 0, data_dir), 0)
+        data[kind] = rows
+        print(f"{kind}: {len(rows['train']):,} training rows, mean history "
+              f"{rows['train']['hist_len'].mean():.1f} of 50", flush=True)
+    return data
+
+
 def save_rows(rows: dict, directory: Path, log: pd.DataFrame) -> dict:
     """The rows as .npy blocks for the workers; what the report says about them."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -251,6 +251,19 @@ at::Tensor mlp_scores(const at::Tensor& x, int64_t lead_kind, const at::Tensor& 
   return out;
 }
 
+// The packed MLP after a first layer the kernel computes itself, `units` columns wide: the
+// next layer reads its own number of inputs from them (the rest is padding).
+PackedMLP after_first_layer(const char* who, int64_t units, int64_t lead_kind,
+                            const at::Tensor& lead_params, at::TensorList weights_t,
+                            at::TensorList biases, at::TensorList params, at::IntArrayRef kinds,
+                            const at::Tensor& score_weight, const at::Tensor& score_bias) {
+  const int64_t inputs = weights_t.empty() ? units : weights_t[0].size(0);
+  TORCH_CHECK(padded(inputs) == units, who, ": the first packed layer takes ", inputs,
+              " inputs, which pad to ", padded(inputs), " columns, not ", units);
+  return PackedMLP(inputs, lead_kind, lead_params, weights_t, biases, params, kinds,
+                   score_weight, score_bias);
+}
+
 // Scores (C, L) of C candidates against the L positions of one shared history (one
 // visitor's request, LocalActivationUnit.score_shared): the first layer of pair (c, k) is
 // per_key[k] + query[c] @ mixed_t[k] (its keys' part and the candidate's, product term
@@ -272,13 +285,9 @@ at::Tensor shared_mlp_scores(const at::Tensor& query, const at::Tensor& per_key,
                   mixed_t.size(2) == units,
               "shared_mlp_scores takes query (C, dim), per_key (L, units) and mixed_t "
               "(L, dim, units), units padded to a multiple of ", kPad);
-  // The first layer's output is the MLP's input: `units` columns, of which the next layer
-  // reads its own number of inputs (the rest is padding).
-  const int64_t inputs = weights_t.empty() ? units : weights_t[0].size(0);
-  TORCH_CHECK(padded(inputs) == units, "shared_mlp_scores: the first packed layer takes ",
-              inputs, " inputs, which pad to ", padded(inputs), " columns, not ", units);
-  const PackedMLP mlp(inputs, lead_kind, lead_params, weights_t, biases, params, kinds,
-                      score_weight, score_bias);
+  const PackedMLP mlp = after_first_layer("shared_mlp_scores", units, lead_kind, lead_params,
+                                          weights_t, biases, params, kinds, score_weight,
+                                          score_bias);
   at::Tensor out = at::empty({candidates, keys}, query.options());
   const float *qp = query.data_ptr<float>(), *kp = per_key.data_ptr<float>(),
               *mp = mixed_t.data_ptr<float>();
@@ -332,11 +341,9 @@ at::Tensor pair_mlp_scores(const at::Tensor& query, const at::Tensor& per_row,
               "pair_mlp_scores takes query (B, dim), per_row (B, units), keys (N, >= dim), "
               "rows (N,) and first_weight_t (key width + dim, units), units padded to a "
               "multiple of ", kPad);
-  const int64_t inputs = weights_t.empty() ? units : weights_t[0].size(0);
-  TORCH_CHECK(padded(inputs) == units, "pair_mlp_scores: the first packed layer takes ",
-              inputs, " inputs, which pad to ", padded(inputs), " columns, not ", units);
-  const PackedMLP mlp(inputs, lead_kind, lead_params, weights_t, biases, params, kinds,
-                      score_weight, score_bias);
+  const PackedMLP mlp = after_first_layer("pair_mlp_scores", units, lead_kind, lead_params,
+                                          weights_t, biases, params, kinds, score_weight,
+                                          score_bias);
   const int64_t* rp = rows.data_ptr<int64_t>();
   for (int64_t p = 0; p < pairs; ++p) {
     TORCH_CHECK(rp[p] >= 0 && rp[p] < batch, "pair_mlp_scores: row index ", rp[p],

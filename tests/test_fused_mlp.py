@@ -62,10 +62,11 @@ def test_kernel_matches_the_modules_in_float64(ops, activation, units, rows):
     torch.testing.assert_close(got.double(), _reference(unit, x), rtol=1e-5, atol=1e-5)
 
 
-def test_the_output_mlp_is_fused_with_dropout_and_without_a_lead_activation():
+@pytest.mark.parametrize("hidden_units", [(), (7,), (200, 80)])
+def test_the_output_mlp_is_fused_with_dropout_and_without_a_lead_activation(hidden_units):
     torch.manual_seed(0)
-    net = DeepInterestNetwork([50, 10], hidden_units=(200, 80), dropout=0.3).eval()
-    x = torch.randn(64, net.mlp[0].in_features)
+    net = DeepInterestNetwork([50, 10], hidden_units=hidden_units, dropout=0.3).eval()
+    x = torch.randn(64, net.output.in_features if not hidden_units else net.mlp[0].in_features)
     fused = FusedMLP(None, net.mlp, net.output)
     assert fused.supported
     with torch.no_grad():

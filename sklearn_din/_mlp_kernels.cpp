@@ -79,9 +79,10 @@ inline void columns(const float* in, int64_t in_stride, const Layer& layer, int6
       for (int n = 0; n < NB; ++n) acc[r][n] = at::vec::fmadd(h, wk[n], acc[r][n]);
     }
   }
-  // Out of registers before the activation: its exponential is a call, across which no
-  // vector register survives, and accumulators live across it would be kept in memory
-  // through the whole product (a store per multiply-add).
+  // Out of registers before the activation: with the activation's code working on them
+  // directly, GCC kept every accumulator in memory through the whole product (a store per
+  // multiply-add, 0.65-0.8x torch's speed); written out here, they stay in registers in
+  // the loop above (3 loads, 8 broadcasts, 24 multiply-adds per input).
   alignas(64) float products[kRows][NB * V];
   for (int r = 0; r < kRows; ++r) {
     for (int n = 0; n < NB; ++n) acc[r][n].store(products[r] + n * V);

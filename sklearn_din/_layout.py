@@ -207,6 +207,8 @@ class InputLayout:
             if values.size and values.dtype.kind != "u" and values.min() < 0:
                 col = cols[int(np.argwhere(values < 0)[0, 1])]
                 raise ValueError(f"{who}: id column {col!r} has negative values; ids are >= 0.")
+        if not self.dense_cols:  # DIN's usual input: nothing below to check (0.4 ms a call)
+            return ids
         dense = X[list(self.dense_cols)]
         missing = dense.columns[dense.isna().any().to_numpy()].tolist()
         if missing:
@@ -217,17 +219,16 @@ class InputLayout:
                 f"{who}: column(s) {non_numeric[:10]} are neither ids nor numbers. Encode them "
                 "and name them in categorical_cols, or drop them."
             )
-        if len(self.dense_cols):
-            numbers = dense.to_numpy(dtype=np.float64)
-            if not np.isfinite(numbers).all():
-                col = self.dense_cols[int(np.argwhere(~np.isfinite(numbers))[0, 1])]
-                raise ValueError(f"{who}: numeric column {col!r} has NaN or inf values.")
-            # The network computes in float32: larger values would become inf there.
-            huge = np.abs(numbers) > _FLOAT32_MAX
-            if huge.any():
-                col = self.dense_cols[int(np.argwhere(huge)[0, 1])]
-                raise ValueError(f"{who}: numeric column {col!r} has values beyond float32's "
-                                 "range (3.4e38), which the network computes in.")
+        numbers = dense.to_numpy(dtype=np.float64)
+        if not np.isfinite(numbers).all():
+            col = self.dense_cols[int(np.argwhere(~np.isfinite(numbers))[0, 1])]
+            raise ValueError(f"{who}: numeric column {col!r} has NaN or inf values.")
+        # The network computes in float32: larger values would become inf there.
+        huge = np.abs(numbers) > _FLOAT32_MAX
+        if huge.any():
+            col = self.dense_cols[int(np.argwhere(huge)[0, 1])]
+            raise ValueError(f"{who}: numeric column {col!r} has values beyond float32's "
+                             "range (3.4e38), which the network computes in.")
         return ids
 
     def check_table_sizes(self, history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...],

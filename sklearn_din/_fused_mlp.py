@@ -51,8 +51,8 @@ def shared_mlp_scores(owner: nn.Module, lead: nn.Module | None, rest: nn.Sequent
     query[c]``, or None where the kernel does not apply (the caller then runs the modules;
     see ``LocalActivationUnit.score_shared``)."""
     fused = _fused(owner, lead, rest, score)
-    ops = fused.ops(per_key)
-    if ops is None or query.dtype != torch.float32:
+    ops = fused.ops(per_key, query, key_items, w_query, w_product)
+    if ops is None:
         return None
     units = per_key.shape[1]
     pad = _padded(units) - units
@@ -72,8 +72,8 @@ def pair_mlp_scores(owner: nn.Module, lead: nn.Module | None, rest: nn.Sequentia
     None where the kernel does not apply (the caller then runs the modules; see
     ``LocalActivationUnit.forward``)."""
     fused = _fused(owner, lead, rest, score)
-    ops = fused.ops(per_row)
-    if ops is None or query.dtype != torch.float32 or keys.dtype != torch.float32:
+    ops = fused.ops(per_row, query, keys, first_weight)
+    if ops is None:
         return None
     units = per_row.shape[1]
     pad = _padded(units) - units
@@ -113,7 +113,7 @@ class FusedMLP:
                  ) -> None:
         self.lead = lead
         self.modules = (lead, *rest, score)
-        self.layers: list[tuple[nn.Linear, nn.Module | None]] = []
+        self.layers: list[tuple[nn.Linear, nn.Module]] = []  # (linear, its activation)
         self.supported = score.out_features == 1 and _kind(lead, allow_none=True) is not None
         pending: nn.Linear | None = None
         for module in rest:
@@ -146,14 +146,15 @@ class FusedMLP:
             return None
         return ops.mlp_scores(x.contiguous(), *self.pack(x.shape[1]))
 
-    def ops(self, x: torch.Tensor) -> Any:
-        """The compiled ops for input ``x``, or None where they do not apply: autograd,
-        training mode, another dtype or device, tracing, torch's ops chosen."""
+    def ops(self, x: torch.Tensor, *others: torch.Tensor) -> Any:
+        """The compiled ops for input ``x`` (and the kernel's other float inputs), or None
+        where they do not apply: autograd, training mode, another dtype or device, tracing,
+        torch's ops chosen."""
         if not self.supported or torch.is_grad_enabled() or x.dim() != 2:
             return None
         if any(m is not None and m.training for m in self.modules):
             return None
-        return _kernels.compiled_ops(x, self.score.weight)
+        return _kernels.compiled_ops(x, *others, self.score.weight)
 
     def pack(self, inputs: int) -> tuple:
         """The kernel's arguments after ``x``, for inputs of this width: built again only

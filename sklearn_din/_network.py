@@ -392,9 +392,10 @@ class LocalActivationUnit(AttentionScorer):
         dim = self.dim
         w_q, w_k, w_d, w_p, w_c = self.first.weight.split([dim] * 4 + [self.context_dim], dim=1)
         per_row = nn.functional.linear(query, w_q + w_d, self.first.bias)
+        per_pair_weight = torch.cat([w_k - w_d, w_c, w_p], dim=1)  # keys, then the product
         # At inference on the CPU: one compiled pass over tiles of pairs.
         scores = pair_mlp_scores(self, self.first_activation, self.rest, self.score, query,
-                                 per_row, keys, rows, torch.cat([w_k - w_d, w_c, w_p], dim=1))
+                                 per_row, keys, rows, per_pair_weight)
         if scores is not None:
             return scores
         # index_select, not query[rows]: on CPU advanced indexing is ~5x slower forward and
@@ -404,7 +405,7 @@ class LocalActivationUnit(AttentionScorer):
         pre_activation = torch.addmm(
             per_row.index_select(0, rows),
             torch.cat([keys, q * keys[:, :dim]], dim=1),
-            torch.cat([w_k - w_d, w_c, w_p], dim=1).T,
+            per_pair_weight.T,
         )
         return mlp_scores(self, self.first_activation, self.rest, self.score, pre_activation)
 
@@ -429,15 +430,16 @@ class LocalActivationUnit(AttentionScorer):
         w_q, w_k, w_d, w_p, w_c = self.first.weight.split([dim] * 4 + [self.context_dim], dim=1)
         # The keys' own part, context features included: once per position.
         per_key = torch.addmm(self.first.bias, keys, torch.cat([w_k - w_d, w_c], dim=1).T)
+        w_query = w_q + w_d
         # At inference on the CPU: one compiled pass over (candidates, position) tiles.
         scores = shared_mlp_scores(self, self.first_activation, self.rest, self.score, query,
-                                   per_key, keys[:, :dim], w_q + w_d, w_p)
+                                   per_key, keys[:, :dim], w_query, w_p)
         if scores is not None:
             return scores
         per_key = per_key.reshape(1, -1)  # (1, L * U)
         # (W_q + W_d) q + W_p (q * k) == M_k q with M_k = W_q + W_d + W_p diag(k): the
         # candidate's whole part of position k's first layer is one product with M_k.
-        mixed = torch.addcmul(w_q + w_d, keys[:, None, :dim], w_p[None])  # (L, U, dim)
+        mixed = torch.addcmul(w_query, keys[:, None, :dim], w_p[None])  # (L, U, dim)
         mixed = mixed.reshape(-1, dim).T
         block_pairs = self.block_pairs
         if block_pairs is None or n_candidates * n_keys <= block_pairs:

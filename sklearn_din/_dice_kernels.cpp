@@ -59,7 +59,7 @@ std::tuple<at::Tensor, at::Tensor> dice_forward(const at::Tensor& x, const at::T
         const int count = static_cast<int>(std::min<int64_t>(Vec::size(), width - j));
         Vec xv = Vec::loadu(xp + row + j, count);
         Vec g = gate_of(xv, Vec::loadu(sc + j, count), Vec::loadu(sh + j, count));
-        Vec y = xv * at::vec::fmadd(g, Vec::loadu(kp + j, count), Vec::loadu(al + j, count));
+        Vec y = dice_of(xv, g, Vec::loadu(al + j, count), Vec::loadu(kp + j, count));
         y.store(op + row + j, count);
         if (gp) g.store(gp + row + j, count);
       }

@@ -45,8 +45,8 @@ inline Vec activate(int64_t kind, const Vec& x, const float* params, int64_t wid
   switch (kind) {
     case kDice: {
       const Vec gate = gate_of(x, Vec::loadu(params + width + j), Vec::loadu(params + j));
-      return x * at::vec::fmadd(gate, Vec::loadu(params + 3 * width + j),
-                                Vec::loadu(params + 2 * width + j));
+      return dice_of(x, gate, Vec::loadu(params + 2 * width + j),
+                     Vec::loadu(params + 3 * width + j));
     }
     case kPrelu:  // x if x > 0 else a x, as max(x, 0) + a min(x, 0)
       return at::vec::maximum(x, Vec(0.0f)) +

@@ -30,4 +30,9 @@ inline Vec gate_of(const Vec& x, const Vec& scale, const Vec& shift) {
   return reciprocal(Vec(1.0f) + u.neg().exp_u20());
 }
 
+// Dice's output from its gate: x (alpha + keep gate), keep = 1 - alpha.
+inline Vec dice_of(const Vec& x, const Vec& gate, const Vec& alpha, const Vec& keep) {
+  return x * at::vec::fmadd(gate, keep, alpha);
+}
+
 }  // namespace

@@ -116,8 +116,8 @@ def _build(name: str) -> Any:
             is_python_module=False, verbose=False,
         )
     except Exception as error:  # the compiler's own message says what is missing
-        return RuntimeError(f"sklearn-din's compiled kernels (Dice, the block cache) did not "
-                            f"build for {name}: {error}")
+        return RuntimeError(f"sklearn-din's compiled kernels (Dice, the inference MLP pass, "
+                            f"the block cache) did not build for {name}: {error}")
     return getattr(torch.ops, namespace)
 
 
@@ -195,7 +195,7 @@ def _warn_once(error: Exception) -> None:
         _warned.set()
         from ._messages import warn
 
-        warn(f"{error}. Dice runs on torch's ops instead (the same function, slower), and "
-             "fits and predictions on torch's own allocator; set "
+        warn(f"{error}. Dice and the inference MLPs run on torch's ops instead (the same "
+             "function, slower), and fits and predictions on torch's own allocator; set "
              f"{ENVIRONMENT_VARIABLE}=torch to choose that without this warning.",
              RuntimeWarning)

@@ -4,7 +4,7 @@
 // elementwise steps per value, and torch's sigmoid runs at about a third of the rate of
 // a copy: on the attention's (positions x units) activations these passes are a third
 // of a training step and of a serving request. Here each row is read once and written
-// once, and the sigmoid is _vec_math.h's (ATen's 20-ulp exponential and a refined
+// once, and the sigmoid is _vec_math.h's (a polynomial exponential and a refined
 // hardware reciprocal).
 //
 // Built by _kernels.py for the CPU capability torch itself dispatches to; the same

@@ -63,6 +63,20 @@ def test_kernels_match_dices_formula_in_double(ops, rows, width, batch_stats):
     assert torch.equal(recomputed[0], grad_x) and torch.equal(recomputed[1], grad_alpha)
 
 
+def test_the_gate_is_sigmoid_to_1e7_over_its_whole_range(ops):
+    # The kernels' own exponential (_vec_math.h): every exponent from deep saturation to
+    # the clamp at 100 / log2(e) and past it, and infinities, which must give 0 and 1, not
+    # NaN (1 + 2^t overflowing would make the reciprocal's refinement inf * 0).
+    x = torch.cat([torch.linspace(-120, 120, 240_001), torch.tensor([-1e30, 1e30]),
+                   torch.tensor([float("-inf"), float("inf")])])[:, None].contiguous()
+    one, zero = torch.ones(1), torch.zeros(1)
+    out, gate = ops.dice_forward(x, zero, one, zero, one, True)
+    reference = torch.sigmoid(x.double())
+    assert (gate.double() - reference).abs().max() < 2e-7
+    assert gate[-2].item() < 1e-30 and gate[-1].item() > 1 - 1e-7
+    assert torch.isfinite(gate).all() and torch.equal(out[:-2], x[:-2] * gate[:-2])
+
+
 def test_backward_does_not_depend_on_the_number_of_threads():
     # Column sums are added per fixed chunk of rows, in order: bit-identical gradients.
     ops = _kernels.load()

@@ -683,7 +683,7 @@ def test_training_with_fused_dice_gives_the_model_of_the_composed_dice(monkeypat
 
     fast, slow = train(composed=False), train(composed=True)
     # Adam's normalised steps carry float rounding into the weights (1.8e-5 with torch's
-    # ops, 4e-5 with the compiled kernel's 20-ulp exponential); a wrong gradient moves
+    # ops, 4e-5 with the compiled kernel's own exponential); a wrong gradient moves
     # them by 1e-2.
     for (name, a), b in zip(fast.state_dict().items(), slow.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=name)

@@ -50,7 +50,7 @@ Also measured: appending one click with ``SequenceFeatureTransformer.partial_fit
 
 Usage::
 
-    python3 benchmarks/serving.py             # about 5 minutes
+    python3 benchmarks/serving.py             # about 3-4 minutes
     python3 benchmarks/serving.py --quick     # a smoke run (fewer calls; not for the table)
 
 Writes benchmarks/results/serving.md and serving.json (``--out-dir`` to change).

@@ -24,6 +24,7 @@ Ids are non-negative integers; 0 is padding and 1 unknown.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from dataclasses import dataclass
@@ -157,8 +158,11 @@ class InputLayout:
             user_col=user_col,
         )
 
-    def _groups(self) -> dict[str, list[str]]:
-        """The id columns by role, in the order the network reads them."""
+    @functools.cached_property
+    def _role_columns(self) -> dict[str, list[str]]:
+        # Built once per layout (every prediction reads it, and a history of 50 positions
+        # is a hundred names); kept in the instance's __dict__, outside the dataclass's
+        # fields, so equality and saved model files are as before. Not to be mutated.
         groups = {
             "candidate": list(self.history_features),
             "history": [history_column(f, k) for f in self.all_history_features
@@ -169,6 +173,17 @@ class InputLayout:
             groups["history_length"] = [HIST_LEN_COL]
         return groups
 
+    def _groups(self) -> dict[str, list[str]]:
+        """The id columns by role, in the order the network reads them."""
+        return self._role_columns
+
+    @functools.cached_property
+    def _id_names(self) -> pd.Index:
+        # Every id column, role after role, as Python strings: a list would become an
+        # Arrow-backed string Index at every look-up (pandas 3), and object names match
+        # SequenceFeatureTransformer's output columns without a conversion.
+        return pd.Index([c for cols in self._groups().values() for c in cols], dtype=object)
+
     def check(self, X: pd.DataFrame, who: str) -> dict[str, np.ndarray]:
         """Ids must be finite non-negative integers and dense columns numbers.
 
@@ -177,6 +192,19 @@ class InputLayout:
         again; a frame made by SequenceFeatureTransformer is read without copying.
         """
         groups = self._groups()
+        ids = self._one_block(X)
+        if ids is None:
+            self._check_id_dtypes(X, groups, who)
+            ids = self.id_arrays(X)
+        self._check_id_values(ids, groups, who)
+        if not self.dense_cols:  # DIN's usual input: nothing below to check (0.4 ms a call)
+            return ids
+        self._check_dense(X, who)
+        return ids
+
+    @staticmethod
+    def _check_id_dtypes(X: pd.DataFrame, groups: dict[str, list[str]], who: str) -> None:
+        """Id columns must be numbers without missing values."""
         dtypes = dict(zip(X.columns, X.dtypes, strict=True))
         numeric = {t: pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
                    for t in set(dtypes.values())}
@@ -193,7 +221,11 @@ class InputLayout:
                     raise ValueError(
                         f"{who}: id column(s) {missing[:10]} have missing values (NaN/NA)."
                     )
-        ids = self.id_arrays(X)
+
+    @staticmethod
+    def _check_id_values(ids: dict[str, np.ndarray], groups: dict[str, list[str]], who: str
+                         ) -> None:
+        """Ids must be finite non-negative integers."""
         for role, cols in groups.items():
             values = ids[role]  # history: (n, features x positions), in its columns' order
             values = values.reshape(len(values), int(np.prod(values.shape[1:])))
@@ -207,8 +239,9 @@ class InputLayout:
             if values.size and values.dtype.kind != "u" and values.min() < 0:
                 col = cols[int(np.argwhere(values < 0)[0, 1])]
                 raise ValueError(f"{who}: id column {col!r} has negative values; ids are >= 0.")
-        if not self.dense_cols:  # DIN's usual input: nothing below to check (0.4 ms a call)
-            return ids
+
+    def _check_dense(self, X: pd.DataFrame, who: str) -> None:
+        """Dense columns must be finite numbers within float32's range."""
         dense = X[list(self.dense_cols)]
         missing = dense.columns[dense.isna().any().to_numpy()].tolist()
         if missing:
@@ -229,7 +262,6 @@ class InputLayout:
             col = self.dense_cols[int(np.argwhere(huge)[0, 1])]
             raise ValueError(f"{who}: numeric column {col!r} has values beyond float32's "
                              "range (3.4e38), which the network computes in.")
-        return ids
 
     def check_table_sizes(self, history_sizes: tuple[int, ...], sparse_sizes: tuple[int, ...],
                           n_rows: int, who: str) -> None:
@@ -269,25 +301,46 @@ class InputLayout:
         is a view of it: one look-up of the columns, not one per role.
         """
         groups = self._groups()
-        names = [c for cols in groups.values() for c in cols]
-        ids = {}
-        if names:
-            positions = X.columns.get_indexer(names)
-            lo, hi = int(positions.min()), int(positions.max())
-            span = X.iloc[:, lo : hi + 1]
-            kinds = set(span.dtypes)
-            if len(kinds) == 1 and not isinstance(next(iter(kinds)),
-                                                   pd.api.extensions.ExtensionDtype):
-                block, start = span.to_numpy(), 0
-                for role, cols in groups.items():
-                    at = positions[start : start + len(cols)] - lo
-                    start += len(cols)
-                    contiguous = len(at) > 0 and bool((np.diff(at) == 1).all())
-                    ids[role] = block[:, at[0] : at[-1] + 1] if contiguous else block[:, at]
-        ids = {role: ids[role] if role in ids else id_matrix(X, cols)
-               for role, cols in groups.items()}
+        ids = self._block_views(X, groups) or {}
+        return self._shaped({role: ids[role] if role in ids else id_matrix(X, cols)
+                             for role, cols in groups.items()}, len(X))
+
+    def _shaped(self, ids: dict[str, np.ndarray], n_rows: int) -> dict[str, np.ndarray]:
         n_features = len(self.all_history_features)
-        ids["history"] = ids["history"].reshape(len(X), n_features, self.max_len)
+        ids["history"] = ids["history"].reshape(n_rows, n_features, self.max_len)
+        return ids
+
+    def _one_block(self, X: pd.DataFrame) -> dict[str, np.ndarray] | None:
+        """:meth:`id_arrays` when every id column is in one block of one integer numpy
+        dtype (SequenceFeatureTransformer's output): such columns can hold neither
+        missing values nor non-numbers, so the per-column dtype checks have nothing to
+        find. None otherwise."""
+        ids = self._block_views(X, self._groups())
+        if ids is None or any(v.dtype.kind not in "iu" for v in ids.values()):
+            return None
+        return self._shaped(ids, len(X))
+
+    def _block_views(self, X: pd.DataFrame, groups: dict[str, list[str]]
+                     ) -> dict[str, np.ndarray] | None:
+        """Each role's ids as views of one read of X's columns, when the columns they
+        span share one numpy dtype; None otherwise (or without id columns)."""
+        names = self._id_names
+        if not len(names):
+            return None
+        positions = X.columns.get_indexer(names)
+        if (positions < 0).any():
+            return None
+        lo, hi = int(positions.min()), int(positions.max())
+        span = X.iloc[:, lo : hi + 1]
+        kinds = set(span.dtypes)
+        if len(kinds) != 1 or isinstance(next(iter(kinds)), pd.api.extensions.ExtensionDtype):
+            return None
+        block, start, ids = span.to_numpy(), 0, {}
+        for role, cols in groups.items():
+            at = positions[start : start + len(cols)] - lo
+            start += len(cols)
+            contiguous = len(at) > 0 and bool((np.diff(at) == 1).all())
+            ids[role] = block[:, at[0] : at[-1] + 1] if contiguous else block[:, at]
         return ids
 
     def vocab_sizes(self, X: pd.DataFrame, ids: dict[str, np.ndarray] | None = None

@@ -531,10 +531,16 @@ class SequenceFeatureTransformer(TransformerMixin, BaseEstimator):
             )
         n_int = block.shape[1]
         names = self.get_feature_names_out()
-        out = pd.DataFrame(block, index=X.index, columns=names[:n_int], copy=False)
+        # Names as Python strings (object dtype), as get_feature_names_out gives them: on
+        # pandas' Arrow-backed string dtype every reader that visits the names one by one
+        # (scikit-learn's feature-name check, each step's look-ups) makes a Python call
+        # per name, a third of a small batch's input handling in the classifier.
+        columns = pd.Index(names, dtype=object)
+        out = pd.DataFrame(block, index=X.index, columns=columns[:n_int], copy=False)
         passthrough = list(names[n_int:])
         if passthrough:
             out = pd.concat([out, X[passthrough]], axis=1)
+            out.columns = columns  # the passed-through names' dtype would win in concat
         return out
 
     def decode(self, column: str, codes: object) -> np.ndarray:

@@ -29,6 +29,17 @@ def to_pandas(X: object) -> object:
     return frame.to_pandas() if isinstance(frame, nw.DataFrame) else X
 
 
+def has_str_names(columns: pd.Index) -> bool:
+    """Whether every column name is a str (as scikit-learn requires of named columns).
+
+    pandas' string dtype holds only strings and missing values: checked without
+    visiting each name, which on its Arrow-backed form is a Python call per name.
+    """
+    if columns.dtype != object and pd.api.types.is_string_dtype(columns.dtype):
+        return not columns.hasnans
+    return all(isinstance(c, str) for c in columns)
+
+
 def check_dataframe(X: object, *, who: str, allow_empty: bool = False) -> pd.DataFrame:
     """``X`` as a pandas DataFrame (from any frame :func:`to_pandas` converts), if it is
     non-empty with unique column names."""

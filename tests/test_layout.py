@@ -132,3 +132,37 @@ def test_check_of_an_empty_frame_gives_empty_id_matrices(small_frame):
     ids = layout.check(X.iloc[:0], "test")
     assert ids["history"].shape == (0, len(layout.all_history_features), layout.max_len)
     assert ids["candidate"].shape == (0, len(layout.history_features))
+
+
+@pytest.mark.parametrize("bad", ["negative", "float_nan", "float_fraction"])
+def test_the_one_block_read_still_refuses_bad_ids_naming_the_column(small_frame, bad):
+    # The transformer's single integer block skips the per-column dtype checks (no
+    # integer column can hold NaN); the value checks stay, on the block's views.
+    X, _ = small_frame
+    layout = _layout(X)
+    X = X.copy()
+    if bad == "negative":
+        X.loc[X.index[3], "hist_cate_id_2"] = -4
+        pattern = "id column 'hist_cate_id_2' has negative values"
+    else:  # every id column float: still one block, of a dtype that can hold NaN
+        ids = [c for cols in layout._groups().values() for c in cols]
+        X = X.astype(dict.fromkeys(ids, np.float64))
+        X.loc[X.index[3], "item_id"] = np.nan if bad == "float_nan" else 2.5
+        pattern = ("missing values" if bad == "float_nan"
+                   else "id column 'item_id' has NaN, inf or non-integer values")
+    with pytest.raises(ValueError, match=pattern):
+        layout.check(X, "test")
+
+
+def test_a_frame_with_fits_columns_in_another_order_or_name_is_refused(small_frame):
+    X, y = small_frame
+    model = DINClassifier(**SMALL, max_epochs=1).fit(X, y)
+    swapped = X[[X.columns[1], X.columns[0], *X.columns[2:]]]
+    with pytest.raises(ValueError, match="feature names"):
+        model.predict_proba(swapped)
+    with pytest.raises(ValueError, match="feature names"):
+        model.predict_proba(X.rename(columns={"cate_id": "category"}))
+    # Fit's columns as pandas' string dtype or as Python strings: the same predictions.
+    as_str = X.set_axis(pd.Index(list(X.columns), dtype="str"), axis=1)
+    as_object = X.set_axis(pd.Index(list(X.columns), dtype=object), axis=1)
+    np.testing.assert_array_equal(model.predict_proba(as_str), model.predict_proba(as_object))

@@ -192,10 +192,13 @@ class InputLayout:
         again; a frame made by SequenceFeatureTransformer is read without copying.
         """
         groups = self._groups()
-        ids = self._one_block(X)
-        if ids is None:
+        views = self._block_views(X)
+        # One block of one integer numpy dtype (SequenceFeatureTransformer's output) can
+        # hold neither missing values nor non-numbers: the per-column dtype checks would
+        # find nothing there.
+        if views is None or any(v.dtype.kind not in "iu" for v in views.values()):
             self._check_id_dtypes(X, groups, who)
-            ids = self.id_arrays(X)
+        ids = self._id_arrays(X, views)
         self._check_id_values(ids, groups, who)
         if not self.dense_cols:  # DIN's usual input: nothing below to check (0.4 ms a call)
             return ids
@@ -300,28 +303,19 @@ class InputLayout:
         SequenceFeatureTransformer's output does), the block is read once and each role
         is a view of it: one look-up of the columns, not one per role.
         """
-        groups = self._groups()
-        ids = self._block_views(X, groups) or {}
-        return self._shaped({role: ids[role] if role in ids else id_matrix(X, cols)
-                             for role, cols in groups.items()}, len(X))
+        return self._id_arrays(X, self._block_views(X))
 
-    def _shaped(self, ids: dict[str, np.ndarray], n_rows: int) -> dict[str, np.ndarray]:
+    def _id_arrays(self, X: pd.DataFrame, views: dict[str, np.ndarray] | None
+                   ) -> dict[str, np.ndarray]:
+        """:meth:`id_arrays`, given X's :meth:`_block_views`."""
+        views = views or {}
+        ids = {role: views[role] if role in views else id_matrix(X, cols)
+               for role, cols in self._groups().items()}
         n_features = len(self.all_history_features)
-        ids["history"] = ids["history"].reshape(n_rows, n_features, self.max_len)
+        ids["history"] = ids["history"].reshape(len(X), n_features, self.max_len)
         return ids
 
-    def _one_block(self, X: pd.DataFrame) -> dict[str, np.ndarray] | None:
-        """:meth:`id_arrays` when every id column is in one block of one integer numpy
-        dtype (SequenceFeatureTransformer's output): such columns can hold neither
-        missing values nor non-numbers, so the per-column dtype checks have nothing to
-        find. None otherwise."""
-        ids = self._block_views(X, self._groups())
-        if ids is None or any(v.dtype.kind not in "iu" for v in ids.values()):
-            return None
-        return self._shaped(ids, len(X))
-
-    def _block_views(self, X: pd.DataFrame, groups: dict[str, list[str]]
-                     ) -> dict[str, np.ndarray] | None:
+    def _block_views(self, X: pd.DataFrame) -> dict[str, np.ndarray] | None:
         """Each role's ids as views of one read of X's columns, when the columns they
         span share one numpy dtype; None otherwise (or without id columns)."""
         names = self._id_names
@@ -336,7 +330,7 @@ class InputLayout:
         if len(kinds) != 1 or isinstance(next(iter(kinds)), pd.api.extensions.ExtensionDtype):
             return None
         block, start, ids = span.to_numpy(), 0, {}
-        for role, cols in groups.items():
+        for role, cols in self._groups().items():
             at = positions[start : start + len(cols)] - lo
             start += len(cols)
             contiguous = len(at) > 0 and bool((np.diff(at) == 1).all())

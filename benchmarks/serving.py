@@ -69,6 +69,7 @@ import argparse
 import json
 import os
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -342,7 +343,13 @@ def main(argv: list[str] | None = None) -> int:
     chosen = {"paper": (PAPER, PAPER_TRANSFORMER)} if args.quick else variants()
     import tempfile
 
-    issue = IssuePath(args.issue_commit, args.threads) if args.issue_commit else None
+    issue = None
+    if args.issue_commit:
+        try:
+            issue = IssuePath(args.issue_commit, args.threads)
+        except (OSError, subprocess.CalledProcessError) as error:  # no git, or no such commit
+            print(f"not timing the pipeline at {args.issue_commit} ({error}); the speed-up "
+                  "is judged against today's pipeline", flush=True)
     for name, (sizes, transformer) in chosen.items():
         model, X = fit_model(log, sizes, transformer, args.seed)
         issue_settings = None

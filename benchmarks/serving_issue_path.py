@@ -58,15 +58,14 @@ class IssuePath:
 
     def __init__(self, commit: str = ISSUE_COMMIT, threads: int = 1) -> None:
         self.commit = commit
-        self._folder = tempfile.TemporaryDirectory(prefix="sklearn-din-issue16-")
         archive = subprocess.run(["git", "archive", commit, "sklearn_din"], cwd=ROOT,
                                  capture_output=True, check=True).stdout
+        self._folder = tempfile.TemporaryDirectory(prefix="sklearn-din-issue16-")
         subprocess.run(["tar", "-x", "-C", self._folder.name], input=archive, check=True)
         env = {**os.environ, "PYTHONPATH": self._folder.name}
         self._process = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), str(threads)], env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=self._folder.name)
-        self.accepted: dict = {}
 
     def _ask(self, message):
         _send(self._process.stdin, message)
@@ -77,8 +76,7 @@ class IssuePath:
 
     def fit(self, X, y, classifier: dict, transformer: dict) -> dict:
         """Fit the old pipeline on (X, y) with the settings it accepts; returns those."""
-        self.accepted = self._ask(("fit", X, y, classifier, transformer))
-        return self.accepted
+        return self._ask(("fit", X, y, classifier, transformer))
 
     def time_block(self, requests: list) -> list[tuple[float, float]]:
         """(wall, CPU) seconds of ``predict_proba`` on each DataFrame, back to back."""

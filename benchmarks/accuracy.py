@@ -46,7 +46,7 @@ from accuracy_ablations import (  # noqa: E402
     VARIANTS,
     make_classifier,
 )
-from harness import commit_label, machine_info, machine_line, markdown_table, mean_std  # noqa: E402
+from harness import commit_label, machine_info, machine_line, mark_end, markdown_table, mean_std  # noqa: E402
 from protocol import DATASETS, load_split, xy  # noqa: E402
 
 from sklearn_din import DINClassifier, SequenceFeatureTransformer  # noqa: E402
@@ -345,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             result["models"][model] = summarise(runs)
         results[name] = result
     seconds = time.perf_counter() - start
+    mark_end(info)
     command = "python benchmarks/accuracy.py" + (" " + shlex.join(argv) if argv else "")
     out = Path(args.out)
     # The runs first: a report that fails must not lose them (--combine rebuilds it).

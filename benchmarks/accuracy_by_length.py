@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import machine_info, machine_line, markdown_table  # noqa: E402
+from harness import machine_info, machine_line, mark_end, markdown_table  # noqa: E402
 from protocol import DATASETS, load_split, xy  # noqa: E402
 
 from sklearn_din import DINClassifier, SequenceFeatureTransformer  # noqa: E402
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     info = machine_info()
     results = [run(name, args.seeds) for name in args.datasets]
+    mark_end(info)
     command = "python benchmarks/accuracy_by_length.py " + " ".join(sys.argv[1:])
     parts = [
         "# Where DIN's margin lives: validation AUC by history length (issue 13)", "",

@@ -78,6 +78,7 @@ from harness import (  # noqa: E402
     RESULTS,
     machine_info,
     machine_line,
+    mark_end,
     markdown_table,
     package_versions,
     write_report,
@@ -880,6 +881,7 @@ def main(argv=None) -> int:
         log(f"{name} done in {r['seconds']:.0f}s")
 
     info["runtime_seconds"] = time.perf_counter() - T0
+    mark_end(info)
     targets_ = targets(results, args)
     print_tables(results, targets_)
     payload = {

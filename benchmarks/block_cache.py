@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
-from harness import faulted_mb, machine_info, machine_line  # noqa: E402
+from harness import faulted_mb, machine_info, machine_line, mark_end  # noqa: E402
 from speed import SYNTHETIC_HISTORIES, classifier, synthetic_rows  # noqa: E402
 
 from sklearn_din import _kernels  # noqa: E402
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Whole fits with and without the block cache",
         "",
         f"Command: `{command}`  ",
-        machine_line(info) + "  ",
+        machine_line(mark_end(info)) + "  ",
         f"{args.train_rows:,} training rows a data set (speed.py's synthetic logs), batch 1024, "
         f"{args.epochs} epochs, early stopping off; {args.reps} alternating repetitions (no "
         "cache, then the cache). Epoch s: median over every epoch of every repetition. "

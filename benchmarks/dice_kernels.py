@@ -34,7 +34,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from harness import machine_info, machine_line, markdown_table  # noqa: E402
+from harness import machine_info, machine_line, mark_end, markdown_table  # noqa: E402
 
 from sklearn_din import Dice, _kernels  # noqa: E402
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python3 benchmarks/dice_kernels.py " + shlex.join(
         sys.argv[1:] if argv is None else argv)
     lines = ["# Dice alone: torch's ops vs the compiled kernels", "",
-             f"Command: `{command.strip()}`", "", machine_line(info), "",
+             f"Command: `{command.strip()}`", "", machine_line(mark_end(info)), "",
              f"Capability built: {_kernels.capability()}. {args.repeats} alternating "
              "repetitions per path, medians. train = forward with batch statistics and its "
              "backward; infer = eval mode without autograd. Max difference: between the two "

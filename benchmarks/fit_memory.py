@@ -53,6 +53,7 @@ from harness import (  # noqa: E402
     answer_worker,
     machine_info,
     machine_line,
+    mark_end,
     markdown_table,
     run_worker,
     write_report,
@@ -308,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                       f", reset {'worked' if run['peak_reset'] else 'failed'}), "
                       f"fit {run['fit_s']:.0f} s", flush=True)
     report["runtime_s"] = time.perf_counter() - began
+    mark_end(report["machine"])
     markdown = render(report)
     print(markdown)
     write_report(args.out.parent, args.out.stem, markdown, report)

@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
-from harness import machine_info, machine_line  # noqa: E402
+from harness import machine_info, machine_line, mark_end  # noqa: E402
 from speed import SYNTHETIC_HISTORIES, classifier, synthetic_rows  # noqa: E402
 
 from sklearn_din import _fused_mlp, _kernels  # noqa: E402
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Predictions with and without the fused inference MLP",
         "",
         f"Command: `{command}`  ",
-        machine_line(info) + "  ",
+        machine_line(mark_end(info)) + "  ",
         f"About {args.train_rows:,} rows a data set (speed.py's synthetic logs and sizes), each "
         "model fitted for one epoch. The same model, the same rows, the kernel on and off in "
         f"alternation; {args.reps} repetitions, median seconds. Max diff: the largest "

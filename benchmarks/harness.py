@@ -65,6 +65,13 @@ def machine_info() -> dict:
     }
 
 
+def mark_end(info: dict) -> dict:
+    """Record in ``info`` the load average as the run ends: the one ``machine_line`` reports
+    (a report rendered later, from a saved run, must not print the load of that moment)."""
+    info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    return info
+
+
 def commit_label(info: dict) -> str:
     """The git commit a run measured, marked when the package had uncommitted changes."""
     dirty = " (+ uncommitted changes)" if info.get("sklearn_din_uncommitted_changes") else ""
@@ -72,12 +79,15 @@ def commit_label(info: dict) -> str:
 
 
 def machine_line(info: dict) -> str:
-    """One sentence for a report's header."""
+    """One sentence for a report's header; the load at the end only where ``mark_end``
+    recorded it (older runs' files: ``load_average_at_end``)."""
+    end = info.get("loadavg_end") or info.get("load_average_at_end")
+    end = f", at end {end[0]:.2f}" if end else ", at end not recorded"
     return (f"Date {info['date']}; sklearn-din {info['sklearn_din']} at git commit "
             f"{commit_label(info)}; "
             f"torch {info['torch']}, {info['torch_threads']} thread(s); python {info['python']}; "
             f"{info['cpu']}, {info['cpu_count']} cores (load average at start "
-            f"{info['loadavg_start'][0]}, at end {os.getloadavg()[0]:.2f}).")
+            f"{info['loadavg_start'][0]}{end}).")
 
 
 def markdown_table(header: list[str], rows: list[list[object]]) -> list[str]:

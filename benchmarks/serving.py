@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -82,7 +81,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import torch  # noqa: E402
-from harness import machine_info, machine_line  # noqa: E402
+from harness import machine_info, machine_line, mark_end  # noqa: E402
 from serving_issue_path import ISSUE_COMMIT, IssuePath  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from speed import matmul_gflops  # noqa: E402
@@ -380,10 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if issue is not None:
         issue.close()
     matmul.append({"square_gflops": matmul_gflops(args.threads, 2048, 5)})
-    try:
-        report["machine"]["load_average_at_end"] = os.getloadavg()
-    except OSError:
-        report["machine"]["load_average_at_end"] = None
+    mark_end(report["machine"])
     report["runtime_s"] = time.perf_counter() - started
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem = "serving-quick" if args.quick else "serving"

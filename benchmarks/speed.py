@@ -59,6 +59,7 @@ from harness import (  # noqa: E402
     fmt,
     machine_info,
     machine_line,
+    mark_end,
     markdown_table,
     package_versions,
     run_worker,
@@ -402,6 +403,7 @@ def run(args: argparse.Namespace, command: str) -> dict:
     for threads in args.threads:
         report["matmul"][str(threads)].append(matmul_gflops(threads, n_mm, mm_reps))
     report["runtime_s"] = time.perf_counter() - start
+    mark_end(report["machine"])
     return report
 
 

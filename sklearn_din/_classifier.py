@@ -70,7 +70,7 @@ EARLY_STOPPING_AUTO_ROWS = 10_000
 _NETWORK_PARAMS = ("embed_dim", "attention_units", "hidden_units", "activation",
                    "attention_normalization", "pooling", "attention_scorer", "dropout",
                    "batch_norm", "pooled_product", "attention_length_scale",
-                   "attention_embedding_gradient")
+                   "attention_embedding_gradient", "behaviour_dropout")
 # Held by a fit with a random_state while it draws from torch's process-wide generator.
 _SEEDED_FITS = threading.RLock()
 
@@ -163,6 +163,13 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         candidate and the pooled history), as the pooling base models' do, and the
         scorer learns to weigh them; 1 is plain backpropagation (the paper's). Only
         training depends on it: predictions of a fitted model do not.
+    behaviour_dropout : float, default=0.4
+        In training, each real behaviour of each row's history is left out with this
+        probability, drawn anew for every batch (the rest keep their order and
+        recency; the row's ``hist_len`` shrinks). A regulariser of the pooled history,
+        for attention and the pooling base models alike: the model cannot hang on one
+        behaviour, and sees shorter histories of the same users. Predictions read the
+        whole history. 0 trains on whole histories (the paper's way).
     embedding_l2 : float, default=0.5
         Strength of the paper's mini-batch aware regularisation (Eqs. 4-6; the
         paper used 0.01 on a far larger log): an L2 penalty on only the embedding
@@ -298,10 +305,11 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
     Amazon Video Games, MovieLens; ``benchmarks/results/accuracy_ablations.md``):
     softmax attention scaled by history length whose scorer passes 0.3 of its
     gradient into the embeddings, 16-wide embeddings, mini-batch aware
-    regularisation at 0.5, no user embedding and early stopping, with the
-    transformer's recency feature. The paper's settings are one parameter each away:
+    regularisation at 0.5, behaviour dropout at 0.4, no user embedding and early
+    stopping, with the transformer's recency feature. The paper's settings are one
+    parameter each away:
     ``attention_normalization=None``, ``attention_length_scale=False``,
-    ``attention_embedding_gradient=1.0``,
+    ``attention_embedding_gradient=1.0``, ``behaviour_dropout=0``,
     ``pooled_product=False``, ``embed_dim=8``, ``embedding_l2=0.01``,
     ``early_stopping=False, max_epochs=N`` (and ``SequenceFeatureTransformer(
     recency=False)``).
@@ -332,6 +340,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "pooled_product": ["boolean"],
         "attention_length_scale": ["boolean"],
         "attention_embedding_gradient": [Interval(Real, 0, 1, closed="both")],
+        "behaviour_dropout": [Interval(Real, 0, 1, closed="left")],
         "embedding_l2": [Interval(Real, 0, None, closed="left")],
         "sparse_embeddings": ["boolean"],
         "user_col": [str, None],
@@ -372,6 +381,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         pooled_product: bool = True,
         attention_length_scale: bool = True,
         attention_embedding_gradient: float = 0.3,
+        behaviour_dropout: float = 0.4,
         embedding_l2: float = 0.5,
         sparse_embeddings: bool = False,
         user_col: str | None = "user_id",
@@ -438,6 +448,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self.pooled_product = pooled_product
         self.attention_length_scale = attention_length_scale
         self.attention_embedding_gradient = attention_embedding_gradient
+        self.behaviour_dropout = behaviour_dropout
         self.embedding_l2 = embedding_l2
         self.sparse_embeddings = sparse_embeddings
         self.user_col = user_col

@@ -527,6 +527,12 @@ class DeepInterestNetwork(nn.Module):
         flattens its weights towards mean pooling, going up focuses them on the
         best-scored behaviours: short histories are best averaged, long ones picked
         from. Only with ``pooling="attention"``.
+    behaviour_dropout : float, default=0.0
+        In training only, drop each real history position with this probability, for
+        every row and batch anew (the kept ones keep their order and their context
+        features, and the row's length shrinks): the pooled history learns not to
+        hang on any one behaviour. Predictions, in ``eval()`` mode, read the whole
+        history. Applies to attention and to sum and mean pooling alike.
 
     Examples
     --------
@@ -563,6 +569,7 @@ class DeepInterestNetwork(nn.Module):
         attention_scorer: str | type = "local_activation",
         attention_length_scale: bool = False,
         attention_embedding_gradient: float = 1.0,
+        behaviour_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -575,7 +582,10 @@ class DeepInterestNetwork(nn.Module):
         if not 0.0 <= attention_embedding_gradient <= 1.0:
             raise ValueError("attention_embedding_gradient must be in [0, 1], got "
                              f"{attention_embedding_gradient!r}.")
+        if not 0.0 <= behaviour_dropout < 1.0:
+            raise ValueError(f"behaviour_dropout must be in [0, 1), got {behaviour_dropout!r}.")
         self.pooling = pooling
+        self.behaviour_dropout = float(behaviour_dropout)
         self.pooled_product = pooled_product
         self.attention_embedding_gradient = float(attention_embedding_gradient)
         self.attention_normalization = attention_normalization
@@ -762,6 +772,9 @@ class DeepInterestNetwork(nn.Module):
     ) -> torch.Tensor:
         """One logit per row, shape (B,)."""
         parts = []
+        if self.training and self.behaviour_dropout > 0:
+            history, history_length = drop_behaviours(history, history_length,
+                                                      self.behaviour_dropout)
         if len(self.history_embeddings):
             query, pooled, _ = self.attend(candidate, history, history_length)
             parts += self._history_parts(query, pooled)
@@ -894,6 +907,26 @@ def _lookup(table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
     if table.padding_idx is not None and torch.is_grad_enabled() and table.weight.requires_grad:
         rows = rows * (flat != 0).unsqueeze(1).to(rows.dtype)
     return rows.view(*ids.shape, table.embedding_dim)
+
+
+def drop_behaviours(
+    history: torch.Tensor, history_length: torch.Tensor, rate: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each real position of each row's history dropped with probability ``rate``.
+
+    Returns the history with the kept positions moved to the front, in their order and
+    with every feature of theirs (the rest of a row is left as it was: positions past the
+    new length are never read), and the new lengths. One draw per (row, position) of
+    ``history``'s full width, from torch's generator.
+    """
+    max_len = history.shape[2]
+    positions = torch.arange(max_len, device=history.device)
+    valid = positions < history_length.clamp(0, max_len)[:, None]
+    kept = valid & (torch.rand(valid.shape, device=history.device) >= rate)
+    # A stable sort on "dropped" brings the kept positions first, in their order.
+    order = torch.sort((~kept).to(torch.uint8), dim=1, stable=True).indices
+    history = history.gather(2, order[:, None, :].expand_as(history))
+    return history, kept.sum(dim=1).to(history_length.dtype)
 
 
 def _scaled_gradient(x: torch.Tensor, share: float) -> torch.Tensor:

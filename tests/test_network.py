@@ -22,7 +22,7 @@ from sklearn_din import (
     load_model,
     save_model,
 )
-from sklearn_din._network import _DiceFunction
+from sklearn_din._network import _DiceFunction, drop_behaviours
 
 MAX_LEN = 20
 # As in test_classifier: small and fast, but enough to learn something in two epochs.
@@ -519,6 +519,46 @@ def test_attention_embedding_gradient_scales_only_the_scorers_share_of_the_gradi
     torch.testing.assert_close(emb_h, emb_0 + 0.3 * (emb_1 - emb_0), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="attention_embedding_gradient"):
         DeepInterestNetwork([30, 7], attention_embedding_gradient=1.5)
+
+
+def test_drop_behaviours_keeps_a_subsequence_of_each_rows_real_positions():
+    batch = _random_batch(n_rows=400, max_len=9)
+    history, length = batch["history"], batch["history_length"]
+    torch.manual_seed(0)
+    thinned, kept = drop_behaviours(history, length, 0.4)
+    assert thinned.shape == history.shape and kept.dtype == length.dtype
+    assert (kept <= length).all()
+    for row in range(len(length)):
+        real = history[row, :, : length[row]].T.tolist()  # (position, features)
+        left = iter(real)  # the kept positions, each with all its features, in order
+        assert all(p in left for p in thinned[row, :, : kept[row]].T.tolist())
+    # About 60% of the real positions survive (3,600 draws: 4 standard deviations).
+    assert abs(kept.sum() / length.sum() - 0.6) < 4 * (0.24 / length.sum()) ** 0.5
+    torch.testing.assert_close(drop_behaviours(history, length, 0.0),
+                               (history, length), rtol=0, atol=0)
+
+
+def test_behaviour_dropout_thins_training_histories_only():
+    """In eval mode the network reads whole histories; in training it reads the thinned
+    ones drop_behaviours draws, for attention and pooling alike."""
+    batch = _random_batch()
+    for pooling in ("attention", "mean"):
+        net = _random_network("prelu", "softmax", pooling)
+        net.behaviour_dropout = 0.5
+        plain = _random_network("prelu", "softmax", pooling)
+        with torch.no_grad():
+            torch.testing.assert_close(net(**batch), plain(**batch), rtol=0, atol=0)
+            net.train(), plain.train()
+            torch.manual_seed(3)
+            dropped = net(**batch)
+            torch.manual_seed(3)
+            history, length = drop_behaviours(batch["history"], batch["history_length"], 0.5)
+            expected = plain(**{**batch, "history": history, "history_length": length})
+        torch.testing.assert_close(dropped, expected, rtol=0, atol=0)
+        assert (dropped - plain(**batch)).abs().max() > 1e-3
+    for rate in (1.0, -0.1):
+        with pytest.raises(ValueError, match="behaviour_dropout"):
+            DeepInterestNetwork([30, 7], behaviour_dropout=rate)
 
 
 def test_shared_history_scores_equal_the_attention_unit():

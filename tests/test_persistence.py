@@ -117,25 +117,27 @@ def test_newer_format_version_says_upgrade(fitted, tmp_path):
 def test_a_file_from_before_the_attention_parameters_loads_without_them(fitted, tmp_path):
     # Format-2 files hold every parameter of their day: one written before a parameter
     # existed has none, and loads with the value of the model it holds (no length scale,
-    # plain backpropagation), not with today's default.
+    # plain backpropagation, whole histories in training), not with today's default.
     _, X, y, _ = fitted
     model = make_pipeline(
         SequenceFeatureTransformer(max_len=8),
         DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=1,
                       attention_length_scale=False, attention_embedding_gradient=1.0,
-                      verbose=0, random_state=0),
+                      behaviour_dropout=0.0, verbose=0, random_state=0),
     ).fit(X, y)
     path, older = tmp_path / "today.npz", tmp_path / "older.npz"
     save_model(model, path)
 
     def drop(meta):
-        for name in ("attention_length_scale", "attention_embedding_gradient"):
+        for name in ("attention_length_scale", "attention_embedding_gradient",
+                     "behaviour_dropout"):
             meta["steps"][1]["params"].pop(name)
 
     _rewrite_meta(path, older, drop, sign=True)
     loaded = load_model(older)
     assert loaded[-1].attention_length_scale is False
     assert loaded[-1].attention_embedding_gradient == 1.0
+    assert loaded[-1].behaviour_dropout == 0.0
     assert loaded[-1].module_.length_log_scale is None
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     defaults = DINClassifier()  # what a missing value is not

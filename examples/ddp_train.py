@@ -16,7 +16,9 @@ check that data-parallel training changes the speed, not the model. With
 (after hundreds of steps as far apart as two one-process fits with different
 thread counts); with the default Dice activation the batch statistics of each
 process's shard differ from those of the whole batch, and the models differ more
-(less than two seeds do).
+(less than two seeds do). Behaviour dropout is off here (``--behaviour-dropout 0``, the
+default's 0.4 otherwise): each process draws the behaviours it leaves out for its own
+shard, so with it the two fits differ as two seeds do.
 
 On CPU the processes talk over the ``gloo`` backend; on GPUs use ``nccl`` and
 one GPU per process (``--device cuda``: process ``LOCAL_RANK`` trains on
@@ -67,6 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="global batch size (default 1024, 256 with --small)")
     parser.add_argument("--activations", default="prelu,dice",
                         help="comma-separated activations; one model is fitted per activation")
+    parser.add_argument("--behaviour-dropout", type=float, default=0.0,
+                        help="DINClassifier's behaviour_dropout (0: the fits can match)")
     parser.add_argument("--embedding-l2", type=float, default=0.01,
                         help="the paper's mini-batch aware regularisation")
     parser.add_argument("--nproc", type=int, default=2,
@@ -101,6 +105,7 @@ def make_model(args: argparse.Namespace, activation: str, *, distributed: bool,
                device: str = "cpu") -> DINClassifier:
     return DINClassifier(
         activation=activation, embedding_l2=args.embedding_l2, max_epochs=args.epochs,
+        behaviour_dropout=args.behaviour_dropout,
         batch_size=args.batch_size, device=device, distributed=distributed,
         verbose=0, random_state=args.seed,
     )

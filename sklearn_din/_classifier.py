@@ -237,9 +237,11 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         ``torch.distributed.init_process_group`` before fit). Every process calls
         fit with the same rows and takes its shard of each batch of
         ``batch_size`` rows; the result matches a one-process fit up to Dice's and
-        BatchNorm's per-shard batch statistics. An explicit switch rather than
-        auto-detection: a script may use a process group for other work, and
-        silently averaging gradients with other processes' fits would be wrong.
+        BatchNorm's per-shard batch statistics and the behaviours that
+        ``behaviour_dropout`` leaves out (each process draws them for its shard).
+        An explicit switch rather than auto-detection: a script may use a process
+        group for other work, and silently averaging gradients with other
+        processes' fits would be wrong.
         Prediction is local to each process.
     random_state : int, RandomState instance or None, default=None
         Seeds initialisation, shuffling and dropout: the same seed gives the

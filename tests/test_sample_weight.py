@@ -18,10 +18,12 @@ from skorch.dataset import ValidSplit
 from sklearn_din import DINClassifier, SequenceFeatureTransformer, fit_stream
 from sklearn_din.metrics import gauc_score, make_gauc_scorer
 
-# PReLU, not Dice: Dice's batch statistics would see a duplicated row twice.
+# PReLU, not Dice: Dice's batch statistics would see a duplicated row twice. No behaviour
+# dropout: each copy of a duplicated row would lose other behaviours than the weighted row
+# (a weight is a count in expectation there, not draw for draw).
 EXACT = dict(embed_dim=4, attention_units=(8,), hidden_units=(8,), activation="prelu",
              optimizer=torch.optim.SGD, lr=0.5, max_epochs=3, batch_size=-1, verbose=0,
-             embedding_l2=0.05, random_state=0)
+             embedding_l2=0.05, behaviour_dropout=0.0, random_state=0)
 SMALL = dict(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=1, batch_size=64,
              verbose=0, random_state=0)
 

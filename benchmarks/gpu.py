@@ -154,9 +154,10 @@ print(f"data: {len(X):,} training rows (mean history {X['hist_len'].mean():.1f} 
 
 
 def make_clf(size, batch, epochs):
+    # Whole histories, as the CPU figures of speed.py (the same work per row).
     return DINClassifier(embed_dim=EMBED_DIM, **SIZES[size], batch_size=batch, max_epochs=epochs,
                          lr=LR, device=args.device, verbose=0, train_split=None,
-                         random_state=args.seed)
+                         behaviour_dropout=0.0, random_state=args.seed)
 
 
 def manual_epoch(module, inputs, target, batch, autocast_dtype, max_steps=None):

@@ -200,10 +200,11 @@ def classifier(size: str, epochs: int, seed: int, early_stopping: str | bool = F
     from sklearn_din import DINClassifier
 
     # Defaults otherwise; a fixed number of epochs on all the rows for every system, so no
-    # early stopping (its "auto" holds out validation rows from 10,000 rows on).
+    # early stopping (its "auto" holds out validation rows from 10,000 rows on), and whole
+    # histories (behaviour dropout would attend over fewer positions than the peers do).
     return DINClassifier(embed_dim=EMBED_DIM, **SIZES[size], max_epochs=epochs,
                          batch_size=BATCH_SIZE, lr=LR, verbose=0, early_stopping=early_stopping,
-                         random_state=seed)
+                         behaviour_dropout=0.0, random_state=seed)
 
 
 def worker(spec: dict) -> dict:

@@ -264,8 +264,11 @@ def _run_one(split, transformer_params: dict, params: dict, seed: int) -> dict:
 
 def effective(transformer_params: dict, params: dict) -> str:
     """What a run depends on: pooling models ignore the attention's settings; whole
-    histories (behaviour_dropout=0) were every run's before the parameter existed."""
-    if params.get("behaviour_dropout") == 0.0:
+    histories (behaviour_dropout=0) were every run's before the parameter existed, so
+    its records have no such key, and a variant that leaves it unset gets today's
+    default written in (it must not be taken for one of those runs)."""
+    params = {"behaviour_dropout": DINClassifier().behaviour_dropout, **params}
+    if params["behaviour_dropout"] == 0.0:
         params = {k: v for k, v in params.items() if k != "behaviour_dropout"}
     if params.get("pooling", "attention") != "attention":
         params = {k: v for k, v in params.items() if k != "attention_normalization"}

@@ -5,6 +5,7 @@ candidate x pooled-history products, as the DIN of the DIEN authors' code feeds 
 from __future__ import annotations
 
 import torch
+from skorch.callbacks import Callback
 
 from sklearn_din import DeepInterestNetwork
 from sklearn_din._network import _mlp, _scaled_gradient
@@ -243,3 +244,66 @@ class DINDetachedKeys(DeepInterestNetwork):
         super().__init__(*args, **kwargs)
         if self.attention is not None:
             self.attention = _DetachedKeys(self.attention)
+
+
+class WeightAverage(Callback):
+    """Prototype (ablations only): score and keep an exponential moving average of the
+    weights, not the last step's.
+
+    After every training step the average moves towards the network's floating-point
+    state (parameters and buffers, Dice's running moments included) by
+    ``1 / (horizon * steps per epoch)``: it remembers about ``horizon`` epochs, on a log of
+    any size. Validation batches, and so early stopping's choice and the weights it
+    restores, see the average; training continues from the raw weights. Without a
+    validation split the average is loaded when training ends.
+    """
+
+    def __init__(self, horizon: float = 1.0) -> None:
+        self.horizon = horizon
+
+    def _state(self, net) -> list[torch.Tensor]:
+        return [t for t in net.module_.state_dict(keep_vars=True).values()
+                if t.is_floating_point()]
+
+    def on_train_begin(self, net, **kwargs) -> None:
+        self.average_, self.raw_ = None, None
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs) -> None:
+        steps = max(1, -(-len(dataset_train) // net.batch_size))
+        self.rate_ = min(1.0, 1.0 / (self.horizon * steps))
+
+    def on_batch_end(self, net, training=None, **kwargs) -> None:
+        if not training:
+            return
+        with torch.no_grad():
+            state = [t.detach() for t in self._state(net)]
+            if self.average_ is None:
+                self.average_ = [t.clone() for t in state]
+            else:
+                torch._foreach_lerp_(self.average_, state, self.rate_)
+
+    def on_batch_begin(self, net, training=None, **kwargs) -> None:
+        if training or self.raw_ is not None or self.average_ is None:
+            return
+        with torch.no_grad():  # the first validation batch: swap the average in
+            state = self._state(net)
+            self.raw_ = [t.detach().clone() for t in state]
+            for t, a in zip(state, self.average_, strict=True):
+                t.data.copy_(a)
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        # After the scorers and early stopping (this callback comes after them): the raw
+        # weights back for the next epoch.
+        if self.raw_ is not None:
+            with torch.no_grad():
+                for t, r in zip(self._state(net), self.raw_, strict=True):
+                    t.data.copy_(r)
+            self.raw_ = None
+
+    def on_train_end(self, net, **kwargs) -> None:
+        # Early stopping has loaded the best epoch's averaged weights when it ran before this
+        # callback; otherwise (no validation split) load the average now.
+        if not net.__dict__.get("do_early_stopping_") and self.average_ is not None:
+            with torch.no_grad():
+                for t, a in zip(self._state(net), self.average_, strict=True):
+                    t.data.copy_(a)

@@ -155,8 +155,9 @@ class EarlyStoppingOnValidation(EarlyStopping):
 
     Active when the classifier stops early in this fit (its ``early_stopping`` and the
     number of rows decide, see :class:`DINClassifier`): it then watches ``valid_auc``,
-    stops after ``n_iter_no_change`` epochs without improvement and restores the best
-    epoch's weights. The classifier's parameters are the one source of these settings.
+    stops after ``n_iter_no_change_`` epochs without improvement (the classifier
+    resolves its ``n_iter_no_change`` once the training rows are known) and restores the
+    best epoch's weights. The classifier is the one source of these settings.
     """
 
     def __init__(self) -> None:
@@ -165,9 +166,12 @@ class EarlyStoppingOnValidation(EarlyStopping):
 
     def on_train_begin(self, net, **kwargs) -> None:
         self.active_ = bool(net.__dict__.get("do_early_stopping_"))
-        self.patience = net.n_iter_no_change
         self.sink = print if net.verbose else _silent
         super().on_train_begin(net, **kwargs)
+
+    def on_epoch_begin(self, net, **kwargs) -> None:
+        # Set after on_train_begin: the classifier resolves it when it splits the rows.
+        self.patience = net.__dict__.get("n_iter_no_change_")
 
     def on_epoch_end(self, net, **kwargs) -> None:
         if self.active_:

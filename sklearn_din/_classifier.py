@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
+import math
 import re
 import threading
 from collections.abc import Iterator
@@ -66,6 +67,13 @@ PREDICT_CHUNK_ROWS = 1 << 16
 # early_stopping="auto" switches early stopping on from this many training rows (as
 # scikit-learn's HistGradientBoostingClassifier does).
 EARLY_STOPPING_AUTO_ROWS = 10_000
+# n_iter_no_change="auto": a patience of about this many optimizer steps, and never fewer
+# epochs than AUTO_PATIENCE_MIN_EPOCHS. An epoch of a small log is few steps, and its
+# validation curve can plateau for several epochs before it climbs again (MovieLens
+# latest-small: 80 steps an epoch, patience 5); two epochs of the Amazon 5-core logs
+# (200-250 steps each) are already about this many (accuracy_ablations.py, `patience5`).
+AUTO_PATIENCE_STEPS = 400
+AUTO_PATIENCE_MIN_EPOCHS = 2
 # The flat parameters that build the network: a ``module__<name>`` value overrides one.
 _NETWORK_PARAMS = ("embed_dim", "attention_units", "hidden_units", "activation",
                    "attention_normalization", "pooling", "attention_scorer", "dropout",
@@ -218,8 +226,12 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         max_epochs=N`` trains exactly N epochs on every row (the paper's way).
     validation_fraction : float, default=0.1
         Share of the rows held out for early stopping (internal split only).
-    n_iter_no_change : int, default=2
-        Epochs without a better validation AUC before training stops.
+    n_iter_no_change : "auto" or int, default="auto"
+        Epochs without a better validation AUC before training stops. "auto" waits
+        about 400 optimizer steps, and at least 2 epochs: ``max(2, round(400 /
+        steps per epoch))``, with the steps per epoch those of the rows trained on
+        (2 on a log of 200,000 training rows at ``batch_size=1024``, 5 on one of
+        80,000). ``n_iter_no_change_`` holds the value a fit used.
     train_split : callable or None, default=None
         skorch's internal validation split (e.g. ``skorch.dataset.ValidSplit(0.1)``);
         None trains on all rows, or on the early-stopping split's training rows.
@@ -286,6 +298,9 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         Columns seen in fit (only when X is a DataFrame).
     module_ : DeepInterestNetwork
         The fitted network.
+    n_iter_no_change_ : int or None
+        The patience early stopping used in the last ``fit`` (``n_iter_no_change``,
+        "auto" resolved); None when it did not stop early.
     history_ : skorch.History
         Per-epoch log (train loss; validation loss and AUC with a train_split).
 
@@ -353,7 +368,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
         "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "n_iter_no_change": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         # skorch's own parameters that a value of the wrong type would silently misuse.
         "threshold": [Interval(Real, 0, 1, closed="both")],
         "warm_start": ["boolean"],
@@ -396,7 +411,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         batch_size: int = 1024,
         early_stopping: str | bool = "auto",
         validation_fraction: float = 0.1,
-        n_iter_no_change: int = 2,
+        n_iter_no_change: str | int = "auto",
         train_split: object = None,
         callbacks: list | None = None,
         device: str | torch.device = "cpu",
@@ -501,9 +516,22 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         """skorch's split, or early stopping's time-respecting one (see ``early_stopping``)."""
         split = self.__dict__.get("early_stopping_rows_")
         if split is None:
-            return super().get_split_datasets(X, y, **fit_params)
-        dataset = self.get_dataset(X, y)
-        return Subset(dataset, split[0]), Subset(dataset, split[1])
+            dataset_train, dataset_valid = super().get_split_datasets(X, y, **fit_params)
+        else:
+            dataset = self.get_dataset(X, y)
+            dataset_train, dataset_valid = Subset(dataset, split[0]), Subset(dataset, split[1])
+        if self.__dict__.get("do_early_stopping_") and dataset_valid is not None:
+            self.n_iter_no_change_ = self._patience(len(dataset_train))
+        return dataset_train, dataset_valid
+
+    def _patience(self, n_train_rows: int) -> int:
+        """Early stopping's patience in epochs: ``n_iter_no_change``, "auto" resolved for a
+        fit on ``n_train_rows`` rows (see ``n_iter_no_change``)."""
+        if self.n_iter_no_change != "auto":
+            return int(self.n_iter_no_change)
+        batch_size = self.get_params_for("iterator_train").get("batch_size", self.batch_size)
+        steps = 1 if batch_size == -1 else max(1, math.ceil(n_train_rows / batch_size))
+        return max(AUTO_PATIENCE_MIN_EPOCHS, round(AUTO_PATIENCE_STEPS / steps))
 
     def _early_stopping_rows(
         self, frame: pd.DataFrame, inputs: dict, target: np.ndarray
@@ -1023,6 +1051,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             len(target) >= EARLY_STOPPING_AUTO_ROWS
             if self.early_stopping == "auto" else bool(self.early_stopping)
         )
+        self.n_iter_no_change_ = None  # get_split_datasets sets it when stopping early
         if self.do_early_stopping_ and self.train_split is None:
             # Read by get_split_datasets; the rows are the fit's alone, not the model's.
             self.early_stopping_rows_ = self._early_stopping_rows(frame, inputs, target)

@@ -418,6 +418,13 @@ def _check_classifier(c: DINClassifier, fail: Callable,
     _expect(problem is None, fail, str(problem))
     _expect(isinstance(getattr(c, "do_early_stopping_", False), bool), fail,
             "do_early_stopping_ must be a boolean")
+    if "n_iter_no_change_" not in c.__dict__:  # files from before it, when it was the int
+        stopped = getattr(c, "do_early_stopping_", False)
+        c.n_iter_no_change_ = c.n_iter_no_change if stopped else None
+    patience = c.n_iter_no_change_
+    _expect(patience is None or (isinstance(patience, int) and not isinstance(patience, bool)
+                                 and patience >= 1), fail,
+            "n_iter_no_change_ must be None or a positive int")
 
 
 def _load_weights(c: DINClassifier, weights: dict, fail: Callable) -> None:

@@ -145,6 +145,29 @@ def test_a_file_from_before_the_attention_parameters_loads_without_them(fitted, 
     assert defaults.attention_embedding_gradient == 0.3
 
 
+def test_a_file_from_before_auto_patience_gets_the_patience_its_fit_used(fitted, tmp_path):
+    # n_iter_no_change_ (the resolved patience) is newer than the files that hold an
+    # int n_iter_no_change and do_early_stopping_: such a file's fit used that int.
+    model, X, _, path = fitted
+    assert load_model(path)[-1].n_iter_no_change_ == model[-1].n_iter_no_change_
+    for stopped, expected in ((True, 4), (False, None)):
+        older = tmp_path / f"older-{stopped}.npz"
+
+        def edit(meta, stopped=stopped):
+            step = meta["steps"][1]
+            step["params"]["n_iter_no_change"] = 4
+            step["fitted"].pop("n_iter_no_change_")
+            step["fitted"]["do_early_stopping_"] = stopped
+
+        _rewrite_meta(path, older, edit, sign=True)
+        assert load_model(older)[-1].n_iter_no_change_ == expected
+    bad = tmp_path / "bad.npz"
+    _rewrite_meta(path, bad, lambda meta: meta["steps"][1]["fitted"].update(
+        n_iter_no_change_=0), sign=True)
+    with pytest.raises(ModelFileError, match="n_iter_no_change_"):
+        load_model(bad)
+
+
 @pytest.mark.parametrize("name", ["torch.optim.Module", "torch.nn.Module", "os.system",
                                   "builtins.eval", "torch.optim.lr_scheduler.StepLR"])
 def test_a_file_cannot_name_arbitrary_code(fitted, tmp_path, name):

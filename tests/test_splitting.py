@@ -102,6 +102,31 @@ def test_auto_stops_early_and_keeps_the_best_epoch(big_rows):
     assert roc_auc_score(y[valid], best) == pytest.approx(max(scores))
 
 
+@pytest.mark.parametrize("batch_size", [40, 100])
+def test_auto_patience_waits_about_400_steps_and_at_least_2_epochs(big_rows, batch_size):
+    X, y = big_rows
+    train, _ = latest_rows_split(X["user_id"].to_numpy(), X["hist_len"].to_numpy(), 0.1,
+                                 np.random.RandomState(0))
+    steps = -(-len(train) // batch_size)
+    expected = max(2, round(400 / steps))
+    assert expected == (2 if batch_size == 40 else 4)  # the fixture is sized for both cases
+    model = DINClassifier(max_epochs=40, **{**FAST, "batch_size": batch_size}).fit(X, y)
+    assert model.n_iter_no_change == "auto" and model.n_iter_no_change_ == expected
+    # Training stopped exactly that many epochs after the best one (the first maximum).
+    scores = model.history[:, "valid_auc"]
+    assert len(scores) < 40
+    assert len(scores) - 1 - int(np.argmax(scores)) == expected
+
+
+def test_an_int_patience_is_used_as_given_and_none_without_early_stopping(big_rows):
+    X, y = big_rows
+    model = DINClassifier(max_epochs=40, n_iter_no_change=3, **FAST).fit(X, y)
+    scores = model.history[:, "valid_auc"]
+    assert model.n_iter_no_change_ == 3 and len(scores) - 1 - int(np.argmax(scores)) == 3
+    model.set_params(early_stopping=False, max_epochs=1).fit(X, y)
+    assert model.n_iter_no_change_ is None
+
+
 def test_off_trains_exactly_max_epochs_on_every_row(big_rows):
     X, y = big_rows
     model = DINClassifier(max_epochs=3, early_stopping=False, **FAST).fit(X, y)
@@ -139,6 +164,7 @@ def test_one_class_validation_is_refused_before_training():
     ({"early_stopping": "yes"}, "early_stopping"),
     ({"validation_fraction": 1.0}, "validation_fraction"),
     ({"n_iter_no_change": 0}, "n_iter_no_change"),
+    ({"n_iter_no_change": "soon"}, "n_iter_no_change"),
 ])
 def test_parameters_are_validated(params, match):
     X = pd.DataFrame({"user_id": [2, 3], "item_id": [2, 3]})

@@ -307,3 +307,45 @@ class WeightAverage(Callback):
             with torch.no_grad():
                 for t, a in zip(self._state(net), self.average_, strict=True):
                     t.data.copy_(a)
+
+
+class EpochWeightAverage(Callback):
+    """Prototype (ablations only): validation scores, and early stopping keeps, an
+    exponential moving average over epochs of the weights at each epoch's end, in which
+    the newest epoch has the share ``rate``; training goes on from the raw weights.
+
+    The average (parameters and buffers, Dice's running moments included) takes in the
+    epoch's weights when its first validation batch begins, and is swapped in for the
+    validation pass; the raw weights come back when the epoch ends, after every scorer
+    and early stopping (this callback comes after them).
+    """
+
+    def __init__(self, rate: float = 0.3) -> None:
+        self.rate = rate
+
+    def _state(self, net) -> list[torch.Tensor]:
+        return [t for t in net.module_.state_dict(keep_vars=True).values()
+                if t.is_floating_point()]
+
+    def on_train_begin(self, net, **kwargs) -> None:
+        self.average_, self.raw_ = None, None
+
+    def on_batch_begin(self, net, training=None, **kwargs) -> None:
+        if training or self.raw_ is not None:
+            return
+        with torch.no_grad():
+            state = self._state(net)
+            self.raw_ = [t.detach().clone() for t in state]
+            if self.average_ is None:
+                self.average_ = [t.clone() for t in self.raw_]
+            else:
+                torch._foreach_lerp_(self.average_, self.raw_, self.rate)
+            for t, a in zip(state, self.average_, strict=True):
+                t.data.copy_(a)
+
+    def on_epoch_end(self, net, **kwargs) -> None:
+        if self.raw_ is not None:
+            with torch.no_grad():
+                for t, r in zip(self._state(net), self.raw_, strict=True):
+                    t.data.copy_(r)
+            self.raw_ = None

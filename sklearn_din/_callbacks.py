@@ -182,5 +182,51 @@ class EarlyStoppingOnValidation(EarlyStopping):
             super().on_train_end(net, **kwargs)
 
 
+class WeightAveraging(Callback):
+    """Validation scores, and early stopping keeps, a moving average of the weights over
+    epochs, driven by the classifier's ``weight_averaging``.
+
+    Active when the classifier stops early in this fit and ``weight_averaging`` is set:
+    when an epoch's first validation batch begins, the average (parameters and floating
+    buffers, Dice's running moments included) takes in that epoch's weights with the share
+    ``weight_averaging`` and is swapped in, so the validation loss and AUC, early
+    stopping's choice and the weights it restores are the average's. The raw weights
+    come back when the next epoch begins: training goes on from them, as Polyak
+    averaging does. Holds two copies of the weights while training.
+    """
+
+    def on_train_begin(self, net, **kwargs) -> None:
+        rate = net.weight_averaging
+        self.rate_ = None if rate is None or rate == 1.0 else float(rate)
+        self.active_ = bool(net.__dict__.get("do_early_stopping_")) and self.rate_ is not None
+        self.average_, self.raw_ = None, None
+
+    def _state(self, net) -> list[torch.Tensor]:
+        return [t for t in net.module_.state_dict(keep_vars=True).values()
+                if t.is_floating_point()]
+
+    def on_epoch_begin(self, net, **kwargs) -> None:
+        if self.raw_ is not None:  # the last validation pass used the average
+            with torch.no_grad():
+                torch._foreach_copy_(self._state(net), self.raw_)
+            self.raw_ = None
+
+    def on_batch_begin(self, net, training=None, **kwargs) -> None:
+        if not self.active_ or training or self.raw_ is not None:
+            return
+        with torch.no_grad():
+            state = self._state(net)
+            self.raw_ = [t.detach().clone() for t in state]
+            if self.average_ is None:
+                self.average_ = [t.clone() for t in self.raw_]
+            else:
+                torch._foreach_lerp_(self.average_, self.raw_, self.rate_)
+            torch._foreach_copy_(state, self.average_)
+
+    def on_train_end(self, net, **kwargs) -> None:
+        # The module holds the last epoch's average, or early stopping's best one.
+        self.average_, self.raw_ = None, None
+
+
 def _silent(text: str) -> None:
     """A sink that drops skorch's messages (``verbose=0``)."""

@@ -40,7 +40,13 @@ from torch.utils.data import DataLoader, Subset
 
 from . import _kernels
 from ._batching import WEIGHT_KEY, TensorBatchIterator, dataset_arrays
-from ._callbacks import BatchProgress, EarlyStoppingOnValidation, EpochTable, StopOnNonFiniteLoss
+from ._callbacks import (
+    BatchProgress,
+    EarlyStoppingOnValidation,
+    EpochTable,
+    StopOnNonFiniteLoss,
+    WeightAveraging,
+)
 from ._distributed import DataParallelMixin, check_process_group
 from ._layout import InputLayout, InputState, check_numeric_scale
 from ._messages import warn
@@ -232,6 +238,13 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         steps per epoch))``, with the steps per epoch those of the rows trained on
         (2 on a log of 200,000 training rows at ``batch_size=1024``, 5 on one of
         80,000). ``n_iter_no_change_`` holds the value a fit used.
+    weight_averaging : float or None, default=0.3
+        With early stopping on: validation scores, early stopping keeps and the fitted
+        model predicts with a moving average over epochs of the weights, in which each
+        new epoch's end weights have this share (training goes on from the raw
+        weights). The average is smooth where an epoch's own weights are noisy, late in
+        training on small logs. None (or 1.0) keeps each epoch's own weights, as
+        without early stopping. Doubles the weights' memory while training.
     train_split : callable or None, default=None
         skorch's internal validation split (e.g. ``skorch.dataset.ValidSplit(0.1)``);
         None trains on all rows, or on the early-stopping split's training rows.
@@ -369,6 +382,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "weight_averaging": [Interval(Real, 0, 1, closed="right"), None],
         # skorch's own parameters that a value of the wrong type would silently misuse.
         "threshold": [Interval(Real, 0, 1, closed="both")],
         "warm_start": ["boolean"],
@@ -412,6 +426,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         early_stopping: str | bool = "auto",
         validation_fraction: float = 0.1,
         n_iter_no_change: str | int = "auto",
+        weight_averaging: float | None = 0.3,
         train_split: object = None,
         callbacks: list | None = None,
         device: str | torch.device = "cpu",
@@ -474,6 +489,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
+        self.weight_averaging = weight_averaging
         self.distributed = distributed
         self.random_state = random_state
 
@@ -510,6 +526,8 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             ("print_log", EpochTable()),
             # After print_log, so that the epoch that stops training is printed too.
             ("early_stopping", EarlyStoppingOnValidation()),
+            # After early stopping: it snapshots the average this callback swapped in.
+            ("weight_averaging", WeightAveraging()),
         ]
 
     def get_split_datasets(self, X: object, y: object = None, **fit_params: object) -> tuple:

@@ -3,7 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
+from skorch.callbacks import Callback
 
 from sklearn_din import DINClassifier, SequenceFeatureTransformer
 from sklearn_din._splitting import latest_rows_split
@@ -127,6 +129,55 @@ def test_an_int_patience_is_used_as_given_and_none_without_early_stopping(big_ro
     assert model.n_iter_no_change_ is None
 
 
+class _EpochEndWeights(Callback):
+    """Each epoch's raw weights after its last training step (before validation)."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.epochs = []
+
+    def on_batch_end(self, net, training=None, **kwargs):
+        if training:
+            self.latest = [t.detach().clone() for t in net.module_.state_dict().values()
+                           if t.is_floating_point()]
+
+    def on_epoch_end(self, net, **kwargs):
+        self.epochs.append(self.latest)
+
+
+def test_weight_averaging_keeps_the_best_epochs_average_and_trains_on_the_raw_weights(
+        big_rows):
+    X, y = big_rows
+    raw = _EpochEndWeights()
+    model = DINClassifier(max_epochs=40, n_iter_no_change=2, callbacks=[("raw", raw)],
+                          **FAST).fit(X, y)
+    assert model.weight_averaging == 0.3
+    best = int(np.argmax(model.history[:, "valid_auc"]))
+    assert best < len(model.history) - 1  # early stopping restored an earlier epoch
+    average = raw.epochs[0]
+    for weights in raw.epochs[1:best + 1]:
+        average = [torch.lerp(a, w, 0.3) for a, w in zip(average, weights, strict=True)]
+    kept = [t for t in model.module_.state_dict().values() if t.is_floating_point()]
+    assert all(torch.equal(k, a) for k, a in zip(kept, average, strict=True))
+    # Training goes on from the raw weights: the same steps as without averaging.
+    plain = DINClassifier(max_epochs=40, n_iter_no_change=2, weight_averaging=None,
+                          **FAST).fit(X, y)
+    n = min(len(plain.history), len(model.history))
+    assert plain.history[:n, "train_loss"] == model.history[:n, "train_loss"]
+    assert plain.history[:n, "valid_auc"] != model.history[:n, "valid_auc"]
+
+
+def test_weight_averaging_of_one_or_without_early_stopping_changes_nothing(big_rows):
+    X, y = big_rows
+    one = DINClassifier(max_epochs=3, weight_averaging=1.0, **FAST).fit(X, y)
+    off = DINClassifier(max_epochs=3, weight_averaging=None, **FAST).fit(X, y)
+    assert one.history[:, "valid_auc"] == off.history[:, "valid_auc"]
+    np.testing.assert_array_equal(one.predict_proba(X), off.predict_proba(X))
+    small = X.iloc[:5000], y[:5000]  # early_stopping="auto" is off below 10,000 rows
+    on = DINClassifier(max_epochs=2, **FAST).fit(*small)
+    off = DINClassifier(max_epochs=2, weight_averaging=None, **FAST).fit(*small)
+    np.testing.assert_array_equal(on.predict_proba(X), off.predict_proba(X))
+
+
 def test_off_trains_exactly_max_epochs_on_every_row(big_rows):
     X, y = big_rows
     model = DINClassifier(max_epochs=3, early_stopping=False, **FAST).fit(X, y)
@@ -165,6 +216,8 @@ def test_one_class_validation_is_refused_before_training():
     ({"validation_fraction": 1.0}, "validation_fraction"),
     ({"n_iter_no_change": 0}, "n_iter_no_change"),
     ({"n_iter_no_change": "soon"}, "n_iter_no_change"),
+    ({"weight_averaging": 0.0}, "weight_averaging"),
+    ({"weight_averaging": 1.5}, "weight_averaging"),
 ])
 def test_parameters_are_validated(params, match):
     X = pd.DataFrame({"user_id": [2, 3], "item_id": [2, 3]})

@@ -192,7 +192,8 @@ class WeightAveraging(Callback):
     ``weight_averaging`` and is swapped in, so the validation loss and AUC, early
     stopping's choice and the weights it restores are the average's. The raw weights
     come back when the next epoch begins: training goes on from them, as Polyak
-    averaging does. Holds two copies of the weights while training.
+    averaging does. Holds two more copies of the weights while training (the average,
+    and the raw weights during validation), besides early stopping's best one.
     """
 
     def on_train_begin(self, net, **kwargs) -> None:
@@ -208,7 +209,8 @@ class WeightAveraging(Callback):
     def on_epoch_begin(self, net, **kwargs) -> None:
         if self.raw_ is not None:  # the last validation pass used the average
             with torch.no_grad():
-                torch._foreach_copy_(self._state(net), self.raw_)
+                for t, raw in zip(self._state(net), self.raw_, strict=True):
+                    t.copy_(raw)
             self.raw_ = None
 
     def on_batch_begin(self, net, training=None, **kwargs) -> None:
@@ -220,8 +222,10 @@ class WeightAveraging(Callback):
             if self.average_ is None:
                 self.average_ = [t.clone() for t in self.raw_]
             else:
-                torch._foreach_lerp_(self.average_, self.raw_, self.rate_)
-            torch._foreach_copy_(state, self.average_)
+                for average, raw in zip(self.average_, self.raw_, strict=True):
+                    average.lerp_(raw, self.rate_)
+            for t, average in zip(state, self.average_, strict=True):
+                t.copy_(average)
 
     def on_train_end(self, net, **kwargs) -> None:
         # The module holds the last epoch's average, or early stopping's best one.

@@ -77,7 +77,7 @@ EARLY_STOPPING_AUTO_ROWS = 10_000
 # epochs than AUTO_PATIENCE_MIN_EPOCHS. An epoch of a small log is few steps, and its
 # validation curve can plateau for several epochs before it climbs again (MovieLens
 # latest-small: 80 steps an epoch, patience 5); two epochs of the Amazon 5-core logs
-# (200-250 steps each) are already about this many (accuracy_ablations.py, `patience5`).
+# (200-270 steps each) are already about this many (accuracy_ablations.py, `patience5`).
 AUTO_PATIENCE_STEPS = 400
 AUTO_PATIENCE_MIN_EPOCHS = 2
 # The flat parameters that build the network: a ``module__<name>`` value overrides one.
@@ -244,7 +244,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         new epoch's end weights have this share (training goes on from the raw
         weights). The average is smooth where an epoch's own weights are noisy, late in
         training on small logs. None (or 1.0) keeps each epoch's own weights, as
-        without early stopping. Doubles the weights' memory while training.
+        without early stopping. Holds two more copies of the weights while training.
     train_split : callable or None, default=None
         skorch's internal validation split (e.g. ``skorch.dataset.ValidSplit(0.1)``);
         None trains on all rows, or on the early-stopping split's training rows.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-import math
 import re
 import threading
 from collections.abc import Iterator
@@ -39,7 +38,7 @@ from skorch.utils import TeeGenerator, is_dataset, to_tensor
 from torch.utils.data import DataLoader, Subset
 
 from . import _kernels
-from ._batching import WEIGHT_KEY, TensorBatchIterator, dataset_arrays
+from ._batching import WEIGHT_KEY, TensorBatchIterator, batch_count, dataset_arrays
 from ._callbacks import (
     BatchProgress,
     EarlyStoppingOnValidation,
@@ -547,8 +546,8 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         fit on ``n_train_rows`` rows (see ``n_iter_no_change``)."""
         if self.n_iter_no_change != "auto":
             return int(self.n_iter_no_change)
-        batch_size = self.get_params_for("iterator_train").get("batch_size", self.batch_size)
-        steps = 1 if batch_size == -1 else max(1, math.ceil(n_train_rows / batch_size))
+        # The training iterator's own count of steps an epoch (get_iterator).
+        steps = max(1, batch_count(n_train_rows, self.batch_size, shuffle=True))
         return max(AUTO_PATIENCE_MIN_EPOCHS, round(AUTO_PATIENCE_STEPS / steps))
 
     def _early_stopping_rows(

@@ -75,8 +75,14 @@ def item_only(seed: int) -> Pipeline:
                                        random_state=seed))
 
 
+# The fewest seeds a variant's DIN needs on a data set to be chosen: a one-seed screen's
+# mean is not comparable with a three-seed mean (the best of many one-seed screens is
+# the luckiest seed, not the best setting).
+CHOICE_MIN_SEEDS = 3
+
+
 def chosen_variant(dataset: str) -> tuple[str, dict, dict] | None:
-    """The ablation variant with the best mean validation AUC of DIN on this data set."""
+    """The variant with the best mean validation AUC of DIN over CHOICE_MIN_SEEDS seeds."""
     if not ABLATIONS.exists():
         return None
     scores = json.loads(ABLATIONS.read_text())["summary"].get(dataset, {})
@@ -85,7 +91,8 @@ def chosen_variant(dataset: str) -> tuple[str, dict, dict] | None:
     # So is the moving-average prototype: a callback of this script's, which it did not
     # finish measuring (_din_plus.WeightAverage; its findings say why).
     scores = {v: s["din"]["valid_auc"] for v, s in scores.items()
-              if "din" in s and MAX_USER_SHARE not in VARIANTS[v][1]
+              if "din" in s and len(s["din"]["valid_auc_runs"]) >= CHOICE_MIN_SEEDS
+              and MAX_USER_SHARE not in VARIANTS[v][1]
               and WEIGHT_AVERAGE not in VARIANTS[v][1]}
     if not scores:
         return None

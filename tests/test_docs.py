@@ -99,3 +99,29 @@ def test_package_ships_py_typed():
     assert (ROOT / "sklearn_din" / "py.typed").is_file()
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "py.typed" in config["tool"]["setuptools"]["package-data"]["sklearn_din"]
+
+
+def test_tuning_guides_defaults_table_states_the_real_defaults():
+    # The table of "The defaults, and how they were chosen" is where users read what they
+    # get; each row's value must be the constructor's (the one source of truth).
+    import ast
+
+    from sklearn_din import DINClassifier, SequenceFeatureTransformer
+
+    text = (ROOT / "docs" / "user-guide" / "tuning.md").read_text(encoding="utf-8")
+    section = text.split("## The defaults, and how they were chosen", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| `(\w+)(?:\((\w+)=(\w+)\))?` \| `?([^`|]+)`?[^|]* \|", section, re.M)
+    classifier = DINClassifier().get_params()
+    transformer = SequenceFeatureTransformer().get_params()
+    checked = set()
+    for name, parameter, value, stated in rows:
+        if parameter:  # "SequenceFeatureTransformer(recency=True)"
+            assert name == "SequenceFeatureTransformer"
+            assert transformer[parameter] == ast.literal_eval(value), parameter
+            checked.add(parameter)
+            continue
+        assert name in classifier, f"{name} is not a DINClassifier parameter"
+        assert classifier[name] == ast.literal_eval(stated.strip()), name
+        checked.add(name)
+    assert {"lr", "weight_averaging", "n_iter_no_change", "behaviour_dropout", "embed_dim",
+            "recency"} <= checked

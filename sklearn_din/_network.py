@@ -527,6 +527,13 @@ class DeepInterestNetwork(nn.Module):
         flattens its weights towards mean pooling, going up focuses them on the
         best-scored behaviours: short histories are best averaged, long ones picked
         from. Only with ``pooling="attention"``.
+    attention_sink : bool, default=False
+        Give the softmax a learnt null behaviour whose value is zero (an attention
+        sink): a row's weights are ``exp(s_i) / (exp(b) + sum_j exp(s_j))``, ``b`` a
+        learnt logit starting at 0, so they sum to less than 1 where the history as a
+        whole supports the candidate little, which sum pooling can express and plain
+        softmax cannot. Only with ``attention_normalization="softmax"``; no effect on
+        sum or mean pooling.
     behaviour_dropout : float, default=0.0
         In training only, drop each real history position with this probability, for
         every row and batch anew (the kept ones keep their order and their context
@@ -570,6 +577,7 @@ class DeepInterestNetwork(nn.Module):
         attention_length_scale: bool = False,
         attention_embedding_gradient: float = 1.0,
         behaviour_dropout: float = 0.0,
+        attention_sink: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -584,6 +592,9 @@ class DeepInterestNetwork(nn.Module):
                              f"{attention_embedding_gradient!r}.")
         if not 0.0 <= behaviour_dropout < 1.0:
             raise ValueError(f"behaviour_dropout must be in [0, 1), got {behaviour_dropout!r}.")
+        if attention_sink and pooling == "attention" and attention_normalization != "softmax":
+            raise ValueError("attention_sink needs attention_normalization='softmax', got "
+                             f"{attention_normalization!r}.")
         self.pooling = pooling
         self.behaviour_dropout = float(behaviour_dropout)
         self.pooled_product = pooled_product
@@ -620,6 +631,12 @@ class DeepInterestNetwork(nn.Module):
         self.length_log_scale = (
             nn.Parameter(torch.zeros(len(LENGTH_BUCKET_STARTS) + 1))
             if attention_length_scale and self.attention is not None
+            else None
+        )
+        # The sink's logit; a parameter only where there is a softmax to add it to.
+        self.sink_logit = (
+            nn.Parameter(torch.zeros(()))
+            if attention_sink and self.attention is not None
             else None
         )
         # On the network's device without a copy per batch; not state: no saved weight.
@@ -701,12 +718,20 @@ class DeepInterestNetwork(nn.Module):
         if normalization == "softmax":
             logits = torch.full_like(cells, float("-inf")).index_copy(0, flat, scores)
             # Rows without history have no finite logit: their weights stay 0, not NaN.
-            weights = torch.softmax(logits.view(n_rows, longest), dim=1).nan_to_num(0.0)
+            weights = self._softmax(logits.view(n_rows, longest)).nan_to_num(0.0)
             scores = weights.view(-1).index_select(0, flat)
         else:
             weights = cells.index_copy(0, flat, scores).view(n_rows, longest)
         pooled = keys.new_zeros(n_rows, keys.shape[1]).index_add(0, rows, keys * scores[:, None])
         return query, pooled, weights
+
+    def _softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax over each row's positions (B, L); with an attention sink, over the
+        sink's logit and them, the sink's own weight dropped (its value is zero)."""
+        if self.sink_logit is None:
+            return torch.softmax(logits, dim=1)
+        sink = self.sink_logit.to(logits.dtype).expand(logits.shape[0], 1)
+        return torch.softmax(torch.cat([sink, logits], dim=1), dim=1)[:, 1:]
 
     def length_scales(self, history_length: torch.Tensor) -> torch.Tensor:
         """The factor each row's attention scores are multiplied by, shape (B,): 1 for
@@ -832,7 +857,7 @@ class DeepInterestNetwork(nn.Module):
                 scores = scores / length.clamp(min=1)[:, None].to(keys.dtype)
             if normalization == "softmax":
                 # A row without history softmaxes only -inf (NaN): where() drops it.
-                scores = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=1)
+                scores = self._softmax(scores.masked_fill(~valid, float("-inf")))
             weights = torch.where(valid, scores, torch.zeros_like(scores))
             pooled = (weights[:, :, None] * keys).sum(dim=1)
             parts += self._history_parts(query, pooled)
@@ -882,7 +907,7 @@ class DeepInterestNetwork(nn.Module):
                 if normalization == "mean":
                     weights = weights / n_keys
                 if normalization == "softmax":
-                    weights = torch.softmax(weights, dim=1)
+                    weights = self._softmax(weights)
                 pooled = weights @ keys
             parts += self._history_parts(query, pooled)
         return self._logits(parts, sparse, dense)

@@ -347,6 +347,9 @@ def test_a_bad_scorer_is_refused_before_training(ctr_data, value, error):
     {"pooling": "sum"}, {"pooling": "mean"}, {"attention_normalization": None},
     {"attention_scorer": "dot", "attention_normalization": "mean"},
     {"attention_length_scale": True}, {"attention_length_scale": True, "pooling": "mean"},
+    {"attention_sink": True, "attention_normalization": "softmax"},
+    {"attention_sink": True, "attention_normalization": "softmax",
+     "attention_length_scale": True},
 ], ids=repr)
 def test_every_scorer_gives_one_function_on_the_three_forward_paths(params):
     # forward (training, predict_proba), forward_masked (export) and forward_shared_history
@@ -366,6 +369,8 @@ def test_every_scorer_gives_one_function_on_the_three_forward_paths(params):
     with torch.no_grad():
         if net.length_log_scale is not None:
             net.length_log_scale.copy_(torch.linspace(-1.0, 1.5, 6))  # far from 1
+        if net.sink_logit is not None:
+            net.sink_logit.fill_(0.7)  # far from its start, 0
         expected = net(candidate, history, length, sparse, dense)
         torch.testing.assert_close(net.forward_masked(candidate, history, length, sparse, dense),
                                    expected, atol=1e-5, rtol=1e-5)
@@ -461,6 +466,41 @@ def test_shared_history_forward_equals_forward_on_repeated_rows(activation, norm
                 batch["candidate"], batch["history"][row, :, :length], batch["sparse"],
                 batch["dense"])
         torch.testing.assert_close(shared, expected, rtol=1e-5, atol=2e-5)
+
+
+def test_attention_sink_weights_are_the_softmax_times_the_supports_gate():
+    # exp(s_i) / (exp(b) + sum_j exp(s_j)) = softmax(s)_i * sigmoid(logsumexp(s) - b): the
+    # weights keep softmax's proportions and sum to less than 1; rows without history get
+    # none, and no NaN reaches the gradient.
+    torch.manual_seed(0)
+    net = DeepInterestNetwork([30, 7], embed_dim=4, attention_units=(6,), hidden_units=(4,),
+                              attention_normalization="softmax", attention_sink=True)
+    plain, raw = (DeepInterestNetwork([30, 7], embed_dim=4, attention_units=(6,),
+                                      hidden_units=(4,), attention_normalization=norm)
+                  for norm in ("softmax", None))
+    for other in (plain, raw):
+        other.load_state_dict({k: v for k, v in net.state_dict().items() if k != "sink_logit"})
+    batch = _random_batch(n_rows=12, max_len=6)
+    length = batch["history_length"].clone()
+    length[:3] = 0
+    inputs = batch["candidate"], batch["history"][:, :2], length
+    with torch.no_grad():
+        net.sink_logit.fill_(1.3)
+    _, pooled, weights = net.attend(*inputs)
+    _, plain_pooled, plain_weights = plain.attend(*inputs)
+    with torch.no_grad():
+        scores = raw.attend(*inputs)[2]  # raw scores, 0 at padding
+        real = torch.arange(scores.shape[1])[None, :] < length[:, None]
+        logits = scores.masked_fill(~real, float("-inf"))
+        support = torch.sigmoid(torch.logsumexp(logits, dim=1) - 1.3)
+    torch.testing.assert_close(weights, plain_weights * support[:, None])
+    torch.testing.assert_close(pooled, plain_pooled * support[:, None])
+    assert torch.all(weights[:3] == 0) and torch.all(weights.sum(dim=1) < 1)
+    pooled.sum().backward()
+    assert torch.isfinite(net.sink_logit.grad) and net.sink_logit.grad != 0
+    assert DeepInterestNetwork([30, 7], pooling="mean", attention_sink=True).sink_logit is None
+    with pytest.raises(ValueError, match="attention_sink"):
+        DeepInterestNetwork([30, 7], attention_sink=True)  # raw scores have no softmax
 
 
 def test_length_scale_buckets_and_what_it_does_to_the_weights():

@@ -123,15 +123,15 @@ def test_a_file_from_before_the_attention_parameters_loads_without_them(fitted, 
         SequenceFeatureTransformer(max_len=8),
         DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=1,
                       attention_length_scale=False, attention_embedding_gradient=1.0,
-                      behaviour_dropout=0.0, weight_averaging=None, verbose=0,
-                      random_state=0),
+                      behaviour_dropout=0.0, weight_averaging=None, attention_sink=False,
+                      verbose=0, random_state=0),
     ).fit(X, y)
     path, older = tmp_path / "today.npz", tmp_path / "older.npz"
     save_model(model, path)
 
     def drop(meta):
         for name in ("attention_length_scale", "attention_embedding_gradient",
-                     "behaviour_dropout", "weight_averaging"):
+                     "behaviour_dropout", "weight_averaging", "attention_sink"):
             meta["steps"][1]["params"].pop(name)
 
     _rewrite_meta(path, older, drop, sign=True)
@@ -140,7 +140,9 @@ def test_a_file_from_before_the_attention_parameters_loads_without_them(fitted, 
     assert loaded[-1].attention_embedding_gradient == 1.0
     assert loaded[-1].behaviour_dropout == 0.0
     assert loaded[-1].weight_averaging is None
+    assert loaded[-1].attention_sink is False
     assert loaded[-1].module_.length_log_scale is None
+    assert loaded[-1].module_.sink_logit is None
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     defaults = DINClassifier()  # what a missing value is not
     assert defaults.attention_length_scale is True

@@ -36,7 +36,8 @@ SETTINGS = [("dice", None, "attention", "user_embedding"),
             ("prelu", "softmax", "attention", "recency"),
             ("dice", "softmax", "sum", ""),
             ("prelu", "mean", "attention", "user_embedding+recency"),
-            ("dice", None, "mean", "")]
+            ("dice", None, "mean", ""),
+            ("dice", "softmax", "attention", "recency+sink")]
 
 
 def _name(setting):
@@ -66,7 +67,8 @@ def _fit(rows, activation="dice", normalization=None, pooling="attention", optio
         SequenceFeatureTransformer(max_len=MAX_LEN, recency="recency" in options,
                                    categorical_cols=categorical, user_col=user_col),
         DINClassifier(**SIZES, activation=activation, attention_normalization=normalization,
-                      pooling=pooling, user_embedding="user_embedding" in options, **kwargs),
+                      pooling=pooling, user_embedding="user_embedding" in options,
+                      attention_sink="sink" in options, **kwargs),
     )
     return model.fit(X, y)
 

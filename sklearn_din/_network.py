@@ -592,9 +592,6 @@ class DeepInterestNetwork(nn.Module):
                              f"{attention_embedding_gradient!r}.")
         if not 0.0 <= behaviour_dropout < 1.0:
             raise ValueError(f"behaviour_dropout must be in [0, 1), got {behaviour_dropout!r}.")
-        if attention_sink and pooling == "attention" and attention_normalization != "softmax":
-            raise ValueError("attention_sink needs attention_normalization='softmax', got "
-                             f"{attention_normalization!r}.")
         self.pooling = pooling
         self.behaviour_dropout = float(behaviour_dropout)
         self.pooled_product = pooled_product
@@ -633,12 +630,15 @@ class DeepInterestNetwork(nn.Module):
             if attention_length_scale and self.attention is not None
             else None
         )
-        # The sink's logit; a parameter only where there is a softmax to add it to.
-        self.sink_logit = (
-            nn.Parameter(torch.zeros(()))
-            if attention_sink and self.attention is not None
-            else None
-        )
+        # The sink's logit; a parameter only where there is a softmax to add it to. The
+        # normalisation is the one the scores get (_scorer: a scorer may fix its own).
+        self.sink_logit = None
+        if attention_sink and self.attention is not None:
+            normalization = self._scorer()[1]
+            if normalization != "softmax":
+                raise ValueError("attention_sink needs softmax attention; this scorer's "
+                                 f"scores get normalization {normalization!r}.")
+            self.sink_logit = nn.Parameter(torch.zeros(()))
         # On the network's device without a copy per batch; not state: no saved weight.
         self.register_buffer("length_bucket_starts", torch.tensor(LENGTH_BUCKET_STARTS),
                              persistent=False)

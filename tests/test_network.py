@@ -19,6 +19,7 @@ from sklearn_din import (
     DINClassifier,
     DotProductScorer,
     LocalActivationUnit,
+    MeanPooling,
     load_model,
     save_model,
 )
@@ -501,6 +502,9 @@ def test_attention_sink_weights_are_the_softmax_times_the_supports_gate():
     assert DeepInterestNetwork([30, 7], pooling="mean", attention_sink=True).sink_logit is None
     with pytest.raises(ValueError, match="attention_sink"):
         DeepInterestNetwork([30, 7], attention_sink=True)  # raw scores have no softmax
+    with pytest.raises(ValueError, match="normalization 'mean'"):  # a scorer's own one counts
+        DeepInterestNetwork([30, 7], attention_normalization="softmax",
+                            attention_scorer=MeanPooling, attention_sink=True)
 
 
 def test_length_scale_buckets_and_what_it_does_to_the_weights():

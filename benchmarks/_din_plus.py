@@ -222,47 +222,6 @@ class DINMatch(DeepInterestNetwork):
         return parts
 
 
-class DINSink(DeepInterestNetwork):
-    """Softmax DIN with an attention sink: a learnt logit ``b`` for a null behaviour whose
-    value is zero, so the weights of the real behaviours sum to
-    ``sigmoid(logsumexp(s) - b)`` instead of 1. The pooled history then keeps how strongly
-    the history as a whole supports the candidate (which sum pooling keeps and softmax
-    drops), as one bounded factor rather than an extra MLP input (``DINMatch``'s
-    intensity). ``b`` starts at ``sink_logit``; the scores are the network's own, length
-    scales included, so every default of the network applies unchanged."""
-
-    def __init__(self, *args, sink_logit: float = 0.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.attention is not None:
-            self.sink_logit = torch.nn.Parameter(torch.tensor(float(sink_logit)))
-
-    def _scorer(self):
-        scorer, normalization = super()._scorer()
-        if self.attention is None:
-            return scorer, normalization
-
-        def recording(query, keys, rows):
-            scores = scorer(query, keys, rows)
-            self._scored = scores, rows
-            return scores
-        return recording, normalization
-
-    def attend(self, candidate, history, history_length):
-        query, pooled, weights = super().attend(candidate, history, history_length)
-        if self.attention is None or not len(pooled):
-            return query, pooled, weights
-        scores, rows = self._scored
-        length = history_length.clamp(0, history.shape[2])
-        scale = self.length_scales(length).to(pooled.dtype)
-        scores = scores.to(pooled.dtype) * scale.index_select(0, rows)
-        top = scores.max().detach() if len(scores) else scores.new_zeros(())
-        mass = pooled.new_zeros(len(pooled)).index_add(0, rows, (scores - top).exp())
-        # A row without history has no mass (and a zero pooled vector): the clamp keeps
-        # its log finite, so that no infinite gradient meets sigmoid's zero one (NaN).
-        gate = torch.sigmoid(top + mass.clamp_min(1e-30).log() - self.sink_logit)
-        return query, pooled * gate[:, None], weights * gate[:, None]
-
-
 class _DetachedKeys(torch.nn.Module):
     """A scorer that reads the history's embeddings without sending its gradient back into
     them (the candidate's get it whole)."""

@@ -91,11 +91,14 @@ warnings.filterwarnings("ignore", category=UserWarning)
 MAX_LEN = 50  # Amazon (the peers' tutorial length)
 ML_MAX_LEN = 20  # MovieLens: users have hundreds of clicks; 20 keeps the run in budget
 # Version 0.1's settings, pinned so that later defaults (softmax attention, pooled product,
-# embedding_l2=0.5, early stopping, the recency feature) leave this comparison's figures as
-# they were measured.
+# embedding_l2=0.5, early stopping, the recency feature, the length scale, the scorer's
+# gradient share, behaviour dropout, weight averaging, the attention sink) leave this
+# comparison's figures as they were measured.
 COMMON = dict(embed_dim=8, attention_units=(80, 40), hidden_units=(200, 80), batch_size=1024,
               user_col=None, verbose=0, attention_normalization=None, pooled_product=False,
-              embedding_l2=0.0, early_stopping=False)
+              embedding_l2=0.0, early_stopping=False, attention_length_scale=False,
+              attention_embedding_gradient=1.0, behaviour_dropout=0.0, weight_averaging=None,
+              attention_sink=False)
 LR_GRID = (4e-3, 1e-2)
 L2_GRID = (0.01, 0.1)
 PATIENCE = 1

@@ -183,14 +183,16 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         for attention and the pooling base models alike: the model cannot hang on one
         behaviour, and sees shorter histories of the same users. Predictions read the
         whole history. 0 trains on whole histories (the paper's way).
-    attention_sink : bool, default=False
+    attention_sink : bool or "auto", default="auto"
         Give the softmax a learnt null behaviour whose value is zero, so a row's
         attention weights may sum to less than 1 where its history as a whole
         supports the candidate little (sum pooling keeps that signal, plain softmax
-        drops it). Needs ``attention_normalization="softmax"``. On validation rows
-        (3 seeds) it added 0.28 and 0.30 AUC points to DIN on two Amazon logs and
-        -0.07 on MovieLens (``benchmarks/results/accuracy_ablations.md``, ``sink``);
-        not yet a default.
+        drops it). "auto" adds it wherever the attention scores get softmax and
+        nothing otherwise (``attention_normalization=None`` or ``"mean"``, sum or mean
+        pooling); True insists on it (a ValueError without softmax); False is the
+        plain softmax. On validation rows it added 0.28 and 0.30 AUC points to DIN on
+        two Amazon logs (3 seeds) and -0.14 on MovieLens (5 seeds)
+        (``benchmarks/results/accuracy_ablations.md``, ``attention_sink``).
     embedding_l2 : float, default=0.5
         Strength of the paper's mini-batch aware regularisation (Eqs. 4-6; the
         paper used 0.01 on a far larger log): an L2 penalty on only the embedding
@@ -343,8 +345,8 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
 
     The defaults were chosen on validation rows of three real logs (Amazon Beauty,
     Amazon Video Games, MovieLens; ``benchmarks/results/accuracy_ablations.md``):
-    softmax attention scaled by history length whose scorer passes 0.3 of its
-    gradient into the embeddings, 16-wide embeddings, mini-batch aware
+    softmax attention with a sink, scaled by history length, whose scorer passes 0.3
+    of its gradient into the embeddings, 16-wide embeddings, mini-batch aware
     regularisation at 0.5, behaviour dropout at 0.4, no user embedding and early
     stopping, with the transformer's recency feature. The paper's settings are one
     parameter each away:
@@ -381,7 +383,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "attention_length_scale": ["boolean"],
         "attention_embedding_gradient": [Interval(Real, 0, 1, closed="both")],
         "behaviour_dropout": [Interval(Real, 0, 1, closed="left")],
-        "attention_sink": ["boolean"],
+        "attention_sink": ["boolean", StrOptions({"auto"})],
         "embedding_l2": [Interval(Real, 0, None, closed="left")],
         "sparse_embeddings": ["boolean"],
         "user_col": [str, None],
@@ -424,7 +426,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         attention_length_scale: bool = True,
         attention_embedding_gradient: float = 0.3,
         behaviour_dropout: float = 0.4,
-        attention_sink: bool = False,
+        attention_sink: bool | str = "auto",
         embedding_l2: float = 0.5,
         sparse_embeddings: bool = False,
         user_col: str | None = "user_id",
@@ -1188,8 +1190,9 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         weights : ndarray of shape (n_rows, max_len), float64
             ``weights[i, k]`` is the weight of row ``i``'s ``k``-th most recent
             behaviour; padding positions are exactly 0. With
-            ``attention_normalization="softmax"`` each row with a history sums to 1
-            (with ``attention_sink=True``, to less than 1: the rest is the sink's);
+            ``attention_normalization="softmax"`` each row with a history sums to
+            less than 1, the rest being the attention sink's (to 1 with
+            ``attention_sink=False``);
             with ``pooling="sum"`` every real position weighs 1.
         """
         check_is_fitted(self)

@@ -527,13 +527,14 @@ class DeepInterestNetwork(nn.Module):
         flattens its weights towards mean pooling, going up focuses them on the
         best-scored behaviours: short histories are best averaged, long ones picked
         from. Only with ``pooling="attention"``.
-    attention_sink : bool, default=False
+    attention_sink : bool or "auto", default=False
         Give the softmax a learnt null behaviour whose value is zero (an attention
         sink): a row's weights are ``exp(s_i) / (exp(b) + sum_j exp(s_j))``, ``b`` a
         learnt logit starting at 0, so they sum to less than 1 where the history as a
         whole supports the candidate little, which sum pooling can express and plain
-        softmax cannot. Only with ``attention_normalization="softmax"``; no effect on
-        sum or mean pooling.
+        softmax cannot. True needs the scores to get softmax (a ValueError otherwise);
+        "auto" adds the sink where they do and nothing where they do not (raw scores,
+        a scorer that fixes its own normalisation). No effect on sum or mean pooling.
     behaviour_dropout : float, default=0.0
         In training only, drop each real history position with this probability, for
         every row and batch anew (the kept ones keep their order and their context
@@ -577,7 +578,7 @@ class DeepInterestNetwork(nn.Module):
         attention_length_scale: bool = False,
         attention_embedding_gradient: float = 1.0,
         behaviour_dropout: float = 0.0,
-        attention_sink: bool = False,
+        attention_sink: bool | str = False,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -632,13 +633,18 @@ class DeepInterestNetwork(nn.Module):
         )
         # The sink's logit; a parameter only where there is a softmax to add it to. The
         # normalisation is the one the scores get (_scorer: a scorer may fix its own).
+        # "auto": a sink wherever there is that softmax, none elsewhere; True insists.
+        if attention_sink not in (True, False, "auto"):
+            raise ValueError("attention_sink must be True, False or 'auto', got "
+                             f"{attention_sink!r}.")
         self.sink_logit = None
         if attention_sink and self.attention is not None:
             normalization = self._scorer()[1]
-            if normalization != "softmax":
-                raise ValueError("attention_sink needs softmax attention; this scorer's "
+            if normalization == "softmax":
+                self.sink_logit = nn.Parameter(torch.zeros(()))
+            elif attention_sink is True:
+                raise ValueError("attention_sink=True needs softmax attention; this scorer's "
                                  f"scores get normalization {normalization!r}.")
-            self.sink_logit = nn.Parameter(torch.zeros(()))
         # On the network's device without a copy per batch; not state: no saved weight.
         self.register_buffer("length_bucket_starts", torch.tensor(LENGTH_BUCKET_STARTS),
                              persistent=False)

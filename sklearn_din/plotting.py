@@ -114,7 +114,7 @@ def plot_attention(
     With ``attention_normalization=None`` the weights are the
     paper's raw activation scores: they can be negative and need not sum to 1,
     so the colour scale is diverging and centred on 0. With ``"softmax"`` each
-    row's weights sum to 1 (less with ``attention_sink=True``) and the scale runs
+    row's weights sum to at most 1 (less with the attention sink) and the scale runs
     from 0.
 
     Examples

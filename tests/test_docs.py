@@ -124,4 +124,4 @@ def test_tuning_guides_defaults_table_states_the_real_defaults():
         assert classifier[name] == ast.literal_eval(stated.strip()), name
         checked.add(name)
     assert {"lr", "weight_averaging", "n_iter_no_change", "behaviour_dropout", "embed_dim",
-            "recency"} <= checked
+            "attention_sink", "recency"} <= checked

@@ -26,10 +26,11 @@ def _fit(X, y, **params):
     ).fit(X, y)
 
 
-@pytest.mark.parametrize("normalization", [None, "softmax"])
-def test_explanations_list_the_users_earlier_clicks(data, normalization):
+@pytest.mark.parametrize("normalization, sink", [(None, "auto"), ("softmax", False),
+                                                 ("softmax", "auto")])
+def test_explanations_list_the_users_earlier_clicks(data, normalization, sink):
     log, X, y = data
-    model = _fit(X, y, attention_normalization=normalization)
+    model = _fit(X, y, attention_normalization=normalization, attention_sink=sink)
     rows = X.iloc[-40:]
     explanation = explain_attention(model, rows)
     for label, group in explanation.groupby("row"):
@@ -40,8 +41,10 @@ def test_explanations_list_the_users_earlier_clicks(data, normalization):
         assert group["cate_id"].tolist() == expected["cate_id"].tolist()
         assert list(group["time"]) == list(expected["time"])
         assert group["position"].tolist() == list(range(len(group)))
-        if normalization == "softmax":
+        if normalization == "softmax" and not sink:
             assert group["weight"].sum() == pytest.approx(1.0)
+        elif normalization == "softmax":  # the rest is the attention sink's
+            assert 0 < group["weight"].sum() < 1
     # rows without any earlier click have no line at all
     lengths = model[0].transform(rows)["hist_len"]
     assert explanation["row"].nunique() == int((lengths > 0).sum())

@@ -304,15 +304,17 @@ def test_edited_headers_raise_model_file_errors(saved, tmp_path, edit, pattern):
 
 
 def test_an_edit_is_refused_even_where_it_leaves_a_consistent_model(saved, rows, tmp_path):
-    _, path, expected = saved
-    # a valid model, but not the one saved: only the digest can tell
-    other = None if saved[0][-1].attention_normalization is not None else "softmax"
-    change = lambda m: step_param(m, 1, "attention_normalization", other)  # noqa: E731
+    model, path, expected = saved
+    # a valid model, but not the one saved: only the digest can tell. A threshold that
+    # moves some row's label (the weights, and so their shapes, are untouched).
+    other = 0.0 if (expected[:, 1] <= model[-1].threshold).any() else 1.0
+    change = lambda m: step_param(m, 1, "threshold", other)  # noqa: E731
     with pytest.raises(ModelFileError, match="edited after it was saved"):
         load_model(edited(path, tmp_path / "unsigned.npz", change, sign=False))
     # signed again, it is the other model (the digest guards against accidents only)
     loaded = load_model(edited(path, tmp_path / "signed.npz", change))
-    assert not np.allclose(loaded.predict_proba(rows[0]), expected)
+    np.testing.assert_allclose(loaded.predict_proba(rows[0]), expected)
+    assert (loaded.predict(rows[0]) != model.predict(rows[0])).any()
 
 
 def with_array(path, target, where, edit, *, compress=False) -> Path:

@@ -67,7 +67,8 @@ def _attend(model, X):
 
 # ----------------------------------------------------------------------------- attention
 def test_softmax_attention_weights_sum_to_one_and_padding_weighs_zero(ctr_data, fitted):
-    model = fitted(attention_normalization="softmax")
+    # The plain softmax; the sink's weights are tested against it below.
+    model = fitted(attention_normalization="softmax", attention_sink=False)
     _, pooled, weights, length = _attend(model, ctr_data.X_test)
     assert weights.shape == (len(length), int(length.max()))
     real = torch.arange(weights.shape[1])[None, :] < length[:, None]
@@ -298,8 +299,10 @@ def test_a_swapped_scorer_trains_predicts_and_keeps_padding_out(ctr_data, fitted
     real = torch.arange(weights.shape[1])[None, :] < length[:, None]
     assert torch.all(weights[~real] == 0)
     has_history = length > 0
-    torch.testing.assert_close(weights[has_history].sum(dim=1),  # softmax, the default
-                               torch.ones(int(has_history.sum())), atol=1e-5, rtol=0)
+    # softmax with its sink, the defaults: every real row's weights sum to less than 1
+    assert model.module_.sink_logit is not None
+    sums = weights[has_history].sum(dim=1)
+    assert torch.all(sums > 0) and torch.all(sums < 1)
     # Another scorer is another model: its predictions differ from the default's.
     default = fitted().predict_proba(ctr_data.X_test)
     assert np.abs(model.predict_proba(ctr_data.X_test) - default).max() > 1e-4
@@ -505,6 +508,24 @@ def test_attention_sink_weights_are_the_softmax_times_the_supports_gate():
     with pytest.raises(ValueError, match="normalization 'mean'"):  # a scorer's own one counts
         DeepInterestNetwork([30, 7], attention_normalization="softmax",
                             attention_scorer=MeanPooling, attention_sink=True)
+
+
+@pytest.mark.parametrize("settings, has_sink", [
+    ({"attention_normalization": "softmax"}, True),
+    ({"attention_normalization": None}, False),  # raw scores: "auto" adds none, no error
+    ({"attention_normalization": "mean"}, False),
+    ({"attention_normalization": "softmax", "attention_scorer": MeanPooling}, False),
+    ({"attention_normalization": "softmax", "pooling": "sum"}, False),
+])
+def test_an_automatic_sink_is_there_exactly_where_the_scores_get_softmax(settings, has_sink):
+    net = DeepInterestNetwork([30, 7], attention_sink="auto", **settings)
+    assert (net.sink_logit is not None) is has_sink
+    assert ("sink_logit" in net.state_dict()) is has_sink
+
+
+def test_attention_sink_refuses_what_is_neither_a_bool_nor_auto():
+    with pytest.raises(ValueError, match="attention_sink must be True, False or 'auto'"):
+        DeepInterestNetwork([30, 7], attention_normalization="softmax", attention_sink="on")
 
 
 def test_length_scale_buckets_and_what_it_does_to_the_weights():

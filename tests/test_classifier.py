@@ -718,6 +718,15 @@ def test_bad_hyperparameters_raise_before_training(ctr_data, param, value):
     assert not model.initialized_ and not hasattr(model, "module_")
 
 
+def test_an_insisted_sink_without_softmax_is_refused_and_auto_goes_without(ctr_data):
+    raw = {**SMALL, "attention_normalization": None}
+    with pytest.raises(ValueError, match="attention_sink=True needs softmax attention"):
+        DINClassifier(**raw, attention_sink=True).fit(ctr_data.X_train, ctr_data.y_train)
+    # the default, "auto", fits the paper's raw scores without a sink
+    model = DINClassifier(**raw).fit(ctr_data.X_train, ctr_data.y_train)
+    assert model.attention_sink == "auto" and model.module_.sink_logit is None
+
+
 # ----------------------------------------------------------------------------- extra columns
 def _with_extra_columns(X, seed=0):
     rng = np.random.default_rng(seed)

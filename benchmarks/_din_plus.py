@@ -308,3 +308,23 @@ class WeightAverage(Callback):
                 for t, a in zip(self._state(net), self.average_, strict=True):
                     t.data.copy_(a)
 
+
+
+class DINLengthSink(DeepInterestNetwork):
+    """The built-in attention sink with one logit per history-length bucket (the buckets
+    of ``attention_length_scale``): how much support a history needs before its weights
+    sum near 1 may differ between 2 behaviours and 40. A row's length is its count of
+    finite logits (padding is -inf in every forward path)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.sink_logit is not None:
+            self.sink_logit = torch.nn.Parameter(torch.zeros(len(self.length_bucket_starts) + 1))
+
+    def _softmax(self, logits):
+        if self.sink_logit is None:
+            return super()._softmax(logits)
+        length = torch.isfinite(logits).sum(dim=1)
+        bucket = (length[:, None] >= self.length_bucket_starts).sum(dim=1)
+        sink = self.sink_logit.to(logits.dtype).index_select(0, bucket)[:, None]
+        return torch.softmax(torch.cat([sink, logits], dim=1), dim=1)[:, 1:]

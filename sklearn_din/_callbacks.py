@@ -189,7 +189,8 @@ class WeightAveraging(Callback):
     Active when the classifier stops early in this fit and ``weight_averaging`` is set:
     when an epoch's first validation batch begins, the average (parameters and floating
     buffers, Dice's running moments included) takes in that epoch's weights with the share
-    ``weight_averaging`` and is swapped in, so the validation loss and AUC, early
+    ``weight_averaging_`` (the split resolves it, after this callback's train begin) and
+    is swapped in, so the validation loss and AUC, early
     stopping's choice and the weights it restores are the average's. The raw weights
     come back when the next epoch begins: training goes on from them, as Polyak
     averaging does. Holds two more copies of the weights while training (the average,
@@ -197,9 +198,7 @@ class WeightAveraging(Callback):
     """
 
     def on_train_begin(self, net, **kwargs) -> None:
-        rate = net.weight_averaging
-        self.rate_ = None if rate is None or rate == 1.0 else float(rate)
-        self.active_ = bool(net.__dict__.get("do_early_stopping_")) and self.rate_ is not None
+        self.active_ = bool(net.__dict__.get("do_early_stopping_"))
         self.average_, self.raw_ = None, None
 
     def _state(self, net) -> list[torch.Tensor]:
@@ -214,7 +213,8 @@ class WeightAveraging(Callback):
             self.raw_ = None
 
     def on_batch_begin(self, net, training=None, **kwargs) -> None:
-        if not self.active_ or training or self.raw_ is not None:
+        share = net.__dict__.get("weight_averaging_")
+        if not self.active_ or training or self.raw_ is not None or share is None:
             return
         with torch.no_grad():
             state = self._state(net)
@@ -223,7 +223,7 @@ class WeightAveraging(Callback):
                 self.average_ = [t.clone() for t in self.raw_]
             else:
                 for average, raw in zip(self.average_, self.raw_, strict=True):
-                    average.lerp_(raw, self.rate_)
+                    average.lerp_(raw, share)
             for t, average in zip(state, self.average_, strict=True):
                 t.copy_(average)
 

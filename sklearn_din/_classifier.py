@@ -79,6 +79,15 @@ EARLY_STOPPING_AUTO_ROWS = 10_000
 # (200-270 steps each) are already about this many (accuracy_ablations.py, `patience5`).
 AUTO_PATIENCE_STEPS = 400
 AUTO_PATIENCE_MIN_EPOCHS = 2
+# weight_averaging="auto": each epoch's share in the average is 1 - 0.5 ** (steps /
+# AUTO_AVERAGING_HALF_LIFE_STEPS), clipped to AUTO_AVERAGING_SHARES: the average's half-life
+# is this many optimizer steps, and between about 2 and 4.3 epochs. 0.3 was chosen on the
+# Amazon 5-core logs (180-230 steps an epoch: the upper clip); MovieLens latest-small's
+# epochs are 74 steps, so 0.16 there (accuracy_ablations.py, `average_auto`). The lower clip
+# is about that: on smaller logs a longer average lags the raw weights by more epochs than
+# a fit runs, and early stopping comes late or never.
+AUTO_AVERAGING_HALF_LIFE_STEPS = 300
+AUTO_AVERAGING_SHARES = (0.15, 0.3)
 # The flat parameters that build the network: a ``module__<name>`` value overrides one.
 _NETWORK_PARAMS = ("embed_dim", "attention_units", "hidden_units", "activation",
                    "attention_normalization", "pooling", "attention_scorer", "dropout",
@@ -250,13 +259,19 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         steps per epoch))``, with the steps per epoch those of the rows trained on
         (2 on a log of 200,000 training rows at ``batch_size=1024``, 5 on one of
         80,000). ``n_iter_no_change_`` holds the value a fit used.
-    weight_averaging : float or None, default=0.3
+    weight_averaging : float, "auto" or None, default="auto"
         With early stopping on: validation scores, early stopping keeps and the fitted
         model predicts with a moving average over epochs of the weights, in which each
         new epoch's end weights have this share (training goes on from the raw
         weights). The average is smooth where an epoch's own weights are noisy, late in
-        training on small logs. None (or 1.0) keeps each epoch's own weights, as
-        without early stopping. Holds two more copies of the weights while training.
+        training on small logs. "auto" sets the share from the steps of an epoch, as
+        ``n_iter_no_change="auto"`` sets the patience: ``1 - 0.5 ** (steps / 300)``
+        clipped to [0.15, 0.3], an average with a half-life of 300 optimizer steps, and
+        of 2 to 4.3 epochs (0.3 on a log of 160,000 training rows or more at
+        ``batch_size=1024``, 0.17 on one of 80,000, 0.15 below 72,000).
+        ``weight_averaging_`` holds the share a fit used. None (or 1.0) keeps each
+        epoch's own weights, as without early stopping. Holds two more copies of the
+        weights while training.
     train_split : callable or None, default=None
         skorch's internal validation split (e.g. ``skorch.dataset.ValidSplit(0.1)``);
         None trains on all rows, or on the early-stopping split's training rows.
@@ -326,6 +341,10 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
     n_iter_no_change_ : int or None
         The patience early stopping used in the last ``fit`` (``n_iter_no_change``,
         "auto" resolved); None when it did not stop early.
+    weight_averaging_ : float or None
+        The share of each epoch in the average of the weights in the last ``fit``
+        (``weight_averaging``, "auto" resolved); None when it kept each epoch's own
+        weights (no early stopping, or ``weight_averaging`` None or 1).
     history_ : skorch.History
         Per-epoch log (train loss; validation loss and AUC with a train_split).
 
@@ -395,7 +414,8 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "early_stopping": [StrOptions({"auto"}), "boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "weight_averaging": [Interval(Real, 0, 1, closed="right"), None],
+        "weight_averaging": [Interval(Real, 0, 1, closed="right"), StrOptions({"auto"}),
+                             None],
         # skorch's own parameters that a value of the wrong type would silently misuse.
         "threshold": [Interval(Real, 0, 1, closed="both")],
         "warm_start": ["boolean"],
@@ -440,7 +460,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         early_stopping: str | bool = "auto",
         validation_fraction: float = 0.1,
         n_iter_no_change: str | int = "auto",
-        weight_averaging: float | None = 0.3,
+        weight_averaging: float | str | None = "auto",
         train_split: object = None,
         callbacks: list | None = None,
         device: str | torch.device = "cpu",
@@ -555,7 +575,20 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             dataset_train, dataset_valid = Subset(dataset, split[0]), Subset(dataset, split[1])
         if self.__dict__.get("do_early_stopping_") and dataset_valid is not None:
             self.n_iter_no_change_ = self._patience(len(dataset_train))
+            self.weight_averaging_ = self._averaging_share(len(dataset_train))
         return dataset_train, dataset_valid
+
+    def _averaging_share(self, n_train_rows: int) -> float | None:
+        """Each epoch's share in the average of the weights: ``weight_averaging``, "auto"
+        resolved for a fit on ``n_train_rows`` rows, None for no average (None or 1)."""
+        if self.weight_averaging is None or self.weight_averaging == 1:
+            return None
+        if self.weight_averaging != "auto":
+            return float(self.weight_averaging)
+        # The training iterator's own count of steps an epoch (get_iterator).
+        steps = max(1, batch_count(n_train_rows, self.batch_size, shuffle=True))
+        low, high = AUTO_AVERAGING_SHARES
+        return min(high, max(low, 1 - 0.5 ** (steps / AUTO_AVERAGING_HALF_LIFE_STEPS)))
 
     def _patience(self, n_train_rows: int) -> int:
         """Early stopping's patience in epochs: ``n_iter_no_change``, "auto" resolved for a
@@ -1084,7 +1117,8 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             len(target) >= EARLY_STOPPING_AUTO_ROWS
             if self.early_stopping == "auto" else bool(self.early_stopping)
         )
-        self.n_iter_no_change_ = None  # get_split_datasets sets it when stopping early
+        # get_split_datasets sets both when stopping early
+        self.n_iter_no_change_ = self.weight_averaging_ = None
         if self.do_early_stopping_ and self.train_split is None:
             # Read by get_split_datasets; the rows are the fit's alone, not the model's.
             self.early_stopping_rows_ = self._early_stopping_rows(frame, inputs, target)

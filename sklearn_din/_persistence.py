@@ -426,6 +426,12 @@ def _check_classifier(c: DINClassifier, fail: Callable,
     _expect(patience is None or (isinstance(patience, int) and not isinstance(patience, bool)
                                  and patience >= 1), fail,
             "n_iter_no_change_ must be None or a positive int")
+    if "weight_averaging_" not in c.__dict__:  # files from before it, never "auto" then
+        stopped = getattr(c, "do_early_stopping_", False)
+        c.weight_averaging_ = c._averaging_share(0) if stopped else None
+    share = c.weight_averaging_
+    _expect(share is None or (isinstance(share, float) and 0 < share < 1), fail,
+            "weight_averaging_ must be None or a float in (0, 1)")
 
 
 def _load_weights(c: DINClassifier, weights: dict, fail: Callable) -> None:

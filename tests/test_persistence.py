@@ -172,6 +172,30 @@ def test_a_file_from_before_auto_patience_gets_the_patience_its_fit_used(fitted,
         load_model(bad)
 
 
+def test_a_file_from_before_auto_averaging_gets_the_share_its_fit_used(fitted, tmp_path):
+    # weight_averaging_ (the resolved share) is newer than the files that hold a float
+    # weight_averaging: such a file's fit used that float, if it stopped early.
+    model, X, _, path = fitted
+    assert load_model(path)[-1].weight_averaging_ == model[-1].weight_averaging_
+    for stopped, expected in ((True, 0.3), (False, None)):
+        older = tmp_path / f"older-{stopped}.npz"
+
+        def edit(meta, stopped=stopped):
+            step = meta["steps"][1]
+            step["params"]["weight_averaging"] = 0.3
+            step["fitted"].pop("weight_averaging_")
+            step["fitted"]["do_early_stopping_"] = stopped
+
+        _rewrite_meta(path, older, edit, sign=True)
+        assert load_model(older)[-1].weight_averaging_ == expected
+    for value in (1.5, "auto"):
+        bad = tmp_path / "bad.npz"
+        _rewrite_meta(path, bad, lambda meta, value=value: meta["steps"][1]["fitted"].update(
+            weight_averaging_=value), sign=True)
+        with pytest.raises(ModelFileError, match="weight_averaging_"):
+            load_model(bad)
+
+
 @pytest.mark.parametrize("name", ["torch.optim.Module", "torch.nn.Module", "os.system",
                                   "builtins.eval", "torch.optim.lr_scheduler.StepLR"])
 def test_a_file_cannot_name_arbitrary_code(fitted, tmp_path, name):

@@ -122,7 +122,9 @@ def test_auto_patience_waits_about_400_steps_and_at_least_2_epochs(big_rows, bat
 
 def test_an_int_patience_is_used_as_given_and_none_without_early_stopping(big_rows):
     X, y = big_rows
-    model = DINClassifier(max_epochs=40, n_iter_no_change=3, **FAST).fit(X, y)
+    # At 5 steps an epoch, "auto" averaging (0.15) climbs for all 40 epochs: 0.3 stops.
+    model = DINClassifier(max_epochs=40, n_iter_no_change=3, weight_averaging=0.3,
+                          **FAST).fit(X, y)
     scores = model.history[:, "valid_auc"]
     assert model.n_iter_no_change_ == 3 and len(scores) - 1 - int(np.argmax(scores)) == 3
     model.set_params(early_stopping=False, max_epochs=1).fit(X, y)
@@ -149,8 +151,8 @@ def test_weight_averaging_keeps_the_best_epochs_average_and_trains_on_the_raw_we
     X, y = big_rows
     raw = _EpochEndWeights()
     model = DINClassifier(max_epochs=40, n_iter_no_change=2, callbacks=[("raw", raw)],
-                          **FAST).fit(X, y)
-    assert model.weight_averaging == 0.3
+                          weight_averaging=0.3, **FAST).fit(X, y)
+    assert model.weight_averaging_ == 0.3
     best = int(np.argmax(model.history[:, "valid_auc"]))
     assert best < len(model.history) - 1  # early stopping restored an earlier epoch
     average = raw.epochs[0]
@@ -164,6 +166,44 @@ def test_weight_averaging_keeps_the_best_epochs_average_and_trains_on_the_raw_we
     n = min(len(plain.history), len(model.history))
     assert plain.history[:n, "train_loss"] == model.history[:n, "train_loss"]
     assert plain.history[:n, "valid_auc"] != model.history[:n, "valid_auc"]
+
+
+@pytest.mark.parametrize("batch_size, n_rows, expected", [
+    (1024, 200_000, 0.3),                         # 176 steps: the Amazon logs' share, clipped
+    (1024, 80_000, 1 - 0.5 ** (71 / 300)),        # 71 steps (90% of 80,000 rows train)
+    (1024, 20_000, 0.15),                         # 18 steps: clipped from below
+    (100, 20_000, 0.3),                           # 180 steps
+])
+def test_auto_weight_averaging_has_a_half_life_of_300_steps_clipped_to_015_03(
+        batch_size, n_rows, expected):
+    model = DINClassifier(batch_size=batch_size)
+    assert model.weight_averaging == "auto"
+    assert model._averaging_share(int(0.9 * n_rows)) == pytest.approx(expected)
+    assert model.set_params(weight_averaging=0.5)._averaging_share(n_rows) == 0.5
+    assert model.set_params(weight_averaging=1.0)._averaging_share(n_rows) is None
+    assert model.set_params(weight_averaging=None)._averaging_share(n_rows) is None
+
+
+def test_a_fit_records_the_share_it_averaged_with_and_keeps_that_average(big_rows):
+    X, y = big_rows
+    raw = _EpochEndWeights()
+    model = DINClassifier(max_epochs=40, n_iter_no_change=2, callbacks=[("raw", raw)],
+                          **{**FAST, "batch_size": 100, "lr": 1e-2}).fit(X, y)
+    train, _ = latest_rows_split(X["user_id"].to_numpy(), X["hist_len"].to_numpy(), 0.1,
+                                 np.random.RandomState(0))
+    steps = -(-len(train) // 100)
+    assert model.weight_averaging_ == pytest.approx(1 - 0.5 ** (steps / 300))
+    assert 0.15 < model.weight_averaging_ < 0.3  # the fixture is sized for the unclipped case
+    best = int(np.argmax(model.history[:, "valid_auc"]))
+    assert best < len(model.history) - 1  # early stopping restored an earlier epoch
+    average = raw.epochs[0]
+    for weights in raw.epochs[1:best + 1]:
+        average = [torch.lerp(a, w, model.weight_averaging_)
+                   for a, w in zip(average, weights, strict=True)]
+    kept = [t for t in model.module_.state_dict().values() if t.is_floating_point()]
+    assert all(torch.equal(k, a) for k, a in zip(kept, average, strict=True))
+    model.set_params(early_stopping=False, max_epochs=1).fit(X, y)
+    assert model.weight_averaging_ is None
 
 
 def test_weight_averaging_of_one_or_without_early_stopping_changes_nothing(big_rows):
@@ -218,6 +258,7 @@ def test_one_class_validation_is_refused_before_training():
     ({"n_iter_no_change": "soon"}, "n_iter_no_change"),
     ({"weight_averaging": 0.0}, "weight_averaging"),
     ({"weight_averaging": 1.5}, "weight_averaging"),
+    ({"weight_averaging": "always"}, "weight_averaging"),
 ])
 def test_parameters_are_validated(params, match):
     X = pd.DataFrame({"user_id": [2, 3], "item_id": [2, 3]})

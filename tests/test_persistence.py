@@ -149,50 +149,33 @@ def test_a_file_from_before_the_attention_parameters_loads_without_them(fitted, 
     assert defaults.attention_embedding_gradient == 0.3
 
 
-def test_a_file_from_before_auto_patience_gets_the_patience_its_fit_used(fitted, tmp_path):
-    # n_iter_no_change_ (the resolved patience) is newer than the files that hold an
-    # int n_iter_no_change and do_early_stopping_: such a file's fit used that int.
+@pytest.mark.parametrize("param, value, bad_values", [
+    ("n_iter_no_change", 4, (0,)),            # an int patience, before "auto"
+    ("weight_averaging", 0.3, (1.5, "auto")),  # a float share, before "auto"
+])
+def test_a_file_from_before_an_auto_setting_gets_the_value_its_fit_used(
+        fitted, tmp_path, param, value, bad_values):
+    # The resolved <param>_ is newer than the files that hold a plain value of <param> and
+    # do_early_stopping_: such a file's fit used that value if it stopped early, else none.
     model, X, _, path = fitted
-    assert load_model(path)[-1].n_iter_no_change_ == model[-1].n_iter_no_change_
-    for stopped, expected in ((True, 4), (False, None)):
+    resolved = f"{param}_"
+    assert getattr(load_model(path)[-1], resolved) == getattr(model[-1], resolved)
+    for stopped, expected in ((True, value), (False, None)):
         older = tmp_path / f"older-{stopped}.npz"
 
         def edit(meta, stopped=stopped):
             step = meta["steps"][1]
-            step["params"]["n_iter_no_change"] = 4
-            step["fitted"].pop("n_iter_no_change_")
+            step["params"][param] = value
+            step["fitted"].pop(resolved)
             step["fitted"]["do_early_stopping_"] = stopped
 
         _rewrite_meta(path, older, edit, sign=True)
-        assert load_model(older)[-1].n_iter_no_change_ == expected
-    bad = tmp_path / "bad.npz"
-    _rewrite_meta(path, bad, lambda meta: meta["steps"][1]["fitted"].update(
-        n_iter_no_change_=0), sign=True)
-    with pytest.raises(ModelFileError, match="n_iter_no_change_"):
-        load_model(bad)
-
-
-def test_a_file_from_before_auto_averaging_gets_the_share_its_fit_used(fitted, tmp_path):
-    # weight_averaging_ (the resolved share) is newer than the files that hold a float
-    # weight_averaging: such a file's fit used that float, if it stopped early.
-    model, X, _, path = fitted
-    assert load_model(path)[-1].weight_averaging_ == model[-1].weight_averaging_
-    for stopped, expected in ((True, 0.3), (False, None)):
-        older = tmp_path / f"older-{stopped}.npz"
-
-        def edit(meta, stopped=stopped):
-            step = meta["steps"][1]
-            step["params"]["weight_averaging"] = 0.3
-            step["fitted"].pop("weight_averaging_")
-            step["fitted"]["do_early_stopping_"] = stopped
-
-        _rewrite_meta(path, older, edit, sign=True)
-        assert load_model(older)[-1].weight_averaging_ == expected
-    for value in (1.5, "auto"):
+        assert getattr(load_model(older)[-1], resolved) == expected
+    for bad_value in bad_values:
         bad = tmp_path / "bad.npz"
-        _rewrite_meta(path, bad, lambda meta, value=value: meta["steps"][1]["fitted"].update(
-            weight_averaging_=value), sign=True)
-        with pytest.raises(ModelFileError, match="weight_averaging_"):
+        _rewrite_meta(path, bad, lambda meta, v=bad_value: meta["steps"][1]["fitted"].update(
+            {resolved: v}), sign=True)
+        with pytest.raises(ModelFileError, match=resolved):
             load_model(bad)
 
 

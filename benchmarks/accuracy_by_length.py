@@ -8,6 +8,7 @@ whole pairs and its AUC is well defined.
 
     python benchmarks/accuracy_by_length.py                  # 3 data sets, seeds 0 1 2
     python benchmarks/accuracy_by_length.py --datasets beauty --seeds 0
+    python benchmarks/accuracy_by_length.py --datasets movielens --update  # rerun one log
 
 Writes results/accuracy_by_length.md and .json.
 """
@@ -27,7 +28,13 @@ from sklearn.metrics import roc_auc_score
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import machine_info, machine_line, mark_end, markdown_table  # noqa: E402
+from harness import (  # noqa: E402
+    commit_label,
+    machine_info,
+    machine_line,
+    mark_end,
+    markdown_table,
+)
 from protocol import DATASETS, load_split, xy  # noqa: E402
 
 from sklearn_din import DINClassifier, SequenceFeatureTransformer  # noqa: E402
@@ -99,10 +106,20 @@ def main(argv: list[str] | None = None) -> int:
                         choices=list(DATASETS))
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--out", default=str(HERE / "results" / "accuracy_by_length.md"))
+    parser.add_argument("--update", action="store_true",
+                        help="rerun only --datasets; keep the other logs' results of --out")
     args = parser.parse_args(argv)
+    out = Path(args.out)
     info = machine_info()
-    results = [run(name, args.seeds) for name in args.datasets]
+    results = [{**run(name, args.seeds), "machine": info} for name in args.datasets]
     mark_end(info)
+    if args.update and out.with_suffix(".json").exists():
+        earlier = json.loads(out.with_suffix(".json").read_text())
+        rerun = {r["dataset"] for r in results}
+        kept = [{"machine": earlier["machine"], **r} for r in earlier["results"]
+                if r["dataset"] not in rerun]  # an older file's results share its machine
+        order = list(DATASETS)
+        results = sorted(kept + results, key=lambda r: order.index(r["dataset"]))
     command = "python benchmarks/accuracy_by_length.py " + " ".join(sys.argv[1:])
     parts = [
         "# Where DIN's margin lives: validation AUC by history length (issue 13)", "",
@@ -114,9 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for result in results:
         fit = ", ".join(f"{m} {s:.0f} s" for m, s in result["fit_s"].items())
-        parts += [f"## {result['description']}", "", f"Mean fit time: {fit}.", "",
+        measured = result["machine"]
+        parts += [f"## {result['description']}", "",
+                  f"Measured at git commit {commit_label(measured)} on "
+                  f"{measured['date'][:16]}. Mean fit time: {fit}.", "",
                   table(result), ""]
-    out = Path(args.out)
     out.write_text("\n".join(parts))
     out.with_suffix(".json").write_text(json.dumps({"machine": info, "results": results},
                                                    indent=1))

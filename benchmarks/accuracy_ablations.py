@@ -254,31 +254,27 @@ VARIANTS.update({
 # `sink`'s records ran a prototype (_din_plus.DINSink, removed in session 16 for the
 # built-in, which reproduced it: `attention_sink`, Beauty seed 0). A default since session 16
 # (attention_sink="auto": the sink wherever the scores get softmax).
-VARIANTS.update({
-    "sink": ({}, {"weight_averaging": 0.3, "lr": 2e-3, "attention_sink": True}),
-    "attention_sink": ({}, {"weight_averaging": 0.3, "lr": 2e-3, "attention_sink": True}),
-})
+_SINK = {"weight_averaging": 0.3, "lr": 2e-3, "attention_sink": True}  # session 15's best
+VARIANTS.update({"sink": ({}, dict(_SINK)), "attention_sink": ({}, dict(_SINK))})
 # Session 16, on today's defaults (the sink included), DIN only: one sink logit per
 # history-length bucket (_din_plus.DINLengthSink), for MovieLens, where the one sink costs
 # DIN 0.14 points and still takes a fifth of the weight of 32-50-behaviour histories.
 VARIANTS.update({
-    "length_sink": ({}, {"weight_averaging": 0.3, "lr": 2e-3, "attention_sink": True,
-                         "module": DINLengthSink}),
+    "length_sink": ({}, {**_SINK, "module": DINLengthSink}),
 })
 # Session 16: the averaging's share from the steps of an epoch, as n_iter_no_change="auto"
 # counts patience in steps: share = 1 - 0.5 ** (steps / 350), a half-life of 350 optimizer
 # steps, which is 0.30 on Beauty (180 steps an epoch), 0.36 on Video Games (226) and 0.14
 # on MovieLens (73.5); each log's share measured on that log.
 VARIANTS.update({
-    "average0.36": ({}, {"weight_averaging": 0.36, "lr": 2e-3, "attention_sink": True}),
-    "average0.14": ({}, {"weight_averaging": 0.14, "lr": 2e-3, "attention_sink": True}),
+    "average0.36": ({}, {**_SINK, "weight_averaging": 0.36}),
+    "average0.14": ({}, {**_SINK, "weight_averaging": 0.14}),
     # ... built in as weight_averaging="auto": 1 - 0.5 ** (steps / 300) clipped to
     # [0.15, 0.3] (0.3 on the Amazon logs, 0.16 on MovieLens: 74 steps an epoch).
-    "average_auto": ({}, {"weight_averaging": "auto", "lr": 2e-3, "attention_sink": True}),
+    "average_auto": ({}, {**_SINK, "weight_averaging": "auto"}),
     # Half the early-stopping split, for MovieLens's seed spread: its validated users lose
     # every row after their 50th click from training (a tenth of the rows, the latest).
-    "valid0.05": ({}, {"weight_averaging": "auto", "lr": 2e-3, "attention_sink": True,
-                       "validation_fraction": 0.05}),
+    "valid0.05": ({}, {**_SINK, "weight_averaging": "auto", "validation_fraction": 0.05}),
 })
 # Every variant above was measured without the built-in weight averaging (a default since
 # session 14, weight_averaging=0.3; epoch_average0.3 is its prototype): pinned off.

@@ -585,18 +585,21 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             return None
         if self.weight_averaging != "auto":
             return float(self.weight_averaging)
-        # The training iterator's own count of steps an epoch (get_iterator).
-        steps = max(1, batch_count(n_train_rows, self.batch_size, shuffle=True))
+        steps = self._steps_per_epoch(n_train_rows)
         low, high = AUTO_AVERAGING_SHARES
         return min(high, max(low, 1 - 0.5 ** (steps / AUTO_AVERAGING_HALF_LIFE_STEPS)))
+
+    def _steps_per_epoch(self, n_train_rows: int) -> int:
+        """Optimizer steps in an epoch of ``n_train_rows`` rows: the training iterator's own
+        count (get_iterator), at least 1; what the "auto" settings are measured in."""
+        return max(1, batch_count(n_train_rows, self.batch_size, shuffle=True))
 
     def _patience(self, n_train_rows: int) -> int:
         """Early stopping's patience in epochs: ``n_iter_no_change``, "auto" resolved for a
         fit on ``n_train_rows`` rows (see ``n_iter_no_change``)."""
         if self.n_iter_no_change != "auto":
             return int(self.n_iter_no_change)
-        # The training iterator's own count of steps an epoch (get_iterator).
-        steps = max(1, batch_count(n_train_rows, self.batch_size, shuffle=True))
+        steps = self._steps_per_epoch(n_train_rows)
         return max(AUTO_PATIENCE_MIN_EPOCHS, round(AUTO_PATIENCE_STEPS / steps))
 
     def _early_stopping_rows(

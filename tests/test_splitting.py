@@ -145,6 +145,16 @@ class _EpochEndWeights(Callback):
     def on_epoch_end(self, net, **kwargs):
         self.epochs.append(self.latest)
 
+    def kept_average_is(self, model, share):
+        """Whether the model holds the moving average, with ``share`` an epoch, of these
+        raw weights up to its best epoch (the one early stopping restored)."""
+        best = int(np.argmax(model.history[:, "valid_auc"]))
+        average = self.epochs[0]
+        for weights in self.epochs[1:best + 1]:
+            average = [torch.lerp(a, w, share) for a, w in zip(average, weights, strict=True)]
+        kept = [t for t in model.module_.state_dict().values() if t.is_floating_point()]
+        return all(torch.equal(k, a) for k, a in zip(kept, average, strict=True))
+
 
 def test_weight_averaging_keeps_the_best_epochs_average_and_trains_on_the_raw_weights(
         big_rows):
@@ -155,11 +165,7 @@ def test_weight_averaging_keeps_the_best_epochs_average_and_trains_on_the_raw_we
     assert model.weight_averaging_ == 0.3
     best = int(np.argmax(model.history[:, "valid_auc"]))
     assert best < len(model.history) - 1  # early stopping restored an earlier epoch
-    average = raw.epochs[0]
-    for weights in raw.epochs[1:best + 1]:
-        average = [torch.lerp(a, w, 0.3) for a, w in zip(average, weights, strict=True)]
-    kept = [t for t in model.module_.state_dict().values() if t.is_floating_point()]
-    assert all(torch.equal(k, a) for k, a in zip(kept, average, strict=True))
+    assert raw.kept_average_is(model, 0.3)
     # Training goes on from the raw weights: the same steps as without averaging.
     plain = DINClassifier(max_epochs=40, n_iter_no_change=2, weight_averaging=None,
                           **FAST).fit(X, y)
@@ -196,12 +202,7 @@ def test_a_fit_records_the_share_it_averaged_with_and_keeps_that_average(big_row
     assert 0.15 < model.weight_averaging_ < 0.3  # the fixture is sized for the unclipped case
     best = int(np.argmax(model.history[:, "valid_auc"]))
     assert best < len(model.history) - 1  # early stopping restored an earlier epoch
-    average = raw.epochs[0]
-    for weights in raw.epochs[1:best + 1]:
-        average = [torch.lerp(a, w, model.weight_averaging_)
-                   for a, w in zip(average, weights, strict=True)]
-    kept = [t for t in model.module_.state_dict().values() if t.is_floating_point()]
-    assert all(torch.equal(k, a) for k, a in zip(kept, average, strict=True))
+    assert raw.kept_average_is(model, model.weight_averaging_)
     model.set_params(early_stopping=False, max_epochs=1).fit(X, y)
     assert model.weight_averaging_ is None
 

@@ -276,6 +276,15 @@ VARIANTS.update({
     # every row after their 50th click from training (a tenth of the rows, the latest).
     "valid0.05": ({}, {**_SINK, "weight_averaging": "auto", "validation_fraction": 0.05}),
 })
+# Session 17, for MovieLens's seed spread: early stopping chooses the epoch count and the
+# averaging share, then a second fit on every row (the validated users' latest rows
+# included) runs that many epochs. MovieLens' records (config key "_refit") ran a
+# prototype: a second DINClassifier with early_stopping=False and max_epochs the epoch kept,
+# averaging its epochs' weights with the first fit's share. The rest ran the built-in
+# (DINClassifier(refit=True), opt-in), which trains that same network.
+VARIANTS.update({
+    "refit": ({}, {**_SINK, "weight_averaging": "auto", "refit": True}),
+})
 # Every variant above was measured without the built-in weight averaging (a default since
 # session 14, weight_averaging=0.3; epoch_average0.3 is its prototype): pinned off.
 for _, _params in VARIANTS.values():
@@ -347,8 +356,9 @@ def _run_one(split, transformer_params: dict, params: dict, seed: int) -> dict:
         "valid_auc": float(roc_auc_score(yva, p)),
         "valid_gauc": float(gauc_score(yva, p, groups=Xva["user_id"])),
         "curve": [float(a) for a in clf.history[:, "ext_valid_auc"]],
-        "epochs": len(clf.history),
+        "epochs": len(clf.history) - (clf.refit_epochs_ or 0),  # early stopping's
         "fit_s": round(seconds, 1),
+        **({} if clf.refit_epochs_ is None else {"refit_epochs": clf.refit_epochs_}),
     }
 
 

@@ -165,7 +165,9 @@ class EarlyStoppingOnValidation(EarlyStopping):
                          threshold_mode="abs", load_best=True)
 
     def on_train_begin(self, net, **kwargs) -> None:
-        self.active_ = bool(net.__dict__.get("do_early_stopping_"))
+        # Not in the classifier's refit: it runs the epochs chosen here, without validation.
+        self.active_ = bool(net.__dict__.get("do_early_stopping_")
+                            and not net.__dict__.get("refitting_"))
         self.sink = print if net.verbose else _silent
         super().on_train_begin(net, **kwargs)
 
@@ -195,10 +197,15 @@ class WeightAveraging(Callback):
     come back when the next epoch begins: training goes on from them, as Polyak
     averaging does. Holds two more copies of the weights while training (the average,
     and the raw weights during validation), besides early stopping's best one.
+
+    In the classifier's refit (``refit``: no validation rows) the average takes in each
+    epoch's weights when the epoch ends, with the share of the first fit, and is loaded
+    when training ends: the refit keeps the average of the epoch early stopping chose.
     """
 
     def on_train_begin(self, net, **kwargs) -> None:
-        self.active_ = bool(net.__dict__.get("do_early_stopping_"))
+        self.refitting_ = bool(net.__dict__.get("refitting_"))
+        self.active_ = self.refitting_ or bool(net.__dict__.get("do_early_stopping_"))
         self.average_, self.raw_ = None, None
 
     def _state(self, net) -> list[torch.Tensor]:
@@ -219,16 +226,31 @@ class WeightAveraging(Callback):
         with torch.no_grad():
             state = self._state(net)
             self.raw_ = [t.detach().clone() for t in state]
-            if self.average_ is None:
-                self.average_ = [t.clone() for t in self.raw_]
-            else:
-                for average, raw in zip(self.average_, self.raw_, strict=True):
-                    average.lerp_(raw, share)
+            self._take_in(self.raw_, share)
             for t, average in zip(state, self.average_, strict=True):
                 t.copy_(average)
 
+    def on_epoch_end(self, net, **kwargs) -> None:
+        share = net.__dict__.get("weight_averaging_")
+        if self.refitting_ and share is not None:
+            with torch.no_grad():
+                self._take_in([t.detach() for t in self._state(net)], share)
+
+    def _take_in(self, weights: list[torch.Tensor], share: float) -> None:
+        """The average moves towards ``weights`` by ``share`` (the first ones start it)."""
+        if self.average_ is None:
+            self.average_ = [t.clone() for t in weights]
+        else:
+            for average, new in zip(self.average_, weights, strict=True):
+                average.lerp_(new, share)
+
     def on_train_end(self, net, **kwargs) -> None:
-        # The module holds the last epoch's average, or early stopping's best one.
+        if self.refitting_ and self.average_ is not None:
+            with torch.no_grad():
+                for t, average in zip(self._state(net), self.average_, strict=True):
+                    t.copy_(average)
+        # The module holds the average: the refit's, the last epoch's, or early
+        # stopping's best one.
         self.average_, self.raw_ = None, None
 
 

@@ -55,7 +55,7 @@ _ADDED_SINCE_FORMAT_2 = {
     "transformer": {},
     "classifier": {"attention_length_scale": False, "attention_embedding_gradient": 1.0,
                    "behaviour_dropout": 0.0, "weight_averaging": None,
-                   "attention_sink": False},
+                   "attention_sink": False, "refit": False},
 }
 # Parameters that sklearn-din 0.1.0 did not have (so its files do not hold them), at the
 # values that reproduce its models: today's defaults differ. Those added since format 2
@@ -432,6 +432,11 @@ def _check_classifier(c: DINClassifier, fail: Callable,
     share = c.weight_averaging_
     _expect(share is None or (isinstance(share, float) and 0 < share < 1), fail,
             "weight_averaging_ must be None or a float in (0, 1)")
+    c.__dict__.setdefault("refit_epochs_", None)  # files from before it: no refit
+    epochs = c.refit_epochs_
+    _expect(epochs is None or (isinstance(epochs, int) and not isinstance(epochs, bool)
+                               and epochs >= 1), fail,
+            "refit_epochs_ must be None or a positive int")
 
 
 def _load_weights(c: DINClassifier, weights: dict, fail: Callable) -> None:

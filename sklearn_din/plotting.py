@@ -284,7 +284,10 @@ def plot_training_curves(model: Pipeline | DINClassifier, *, ax: Any = None) -> 
     With ``embedding_l2 > 0`` the training loss includes the regularisation
     penalty and the validation loss does not, so the two are not on the same
     footing. ``partial_fit`` and ``warm_start`` append their epochs to the same
-    history; a model loaded with :func:`~sklearn_din.load_model` keeps it.
+    history; a model loaded with :func:`~sklearn_din.load_model` keeps it. After
+    early stopping, the epochs of the refit on every row (``refit=True``) follow,
+    after a dotted line labelled ``"refit on all rows"``: their training loss starts
+    again from the initial weights.
 
     Examples
     --------
@@ -326,6 +329,10 @@ def plot_training_curves(model: Pipeline | DINClassifier, *, ax: Any = None) -> 
         values = _series(history, key)
         if values is not None:
             handles += ax.plot(epochs, values, marker="o", color=color, label=key)
+    refit = [e for e, epoch in zip(epochs, history, strict=True) if epoch.get("refit")]
+    if refit:  # the refit's epochs start again from the initial weights, on every row
+        handles.append(ax.axvline(refit[0] - 0.5, color="0.5", linestyle=":",
+                                  label="refit on all rows"))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (binary cross-entropy)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -459,15 +459,19 @@ def test_valid_split_logs_valid_loss_and_auc_with_string_labels(ctr_data):
 
 
 class _SplitIterators(Callback):
-    """Keeps the iterators the net builds for its training and validation rows."""
+    """Keeps the iterators the net builds for its training and validation rows (and, in
+    epochs without validation rows, a refit's, for its training rows)."""
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        if dataset_valid is None:
+            self.refit = net.get_iterator(dataset_train, training=True)
+            return
         self.train = net.get_iterator(dataset_train, training=True)
         self.valid = net.get_iterator(dataset_valid, training=False)
 
 
 @pytest.mark.parametrize("split", [
-    dict(early_stopping=True),  # the internal split of each user's latest rows
+    dict(early_stopping=True, refit=True),  # the internal split of each user's latest rows
     dict(early_stopping=False, train_split=ValidSplit(0.2, random_state=0)),
 ])
 def test_a_split_trains_and_validates_on_the_frames_own_memory(ctr_data, split):
@@ -483,6 +487,10 @@ def test_a_split_trains_and_validates_on_the_frames_own_memory(ctr_data, split):
             assert np.shares_memory(iterator.inputs[key].numpy(), block), key
     assert 0 < seen.valid.n_rows < seen.train.n_rows
     assert seen.train.n_rows + seen.valid.n_rows == len(X)
+    if split["early_stopping"]:  # the refit: every row, still in the frame's own memory
+        assert seen.refit.n_rows == len(X)
+        for key in ("candidate", "history", "history_length"):
+            assert np.shares_memory(seen.refit.inputs[key].numpy(), block), key
 
 
 def test_warm_start_continues_training(ctr_data):

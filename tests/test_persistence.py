@@ -124,15 +124,16 @@ def test_a_file_from_before_the_attention_parameters_loads_without_them(fitted, 
         DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=1,
                       attention_length_scale=False, attention_embedding_gradient=1.0,
                       behaviour_dropout=0.0, weight_averaging=None, attention_sink=False,
-                      verbose=0, random_state=0),
+                      refit=False, verbose=0, random_state=0),
     ).fit(X, y)
     path, older = tmp_path / "today.npz", tmp_path / "older.npz"
     save_model(model, path)
 
     def drop(meta):
         for name in ("attention_length_scale", "attention_embedding_gradient",
-                     "behaviour_dropout", "weight_averaging", "attention_sink"):
+                     "behaviour_dropout", "weight_averaging", "attention_sink", "refit"):
             meta["steps"][1]["params"].pop(name)
+        meta["steps"][1]["fitted"].pop("refit_epochs_")
 
     _rewrite_meta(path, older, drop, sign=True)
     loaded = load_model(older)
@@ -141,6 +142,7 @@ def test_a_file_from_before_the_attention_parameters_loads_without_them(fitted, 
     assert loaded[-1].behaviour_dropout == 0.0
     assert loaded[-1].weight_averaging is None
     assert loaded[-1].attention_sink is False
+    assert loaded[-1].refit is False and loaded[-1].refit_epochs_ is None
     assert loaded[-1].module_.length_log_scale is None
     assert loaded[-1].module_.sink_logit is None
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
@@ -176,6 +178,29 @@ def test_a_file_from_before_an_auto_setting_gets_the_value_its_fit_used(
         _rewrite_meta(path, bad, lambda meta, v=bad_value: meta["steps"][1]["fitted"].update(
             {resolved: v}), sign=True)
         with pytest.raises(ModelFileError, match=resolved):
+            load_model(bad)
+
+
+def test_a_refit_models_epoch_count_is_kept_and_checked(fitted, tmp_path):
+    model, X, y, _ = fitted
+    refit = make_pipeline(
+        SequenceFeatureTransformer(max_len=8),
+        DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=2,
+                      early_stopping=True, refit=True, verbose=0, random_state=0),
+    ).fit(X, y)
+    assert refit[-1].refit_epochs_ >= 1
+    path = tmp_path / "refit.npz"
+    save_model(refit, path)
+    loaded = load_model(path)
+    assert loaded[-1].refit_epochs_ == refit[-1].refit_epochs_
+    assert [e.get("refit", False) for e in loaded[-1].history_] == [
+        e.get("refit", False) for e in refit[-1].history_]
+    np.testing.assert_array_equal(loaded.predict_proba(X), refit.predict_proba(X))
+    for bad_value in (0, 1.5, True):
+        bad = tmp_path / "bad.npz"
+        _rewrite_meta(path, bad, lambda meta, v=bad_value: meta["steps"][1]["fitted"].update(
+            refit_epochs_=v), sign=True)
+        with pytest.raises(ModelFileError, match="refit_epochs_"):
             load_model(bad)
 
 

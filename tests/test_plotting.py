@@ -206,6 +206,18 @@ def test_training_curves_with_validation(fitted):
     assert len(ax.get_legend().get_texts()) == 3
 
 
+def test_training_curves_mark_where_the_refit_begins(fitted):
+    model = _classifier(max_epochs=2, early_stopping=True, refit=True).fit(
+        fitted.model[0].transform(fitted.X), fitted.y)
+    assert model.refit_epochs_ >= 1
+    ax = plot_training_curves(model)
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["train_loss", "valid_loss", "refit on all rows"]
+    first_refit = len(model.history) - model.refit_epochs_ + 1
+    assert ax.get_lines()[-1].get_xdata()[0] == first_refit - 0.5
+    assert len(ax.get_lines()[0].get_xdata()) == len(model.history)  # every epoch's loss
+
+
 def test_training_curves_survive_save_and_load(fitted, tmp_path):
     path = tmp_path / "model.npz"
     save_model(fitted.model, path)

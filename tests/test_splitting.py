@@ -207,6 +207,91 @@ def test_a_fit_records_the_share_it_averaged_with_and_keeps_that_average(big_row
     assert model.weight_averaging_ is None
 
 
+def _average(epochs, share):
+    """The moving average, with ``share`` an epoch, of these epochs' weights."""
+    average = epochs[0]
+    for weights in epochs[1:]:
+        average = [torch.lerp(a, w, share) for a, w in zip(average, weights, strict=True)]
+    return average
+
+
+class _TrainingRows(Callback):
+    """The rows of each training step of the last training run."""
+
+    def on_train_begin(self, net, **kwargs):
+        self.rows = []
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        if training:
+            self.rows.append(len(batch[1]))
+
+
+def test_refit_trains_a_fresh_network_on_every_row_for_the_epochs_early_stopping_kept(
+        big_rows):
+    X, y = big_rows
+    params = dict(max_epochs=40, n_iter_no_change=2, weight_averaging=0.3,
+                  **{**FAST, "batch_size": 1000})
+    raw, rows = _EpochEndWeights(), _TrainingRows()
+    model = DINClassifier(**{**params, "refit": True},
+                          callbacks=[("raw", raw), ("rows", rows)]).fit(X, y)
+    first = DINClassifier(**params).fit(X, y)
+    kept = int(np.argmax(first.history[:, "valid_auc"])) + 1
+    assert kept < len(first.history)  # early stopping kept an earlier epoch
+    assert model.refit_epochs_ == kept and first.refit_epochs_ is None
+    # The history: early stopping's epochs as without the refit, then the refit's, marked.
+    n_first = len(first.history)
+    assert len(model.history) == n_first + kept
+    assert model.history[:n_first, "valid_auc"] == first.history[:, "valid_auc"]
+    assert [e.get("refit", False) for e in model.history] == [False] * n_first + [True] * kept
+    assert model.history[:, "epoch"] == list(range(1, n_first + kept + 1))
+    assert "valid_auc" not in model.history[-1]
+    # The refit trains on every row (the validation rows included)...
+    assert sum(rows.rows) == kept * len(X)
+    # ... from the start and in the batch order of a fit without early stopping, and keeps
+    # the moving average of its epochs' weights with the first fit's share.
+    plain = DINClassifier(**{**params, "early_stopping": False, "max_epochs": kept}).fit(X, y)
+    assert model.history[n_first:, "train_loss"] == plain.history[:, "train_loss"]
+    kept_weights = [t for t in model.module_.state_dict().values() if t.is_floating_point()]
+    assert all(torch.equal(k, a) for k, a in
+               zip(kept_weights, _average(raw.epochs, 0.3), strict=True))
+    assert not np.allclose(model.predict_proba(X), first.predict_proba(X))
+    # Same random_state, same refit.
+    again = DINClassifier(**{**params, "refit": True}).fit(X, y)
+    np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
+
+
+def test_refit_is_opt_in_and_skipped_without_early_stopping_or_on_a_warm_start(big_rows):
+    X, y = big_rows
+    default = DINClassifier(max_epochs=40, n_iter_no_change=1, **FAST).fit(X, y)
+    assert default.refit is False and default.refit_epochs_ is None
+    assert not any(e.get("refit") for e in default.history)
+    params = {**FAST, "refit": True, "max_epochs": 2}
+    off = DINClassifier(**params, early_stopping=False).fit(X, y)
+    assert off.refit_epochs_ is None and len(off.history) == 2
+    small = DINClassifier(**params).fit(X.iloc[:5000], y[:5000])  # "auto": too few rows
+    assert small.refit_epochs_ is None and len(small.history) == 2
+    # A warm start continues the network it has: no fresh one is trained over it.
+    warm = DINClassifier(**params, early_stopping=False).fit(X, y)
+    warm.set_params(warm_start=True, early_stopping=True).fit(X, y)
+    assert warm.refit_epochs_ is None and len(warm.history) == 4
+    assert not any(e.get("refit") for e in warm.history)
+    # partial_fit after a refit: more epochs of the refit network, no stale refit count.
+    model = DINClassifier(**params).fit(X, y)
+    assert model.refit_epochs_ >= 1
+    model.partial_fit(X, y)
+    assert model.refit_epochs_ is None
+
+
+def test_refit_trains_on_every_row_whatever_the_given_train_split(big_rows):
+    from skorch.dataset import ValidSplit
+    X, y = big_rows
+    rows = _TrainingRows()
+    model = DINClassifier(max_epochs=2, early_stopping=True, train_split=ValidSplit(5),
+                          callbacks=[("rows", rows)], **{**FAST, "refit": True})
+    model.fit(X.iloc[:3000], y[:3000])
+    assert sum(rows.rows) == model.refit_epochs_ * 3000
+
+
 def test_weight_averaging_of_one_or_without_early_stopping_changes_nothing(big_rows):
     X, y = big_rows
     one = DINClassifier(max_epochs=3, weight_averaging=1.0, **FAST).fit(X, y)
@@ -260,6 +345,7 @@ def test_one_class_validation_is_refused_before_training():
     ({"weight_averaging": 0.0}, "weight_averaging"),
     ({"weight_averaging": 1.5}, "weight_averaging"),
     ({"weight_averaging": "always"}, "weight_averaging"),
+    ({"refit": "yes"}, "refit"),
 ])
 def test_parameters_are_validated(params, match):
     X = pd.DataFrame({"user_id": [2, 3], "item_id": [2, 3]})

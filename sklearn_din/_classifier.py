@@ -278,9 +278,9 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         included) for that many epochs, with the same weight average, and keep that
         network. The validation rows are each validated user's latest rows, the
         nearest to what the model will score; the refit trains on them too. About
-        doubles the time of a fit; lifts DIN and the pooled models alike (0.2-0.4
-        validation AUC points on three logs) and narrows DIN's seed spread. Not the
-        default: it does not widen DIN's margin over pooling, and costs a second fit.
+        doubles the time of a fit; lifted DIN and the pooled models alike (0.2-0.5
+        validation AUC points on three logs). Not the default: it did not widen DIN's
+        margin over pooling, and costs a second fit.
         ``refit_epochs_`` holds the epochs of the refit. Not done when the fit
         continues a network (``warm_start=True``).
     train_split : callable or None, default=None

@@ -135,7 +135,7 @@ def evaluate(model: str, split, seed: int, chosen: tuple[str, dict, dict] | None
         "fit_s": round(seconds, 1),
         "epochs": len(clf.history),
         "best_epoch": int(np.argmax(clf.history[:, "valid_auc"])) + 1
-        if "valid_auc" in clf.history[-1] else None,
+        if any("valid_auc" in epoch for epoch in clf.history) else None,
     }
 
 

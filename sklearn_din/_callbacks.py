@@ -212,11 +212,15 @@ class WeightAveraging(Callback):
         return [t for t in net.module_.state_dict(keep_vars=True).values()
                 if t.is_floating_point()]
 
+    def _load(self, net, tensors: list[torch.Tensor]) -> None:
+        """Copy ``tensors`` (the average, or the raw weights) into the network's state."""
+        with torch.no_grad():
+            for t, new in zip(self._state(net), tensors, strict=True):
+                t.copy_(new)
+
     def on_epoch_begin(self, net, **kwargs) -> None:
         if self.raw_ is not None:  # the last validation pass used the average
-            with torch.no_grad():
-                for t, raw in zip(self._state(net), self.raw_, strict=True):
-                    t.copy_(raw)
+            self._load(net, self.raw_)
             self.raw_ = None
 
     def on_batch_begin(self, net, training=None, **kwargs) -> None:
@@ -224,11 +228,9 @@ class WeightAveraging(Callback):
         if not self.active_ or training or self.raw_ is not None or share is None:
             return
         with torch.no_grad():
-            state = self._state(net)
-            self.raw_ = [t.detach().clone() for t in state]
+            self.raw_ = [t.detach().clone() for t in self._state(net)]
             self._take_in(self.raw_, share)
-            for t, average in zip(state, self.average_, strict=True):
-                t.copy_(average)
+        self._load(net, self.average_)
 
     def on_epoch_end(self, net, **kwargs) -> None:
         share = net.__dict__.get("weight_averaging_")
@@ -246,9 +248,7 @@ class WeightAveraging(Callback):
 
     def on_train_end(self, net, **kwargs) -> None:
         if self.refitting_ and self.average_ is not None:
-            with torch.no_grad():
-                for t, average in zip(self._state(net), self.average_, strict=True):
-                    t.copy_(average)
+            self._load(net, self.average_)
         # The module holds the average: the refit's, the last epoch's, or early
         # stopping's best one.
         self.average_, self.raw_ = None, None

@@ -422,9 +422,7 @@ def _check_classifier(c: DINClassifier, fail: Callable,
     if "n_iter_no_change_" not in c.__dict__:  # files from before it, when it was the int
         stopped = getattr(c, "do_early_stopping_", False)
         c.n_iter_no_change_ = c.n_iter_no_change if stopped else None
-    patience = c.n_iter_no_change_
-    _expect(patience is None or (isinstance(patience, int) and not isinstance(patience, bool)
-                                 and patience >= 1), fail,
+    _expect(_none_or_positive_int(c.n_iter_no_change_), fail,
             "n_iter_no_change_ must be None or a positive int")
     if "weight_averaging_" not in c.__dict__:  # files from before it, never "auto" then
         stopped = getattr(c, "do_early_stopping_", False)
@@ -433,10 +431,14 @@ def _check_classifier(c: DINClassifier, fail: Callable,
     _expect(share is None or (isinstance(share, float) and 0 < share < 1), fail,
             "weight_averaging_ must be None or a float in (0, 1)")
     c.__dict__.setdefault("refit_epochs_", None)  # files from before it: no refit
-    epochs = c.refit_epochs_
-    _expect(epochs is None or (isinstance(epochs, int) and not isinstance(epochs, bool)
-                               and epochs >= 1), fail,
+    _expect(_none_or_positive_int(c.refit_epochs_), fail,
             "refit_epochs_ must be None or a positive int")
+
+
+def _none_or_positive_int(value: object) -> bool:
+    """An epoch count a fit resolved (patience, refit epochs), or None for none."""
+    return value is None or (isinstance(value, int) and not isinstance(value, bool)
+                             and value >= 1)
 
 
 def _load_weights(c: DINClassifier, weights: dict, fail: Callable) -> None:

@@ -149,11 +149,21 @@ class _EpochEndWeights(Callback):
         """Whether the model holds the moving average, with ``share`` an epoch, of these
         raw weights up to its best epoch (the one early stopping restored)."""
         best = int(np.argmax(model.history[:, "valid_auc"]))
-        average = self.epochs[0]
-        for weights in self.epochs[1:best + 1]:
-            average = [torch.lerp(a, w, share) for a, w in zip(average, weights, strict=True)]
-        kept = [t for t in model.module_.state_dict().values() if t.is_floating_point()]
-        return all(torch.equal(k, a) for k, a in zip(kept, average, strict=True))
+        return _holds(model, _average(self.epochs[:best + 1], share))
+
+
+def _average(epochs, share):
+    """The moving average, with ``share`` an epoch, of these epochs' weights."""
+    average = epochs[0]
+    for weights in epochs[1:]:
+        average = [torch.lerp(a, w, share) for a, w in zip(average, weights, strict=True)]
+    return average
+
+
+def _holds(model, weights):
+    """Whether the model's floating-point state is exactly ``weights``."""
+    kept = [t for t in model.module_.state_dict().values() if t.is_floating_point()]
+    return all(torch.equal(k, w) for k, w in zip(kept, weights, strict=True))
 
 
 def test_weight_averaging_keeps_the_best_epochs_average_and_trains_on_the_raw_weights(
@@ -207,14 +217,6 @@ def test_a_fit_records_the_share_it_averaged_with_and_keeps_that_average(big_row
     assert model.weight_averaging_ is None
 
 
-def _average(epochs, share):
-    """The moving average, with ``share`` an epoch, of these epochs' weights."""
-    average = epochs[0]
-    for weights in epochs[1:]:
-        average = [torch.lerp(a, w, share) for a, w in zip(average, weights, strict=True)]
-    return average
-
-
 class _TrainingRows(Callback):
     """The rows of each training step of the last training run."""
 
@@ -251,9 +253,7 @@ def test_refit_trains_a_fresh_network_on_every_row_for_the_epochs_early_stopping
     # the moving average of its epochs' weights with the first fit's share.
     plain = DINClassifier(**{**params, "early_stopping": False, "max_epochs": kept}).fit(X, y)
     assert model.history[n_first:, "train_loss"] == plain.history[:, "train_loss"]
-    kept_weights = [t for t in model.module_.state_dict().values() if t.is_floating_point()]
-    assert all(torch.equal(k, a) for k, a in
-               zip(kept_weights, _average(raw.epochs, 0.3), strict=True))
+    assert _holds(model, _average(raw.epochs, 0.3))
     assert not np.allclose(model.predict_proba(X), first.predict_proba(X))
     # Same random_state, same refit.
     again = DINClassifier(**{**params, "refit": True}).fit(X, y)

@@ -4,10 +4,12 @@ candidate x pooled-history products, as the DIN of the DIEN authors' code feeds 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from sklearn.utils import check_random_state
 from skorch.callbacks import Callback
 
-from sklearn_din import DeepInterestNetwork
+from sklearn_din import DeepInterestNetwork, DINClassifier
 from sklearn_din._network import _mlp, _scaled_gradient
 
 
@@ -328,3 +330,58 @@ class DINLengthSink(DeepInterestNetwork):
         bucket = (length[:, None] >= self.length_bucket_starts).sum(dim=1)
         sink = self.sink_logit.to(logits.dtype).index_select(0, bucket)[:, None]
         return torch.softmax(torch.cat([sink, logits], dim=1), dim=1)[:, 1:]
+
+
+def last_events_split(users: np.ndarray, order: np.ndarray, fraction: float,
+                      rng: np.random.RandomState) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices ``(train, valid)``: every user's latest events, round by round.
+
+    ``order`` ranks a user's rows in time (larger is later; equal values are one event: a
+    click and its negatives). Round 1 is every user's latest event, round 2 the one before,
+    and so on, each user keeping at least one event for training; whole rounds are taken
+    while they fit in ``fraction`` of the rows, then random users of the next round until
+    the target is reached (the one crossing it included). The protocol's test rows are
+    each user's last events: this validates on the same kind of row.
+    """
+    n_rows = len(order)
+    target = max(1, int(round(fraction * n_rows)))
+    codes = np.unique(users, return_inverse=True)[1]
+    # Dense rank of each row's event within its user, 1 = latest.
+    events = np.unique(np.stack([codes, -np.asarray(order, dtype=np.int64)]), axis=1,
+                       return_inverse=True)[1].ravel()
+    first_event = np.full(codes.max() + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_event, codes, events)
+    rank = events - first_event[codes] + 1
+    n_events = np.zeros_like(first_event)
+    np.maximum.at(n_events, codes, rank)
+    eligible = rank < n_events[codes]
+    rows_per_round = np.bincount(rank[eligible])
+    cumulative = np.cumsum(rows_per_round)
+    full = int(np.searchsorted(cumulative, target, side="right"))  # rounds 1..full-1 fit
+    valid = eligible & (rank < full)
+    taken_rows = int(valid.sum())
+    if taken_rows < target and full < len(rows_per_round):
+        in_round = eligible & (rank == full)
+        round_users = np.unique(codes[in_round])
+        per_user = np.bincount(codes[in_round], minlength=len(first_event))[round_users]
+        order_users = rng.permutation(len(round_users))
+        taken = np.cumsum(per_user[order_users]) < target - taken_rows
+        if not taken.all():
+            taken[np.argmin(taken)] = True
+        chosen = np.zeros(len(first_event), dtype=bool)
+        chosen[round_users[order_users[taken]]] = True
+        valid |= in_round & chosen[codes]
+    return np.flatnonzero(~valid), np.flatnonzero(valid)
+
+
+class LastEventsDIN(DINClassifier):
+    """DINClassifier whose early stopping validates on every user's latest events
+    (:func:`last_events_split`); ``row_order_`` (set before fit) orders the rows in time."""
+
+    def _early_stopping_rows(self, frame, inputs, target):
+        train, valid = last_events_split(frame[self.layout_.user_col].to_numpy(),
+                                         self.__dict__["row_order_"],
+                                         self.validation_fraction,
+                                         check_random_state(self.random_state))
+        self.__dict__["split_sizes_"] = (len(train), len(valid))
+        return train, valid

@@ -43,6 +43,7 @@ sys.path.insert(0, str(HERE))
 from accuracy_ablations import (  # noqa: E402
     MAX_USER_SHARE,
     SAME_AS_DEFAULTS,
+    SPLIT_RULE,
     VARIANTS,
     WEIGHT_AVERAGE,
     make_classifier,
@@ -86,13 +87,14 @@ def chosen_variant(dataset: str) -> tuple[str, dict, dict] | None:
     if not ABLATIONS.exists():
         return None
     scores = json.loads(ABLATIONS.read_text())["summary"].get(dataset, {})
-    # A variant that changes the package's internals (the early-stopping split's rule
-    # before it changed) is a record of a decision, not a setting a user can choose.
+    # A variant that changes the package's internals (the early-stopping split's rule,
+    # before it changed or as a prototype) is a record of a decision, not a setting a user
+    # can choose.
     # So is the moving-average prototype: a callback of this script's, which it did not
     # finish measuring (_din_plus.WeightAverage; its findings say why).
     scores = {v: s["din"]["valid_auc"] for v, s in scores.items()
               if "din" in s and len(s["din"]["valid_auc_runs"]) >= CHOICE_MIN_SEEDS
-              and MAX_USER_SHARE not in VARIANTS[v][1]
+              and MAX_USER_SHARE not in VARIANTS[v][1] and SPLIT_RULE not in VARIANTS[v][1]
               and WEIGHT_AVERAGE not in VARIANTS[v][1]}
     if not scores:
         return None

@@ -29,7 +29,7 @@ class NonFiniteLossError(FloatingPointError):
     >>> X = pd.DataFrame({"x": [-9e5, 0.0]})   # an unscaled column, and a huge step
     >>> model = DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,),
     ...                       max_epochs=1, optimizer=torch.optim.SGD, lr=1e35, verbose=0,
-    ...                       random_state=0)
+    ...                       standardize_numeric=False, random_state=0)
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("ignore")
     ...     try:

@@ -230,6 +230,12 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
     categorical_cols : tuple of str, default=()
         Other integer columns to embed. Every column that is not an id,
         history, ``hist_len`` or categorical column is a numeric feature.
+    standardize_numeric : bool, default=True
+        Centre each numeric feature on its training mean and divide it by its
+        standard deviation inside the network (``dense_mean_``, ``dense_scale_``;
+        saved with the model and part of exported graphs), so a price, a year or a
+        count needs no scaler in front. False feeds them to the MLP as they are (the
+        behaviour before 0.2): fit then refuses values beyond 1e6 and warns above 100.
     criterion : torch criterion class, default=torch.nn.BCEWithLogitsLoss
         Mean-reduced loss on the logits.
     optimizer : torch optimizer class, default=torch.optim.Adam
@@ -339,6 +345,10 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
     id_frequencies_ : list of ndarray
         Occurrences of each id in the training data, per embedding table (for
         ``embedding_l2``).
+    dense_mean_, dense_scale_ : ndarray of shape (n_numeric,)
+        Each numeric feature's mean and standard deviation in the training data (1
+        for a constant feature), in ``layout_.dense_cols`` order: what
+        ``standardize_numeric`` subtracts and divides by.
     history_vocab_sizes_ : tuple of int
         Embedding table size of each history feature, inferred from the data.
     sparse_vocab_sizes_ : tuple of int
@@ -423,6 +433,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         "user_col": [str, None],
         "user_embedding": ["boolean"],
         "categorical_cols": [tuple, list],
+        "standardize_numeric": ["boolean"],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
@@ -468,6 +479,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         user_col: str | None = "user_id",
         user_embedding: bool = False,
         categorical_cols: tuple[str, ...] = (),
+        standardize_numeric: bool = True,
         criterion: type[torch.nn.Module] = torch.nn.BCEWithLogitsLoss,
         optimizer: type[torch.optim.Optimizer] = torch.optim.Adam,
         lr: float = 2e-3,
@@ -538,6 +550,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self.user_col = user_col
         self.user_embedding = user_embedding
         self.categorical_cols = categorical_cols
+        self.standardize_numeric = standardize_numeric
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -651,6 +664,8 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             **self._network_settings(),
             "id_frequencies": self.id_frequencies_,
         }
+        if self.standardize_numeric and self.layout_.dense_cols:
+            kwargs["dense_mean"], kwargs["dense_scale"] = self.dense_mean_, self.dense_scale_
         if self.sparse_embeddings:
             kwargs["sparse_gradients"] = True
         explicit = self.get_params_for("module")
@@ -947,6 +962,7 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
         self.history_vocab_sizes_ = tuple(state.history_vocab_sizes)
         self.sparse_vocab_sizes_ = tuple(state.sparse_vocab_sizes)
         self.id_frequencies_ = list(state.id_frequencies)
+        self.dense_mean_, self.dense_scale_ = state.dense_standardization()
 
     def _layout_for(self, frame: pd.DataFrame, named: bool) -> InputLayout:
         if not named:
@@ -1018,8 +1034,9 @@ class DINClassifier(DataParallelMixin, NeuralNetBinaryClassifier):
             layout = self._layout_for(frame, named)
             ids = layout.check(frame, who)
             state, inputs = InputState.learn(layout, frame, who, weight, ids=ids)
-            check_numeric_scale(np.abs(inputs["dense"]).max(axis=0, initial=0.0),
-                                layout.dense_cols, who)
+            if not self.standardize_numeric:
+                check_numeric_scale(np.abs(inputs["dense"]).max(axis=0, initial=0.0),
+                                    layout.dense_cols, who)
             self._set_input_state(state, labels)
         else:
             if label_kind(labels) != label_kind(self.classes_):

@@ -56,7 +56,8 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _TABLE_LIMIT = np.iinfo(np.int32).max
 _TABLE_FLOOR = 1 << 22  # 4M rows (128 MB at embed_dim=8): never refused below
 _TABLE_FACTOR = 64
-# Numeric features enter the MLP as they are: beyond these magnitudes training degrades
+# Numeric features the network does not standardise (standardize_numeric=False) enter the
+# MLP as they are: beyond these magnitudes training degrades
 # (a warning) or saturates into constant predictions (an error).
 SCALE_WARNING = 1e2
 SCALE_ERROR = 1e6
@@ -392,14 +393,29 @@ class InputState:
 
     Learnt from one frame (``fit``), or from chunks merged one by one (``fit_stream``);
     the classifier stores its fields as ``layout_``, ``history_vocab_sizes_``,
-    ``sparse_vocab_sizes_`` and ``id_frequencies_`` and turns frames into the
-    network's arrays with :meth:`to_arrays`.
+    ``sparse_vocab_sizes_`` and ``id_frequencies_`` (and, from ``dense_moments``,
+    ``dense_mean_`` and ``dense_scale_``) and turns frames into the network's arrays with
+    :meth:`to_arrays`.
     """
 
     layout: InputLayout
     history_vocab_sizes: tuple[int, ...]
     sparse_vocab_sizes: tuple[int, ...]
     id_frequencies: list[np.ndarray]
+    # Per numeric column: the rows, the sum and the sum of squares (float64, shape (3, D)),
+    # which chunks add up; None in a state rebuilt from a fitted classifier.
+    dense_moments: np.ndarray | None = None
+
+    def dense_standardization(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each numeric column's mean and standard deviation (1 for a constant column)."""
+        rows, total, squares = self.dense_moments
+        n = np.maximum(rows, 1.0)
+        mean = total / n
+        variance = np.maximum(squares / n - mean**2, 0.0)
+        scale = np.sqrt(variance)
+        # A constant column (or one float32 cannot tell apart from constant) is centred only.
+        scale[~(scale > 1e-6 * np.maximum(np.abs(mean), 1.0))] = 1.0
+        return mean, scale
 
     @classmethod
     def learn(cls, layout: InputLayout, X: pd.DataFrame, who: str,
@@ -418,7 +434,11 @@ class InputState:
             layout.check_table_sizes(history_sizes, sparse_sizes, len(X), who)
         inputs = layout.to_arrays(X, history_sizes, sparse_sizes, ids)
         counts = id_frequencies(inputs, history_sizes, sparse_sizes, weight)
-        return cls(layout, history_sizes, sparse_sizes, counts), inputs
+        moments = np.zeros((3, inputs["dense"].shape[1]))
+        for j, column in enumerate(inputs["dense"].T):  # a float64 copy of one column at a time
+            column = column.astype(np.float64)
+            moments[:, j] = len(column), column.sum(), column @ column
+        return cls(layout, history_sizes, sparse_sizes, counts, moments), inputs
 
     def merge(self, other: InputState) -> InputState:
         """The state of both frames: the larger table sizes, the summed counts (float
@@ -435,7 +455,9 @@ class InputState:
             total[: len(mine)] += mine
             total[: len(theirs)] += theirs
             counts.append(total)
-        return InputState(self.layout, *sizes, counts)
+        moments = (None if self.dense_moments is None or other.dense_moments is None
+                   else self.dense_moments + other.dense_moments)
+        return InputState(self.layout, *sizes, counts, moments)
 
     def problem(self) -> str | None:
         """What makes this state inconsistent (as a damaged model file would), or None.

@@ -477,6 +477,10 @@ class DeepInterestNetwork(nn.Module):
         pooled history.
     n_dense : int, default=0
         Number of numeric inputs.
+    dense_mean, dense_scale : sequence of float or None, default=None
+        Given together, one value per numeric input: the MLP reads
+        ``(dense - dense_mean) / dense_scale`` (buffers, saved with the weights and part
+        of every exported graph), so raw numeric columns need no scaler in front.
     embed_dim : int, default=8
         Width of every embedding.
     attention_units : sequence of int, default=(80, 40)
@@ -579,6 +583,8 @@ class DeepInterestNetwork(nn.Module):
         attention_embedding_gradient: float = 1.0,
         behaviour_dropout: float = 0.0,
         attention_sink: bool | str = False,
+        dense_mean: Sequence[float] | None = None,
+        dense_scale: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -648,6 +654,20 @@ class DeepInterestNetwork(nn.Module):
         # On the network's device without a copy per batch; not state: no saved weight.
         self.register_buffer("length_bucket_starts", torch.tensor(LENGTH_BUCKET_STARTS),
                              persistent=False)
+        self.standardizes_dense = dense_mean is not None or dense_scale is not None
+        if self.standardizes_dense:
+            mean = torch.as_tensor(dense_mean, dtype=torch.float32).reshape(-1)
+            scale = torch.as_tensor(dense_scale, dtype=torch.float32).reshape(-1)
+            if mean.shape != (n_dense,) or scale.shape != (n_dense,):
+                raise ValueError(f"dense_mean and dense_scale need one value per numeric input "
+                                 f"({n_dense}); got {tuple(mean.shape)} and "
+                                 f"{tuple(scale.shape)}.")
+            if not (torch.isfinite(mean).all() and torch.isfinite(scale).all()
+                    and (scale > 0).all()):
+                raise ValueError("dense_mean must be finite and dense_scale finite and "
+                                 "positive.")
+            self.register_buffer("dense_mean", mean)
+            self.register_buffer("dense_scale", scale)
         in_features = ((3 if pooled_product else 2) * item_dim + context_dim
                        + embed_dim * len(sparse_vocab_sizes)
                        + n_dense)
@@ -823,6 +843,8 @@ class DeepInterestNetwork(nn.Module):
         """The output MLP over the pooled parts, the other embeddings and the dense inputs."""
         parts = [*parts, *(_lookup(t, sparse[:, j]) for j, t in enumerate(self.sparse_embeddings))]
         if dense.shape[1]:
+            if self.standardizes_dense:
+                dense = (dense - self.dense_mean) / self.dense_scale
             parts.append(dense)
         return mlp_scores(self, None, self.mlp, self.output, torch.cat(parts, dim=1))
 

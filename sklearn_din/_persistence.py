@@ -55,7 +55,7 @@ _ADDED_SINCE_FORMAT_2 = {
     "transformer": {},
     "classifier": {"attention_length_scale": False, "attention_embedding_gradient": 1.0,
                    "behaviour_dropout": 0.0, "weight_averaging": None,
-                   "attention_sink": False, "refit": False},
+                   "attention_sink": False, "refit": False, "standardize_numeric": False},
 }
 # Parameters that sklearn-din 0.1.0 did not have (so its files do not hold them), at the
 # values that reproduce its models: today's defaults differ. Those added since format 2
@@ -433,6 +433,15 @@ def _check_classifier(c: DINClassifier, fail: Callable,
     c.__dict__.setdefault("refit_epochs_", None)  # files from before it: no refit
     _expect(_none_or_positive_int(c.refit_epochs_), fail,
             "refit_epochs_ must be None or a positive int")
+    n_dense = len(c.layout_.dense_cols)
+    # Files from before standardize_numeric (which load with it off): no statistics.
+    c.__dict__.setdefault("dense_mean_", np.zeros(n_dense))
+    c.__dict__.setdefault("dense_scale_", np.ones(n_dense))
+    _expect(all(isinstance(a, np.ndarray) and a.shape == (n_dense,) and a.dtype == np.float64
+                and bool(np.isfinite(a).all()) for a in (c.dense_mean_, c.dense_scale_))
+            and bool((c.dense_scale_ > 0).all()), fail,
+            "dense_mean_ and dense_scale_ must hold one finite float64 per numeric column, "
+            "the scales positive")
 
 
 def _none_or_positive_int(value: object) -> bool:

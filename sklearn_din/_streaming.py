@@ -165,7 +165,8 @@ def _scan(clf: DINClassifier, head: Pipeline | None, source: _Source) -> list[in
         raise ValueError(f"{WHO}: every weight in column {source.weight_col!r} is zero: there is "
                          "nothing to learn from.")
     state.check_table_sizes(sum(chunk_rows), WHO)
-    check_numeric_scale(largest, layout.dense_cols, WHO)
+    if not clf.standardize_numeric:
+        check_numeric_scale(largest, layout.dense_cols, WHO)
     clf._set_input_state(state, labels)
     logger.info("%s: scanned %s rows in %d chunk(s)", WHO, f"{sum(chunk_rows):,}",
                 len(chunk_rows))

@@ -50,9 +50,13 @@ def test_a_finite_input_that_overflows_the_network_is_refused_not_nan(frame):
 
 
 # ------------------------------------------------------- 7: unscaled numeric inputs
+# Numeric features fed to the MLP as they are (standardize_numeric=False, 0.1's behaviour).
+RAW = {**SMALL, "standardize_numeric": False}
+
+
 def test_a_raw_unix_time_as_a_feature_is_refused_before_training(frame):
     X, y = frame
-    model = DINClassifier(**SMALL)
+    model = DINClassifier(**RAW)
     with pytest.raises(ValueError, match="'ts' reaches 1.7e\\+09.*Standardise it"):
         model.fit(X.assign(ts=1.7e9 + np.arange(len(X))), y)
     assert not model.initialized_
@@ -61,10 +65,22 @@ def test_a_raw_unix_time_as_a_feature_is_refused_before_training(frame):
 def test_moderately_unscaled_inputs_warn_and_scaled_ones_do_not(frame):
     X, y = frame
     with pytest.warns(UserWarning, match="'price' reaches 5e\\+03"):
-        DINClassifier(**SMALL).fit(X.assign(price=np.linspace(0, 5000, len(X))), y)
+        DINClassifier(**RAW).fit(X.assign(price=np.linspace(0, 5000, len(X))), y)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        DINClassifier(**SMALL).fit(X.assign(price=np.linspace(-3, 3, len(X))), y)
+        DINClassifier(**RAW).fit(X.assign(price=np.linspace(-3, 3, len(X))), y)
+
+
+def test_standardized_numeric_inputs_need_neither_the_warning_nor_the_refusal(frame):
+    # By default the network standardises them, so their scale is no longer the user's
+    # problem: the same columns fit silently, and the network reads them centred.
+    X, y = frame
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = DINClassifier(**SMALL).fit(
+            X.assign(price=np.linspace(0, 5000, len(X)), ts=1.7e9 + np.arange(len(X))), y)
+    np.testing.assert_allclose(model.dense_mean_, [2500, 1.7e9 + (len(X) - 1) / 2])
+    np.testing.assert_allclose(model.dense_scale_[0], np.linspace(0, 5000, len(X)).std())
 
 
 def test_fit_stream_refuses_an_unscaled_column_of_any_chunk(frame):
@@ -73,7 +89,7 @@ def test_fit_stream_refuses_an_unscaled_column_of_any_chunk(frame):
     rows.loc[rows.index[-1], "ts"] = 1.7e9  # only in the last chunk
     chunks = [rows.iloc[: len(rows) // 2], rows.iloc[len(rows) // 2:]]
     with pytest.raises(ValueError, match="'ts' reaches 1.7e\\+09"):
-        fit_stream(DINClassifier(**SMALL), chunks)
+        fit_stream(DINClassifier(**RAW), chunks)
 
 
 # --------------------------------------------------------------- 8: gauc_score

@@ -52,6 +52,31 @@ def test_merging_the_states_of_two_parts_gives_the_state_of_the_whole(small_fram
         np.testing.assert_allclose(got, expected)
 
 
+def test_numeric_statistics_of_a_fit_of_parts_and_of_a_stream_are_the_whole_frames(small_frame):
+    # standardize_numeric's mean and scale: learnt from the frame, summed over the parts of a
+    # merge (fit_stream's chunks) to the same values; a constant column is centred only.
+    X, y = small_frame
+    rng = np.random.default_rng(0)
+    X = X.assign(price=rng.normal(3000.0, 700.0, len(X)), year=2001.0)
+    layout = _layout(X)
+    whole, _ = InputState.learn(layout, X, "test")
+    mean, scale = whole.dense_standardization()
+    np.testing.assert_allclose(mean, X[["price", "year"]].to_numpy(np.float32).mean(axis=0))
+    np.testing.assert_allclose(scale, [X["price"].to_numpy(np.float32).std(), 1.0], rtol=1e-6)
+    first, _ = InputState.learn(layout, X.iloc[:700], "test")
+    second, _ = InputState.learn(layout, X.iloc[700:], "test")
+    for got, expected in zip(first.merge(second).dense_standardization(), (mean, scale),
+                             strict=True):
+        np.testing.assert_allclose(got, expected)
+    stream = fit_stream(DINClassifier(max_epochs=0, **SMALL),
+                        [X.assign(label=y).iloc[:700], X.assign(label=y).iloc[700:]])
+    memory = DINClassifier(max_epochs=0, **SMALL).fit(X, y)
+    for name in ("dense_mean_", "dense_scale_"):
+        np.testing.assert_allclose(getattr(stream, name), getattr(memory, name), err_msg=name)
+    np.testing.assert_allclose(memory.dense_mean_, mean)
+    np.testing.assert_allclose(memory.module_.dense_scale, scale.astype(np.float32))
+
+
 def test_states_of_different_layouts_do_not_merge(small_frame):
     X, _ = small_frame
     state, _ = InputState.learn(_layout(X), X, "test")

@@ -382,6 +382,39 @@ def test_every_scorer_gives_one_function_on_the_three_forward_paths(params):
         torch.testing.assert_close(shared, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_standardized_dense_inputs_are_the_plain_networks_on_standardized_values():
+    # dense_mean / dense_scale: the network reads (dense - mean) / scale on every path, and
+    # holds both as saved buffers (in the weights a model file keeps).
+    mean, scale = torch.tensor([1500.0, -3.0]), torch.tensor([400.0, 0.25])
+    kwargs = dict(embed_dim=4, attention_units=(6,), hidden_units=(5,))
+    torch.manual_seed(0)
+    plain = DeepInterestNetwork([30, 6], [9], 2, **kwargs).eval()
+    scaled = DeepInterestNetwork([30, 6], [9], 2, dense_mean=mean.tolist(),
+                                 dense_scale=scale.tolist(), **kwargs).eval()
+    assert {"dense_mean", "dense_scale"} <= set(scaled.state_dict())
+    scaled.load_state_dict({**plain.state_dict(), "dense_mean": mean, "dense_scale": scale})
+    n, real = 4, 3
+    history = torch.zeros(n, 2, 5, dtype=torch.long)
+    history[:, 0, :real], history[:, 1, :real] = torch.randint(2, 30, (real,)), 3
+    candidate = torch.stack([torch.randint(2, 30, (n,)), torch.full((n,), 2)], dim=1)
+    sparse, raw = torch.randint(2, 9, (n, 1)), mean + scale * torch.randn(n, 2)
+    length = torch.full((n,), real)
+    with torch.no_grad():
+        expected = plain(candidate, history, length, sparse, (raw - mean) / scale)
+        torch.testing.assert_close(scaled(candidate, history, length, sparse, raw), expected)
+        torch.testing.assert_close(
+            scaled.forward_masked(candidate, history, length, sparse, raw), expected,
+            atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            scaled.forward_shared_history(candidate, history[0, :, :real], sparse, raw),
+            expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="one value per numeric input"):
+        DeepInterestNetwork([30, 6], [9], 2, dense_mean=[0.0], dense_scale=[1.0], **kwargs)
+    with pytest.raises(ValueError, match="dense_scale finite and positive"):
+        DeepInterestNetwork([30, 6], [9], 2, dense_mean=[0.0, 0.0], dense_scale=[1.0, 0.0],
+                            **kwargs)
+
+
 # ------------------------------------------------------------------ serving paths
 # forward_masked and forward_shared_history compute the function of the training forward.
 CONFIGS = [*itertools.product(("dice", "prelu"), (None, "softmax", "mean"), ("attention",)),

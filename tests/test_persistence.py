@@ -97,7 +97,12 @@ def _rewrite_meta(path, target, edit, sign=False):
     with np.load(path, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
     meta = json.loads(str(arrays["meta"]))
+    named = {key for key in arrays if f'"{key}"' in str(arrays["meta"])}
     edit(meta)
+    # A member the edit took out of the header (a fitted array) goes too, as in a file
+    # written without it.
+    text = json.dumps(meta)
+    arrays = {k: v for k, v in arrays.items() if k not in named or f'"{k}"' in text}
     if sign:
         digests = {k: _member_digest(k, v) for k, v in arrays.items() if k != "meta"}
         meta["digest"] = content_digest(meta, digests)
@@ -117,23 +122,27 @@ def test_newer_format_version_says_upgrade(fitted, tmp_path):
 def test_a_file_from_before_the_attention_parameters_loads_without_them(fitted, tmp_path):
     # Format-2 files hold every parameter of their day: one written before a parameter
     # existed has none, and loads with the value of the model it holds (no length scale,
-    # plain backpropagation, whole histories in training), not with today's default.
+    # plain backpropagation, whole histories in training, numeric features as they are), not
+    # with today's default.
     _, X, y, _ = fitted
+    X = X.assign(price=np.linspace(0.0, 3.0, len(X)))
     model = make_pipeline(
         SequenceFeatureTransformer(max_len=8),
         DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=1,
                       attention_length_scale=False, attention_embedding_gradient=1.0,
                       behaviour_dropout=0.0, weight_averaging=None, attention_sink=False,
-                      refit=False, verbose=0, random_state=0),
+                      refit=False, standardize_numeric=False, verbose=0, random_state=0),
     ).fit(X, y)
     path, older = tmp_path / "today.npz", tmp_path / "older.npz"
     save_model(model, path)
 
     def drop(meta):
         for name in ("attention_length_scale", "attention_embedding_gradient",
-                     "behaviour_dropout", "weight_averaging", "attention_sink", "refit"):
+                     "behaviour_dropout", "weight_averaging", "attention_sink", "refit",
+                     "standardize_numeric"):
             meta["steps"][1]["params"].pop(name)
-        meta["steps"][1]["fitted"].pop("refit_epochs_")
+        for name in ("refit_epochs_", "dense_mean_", "dense_scale_"):
+            meta["steps"][1]["fitted"].pop(name)
 
     _rewrite_meta(path, older, drop, sign=True)
     loaded = load_model(older)
@@ -145,6 +154,8 @@ def test_a_file_from_before_the_attention_parameters_loads_without_them(fitted, 
     assert loaded[-1].refit is False and loaded[-1].refit_epochs_ is None
     assert loaded[-1].module_.length_log_scale is None
     assert loaded[-1].module_.sink_logit is None
+    assert loaded[-1].standardize_numeric is False
+    assert not loaded[-1].module_.standardizes_dense
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     defaults = DINClassifier()  # what a missing value is not
     assert defaults.attention_length_scale is True
@@ -178,6 +189,30 @@ def test_a_file_from_before_an_auto_setting_gets_the_value_its_fit_used(
         _rewrite_meta(path, bad, lambda meta, v=bad_value: meta["steps"][1]["fitted"].update(
             {resolved: v}), sign=True)
         with pytest.raises(ModelFileError, match=resolved):
+            load_model(bad)
+
+
+def test_numeric_standardization_is_kept_and_checked(fitted, tmp_path):
+    _, X, y, _ = fitted
+    X = X.assign(price=np.random.default_rng(0).normal(900.0, 250.0, len(X)))
+    model = make_pipeline(
+        SequenceFeatureTransformer(max_len=8),
+        DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=1,
+                      verbose=0, random_state=0),
+    ).fit(X, y)
+    path = tmp_path / "standardized.npz"
+    save_model(model, path)
+    loaded = load_model(path)
+    for name in ("dense_mean_", "dense_scale_"):
+        np.testing.assert_array_equal(getattr(loaded[-1], name), getattr(model[-1], name))
+    np.testing.assert_array_equal(loaded[-1].module_.dense_mean.numpy(),
+                                  model[-1].module_.dense_mean.numpy())
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    for bad_value in (np.zeros(1), np.ones(2), np.array([np.inf])):
+        bad = tmp_path / "bad.npz"
+        _rewrite_meta(path, bad, lambda meta, v=bad_value: meta["steps"][1]["fitted"].update(
+            dense_scale_=v.tolist()), sign=True)
+        with pytest.raises(ModelFileError, match="dense_scale_"):
             load_model(bad)
 
 
@@ -263,6 +298,6 @@ def test_a_finite_loss_step_to_infinite_weights_is_caught():
     X = pd.DataFrame({"x": [-9e5, 0.0]})
     model = DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=1,
                           batch_size=4, optimizer=torch.optim.SGD, lr=1e35, verbose=0,
-                          random_state=0)
+                          random_state=0, standardize_numeric=False)  # the raw input
     with pytest.warns(UserWarning), pytest.raises(NonFiniteLossError, match="parameter"):
         model.fit(X, [0, 1])

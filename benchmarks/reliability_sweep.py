@@ -276,11 +276,17 @@ def sweep_classifier() -> None:
                 lambda v=value: bool(np.isfinite(fitted.predict_proba(X.assign(price=v))).all()),
                 (lambda: True) if np.isfinite(value) and abs(value) <= np.finfo(np.float32).max else
                 (lambda: "refused"))
-        attempt("numeric values (fit)", repr(value),
-                lambda v=value: bool(np.isfinite(DINClassifier(**SMALL).fit(
-                    X.assign(price=np.linspace(-1, 1, len(X)) * v), y).predict_proba(X.assign(
-                        price=0.0))).all()),
-                (lambda: True) if finite_small else (lambda: "refused"))
+        # standardize_numeric=True (the default) standardises any value float32 holds;
+        # False keeps the refusal beyond 1e6.
+        in_float32 = np.isfinite(value) and abs(value) <= np.finfo(np.float32).max
+        for standardize, expected in ((True, in_float32), (False, finite_small)):
+            attempt("numeric values (fit)" if standardize else
+                    "numeric values (fit, standardize_numeric=False)", repr(value),
+                    lambda v=value, s=standardize: bool(np.isfinite(DINClassifier(
+                        **SMALL, standardize_numeric=s).fit(
+                        X.assign(price=np.linspace(-1, 1, len(X)) * v), y).predict_proba(
+                        X.assign(price=0.0))).all()),
+                    (lambda: True) if expected else (lambda: "refused"))
     bad_params = {
         "embed_dim": [0, -1, 2.5, "8"], "attention_units": [(), (-4,), (0,), (2.5,), "8"],
         "hidden_units": [(-4,), (0,), (True,), "8"], "activation": ["tanh", None],
@@ -355,7 +361,7 @@ def sweep_classifier() -> None:
                          ("huge numeric", lambda d: d.assign(price=1.7e9)),
                          ("raw id", lambda d: d.assign(item_id=10**9))]:
         chunks = [rows.iloc[:half].assign(price=0.5), second(rows.iloc[half:].assign(price=0.5))]
-        ok = name in ("bool labels", "float labels", "float ids")
+        ok = name in ("bool labels", "float labels", "float ids", "huge numeric")
         attempt("fit_stream chunks", name,
                 lambda c=chunks: fit_stream(DINClassifier(**SMALL), c) is not None,
                 (lambda: True) if ok else (lambda: "refused"))

@@ -798,15 +798,16 @@ class DeepInterestNetwork(nn.Module):
         """
         max_len = history.shape[2]
         valid = torch.arange(max_len, device=history.device) < history_length[:, None]
+        # Positions past a row's length read as padding (id 0), which is never penalised.
+        history = torch.where(valid[:, None, :], history, 0)
         n_shared = len(self.history_embeddings)
-        used = [torch.cat([candidate[:, f], history[:, f, :][valid]]) for f in range(n_shared)]
-        used += [history[:, n_shared + g, :][valid] for g in range(len(self.context_embeddings))]
-        used += [sparse[:, j] for j in range(len(self.sparse_embeddings))]
+        used = [(candidate[:, f], history[:, f, :]) for f in range(n_shared)]
+        used += [(history[:, n_shared + g, :],) for g in range(len(self.context_embeddings))]
+        used += [(sparse[:, j],) for j in range(len(self.sparse_embeddings))]
         tables = self.embedding_tables()
         total = torch.zeros((), device=candidate.device)
         for t, (table, ids) in enumerate(zip(tables, used, strict=True)):
-            ids = ids.unique()
-            ids = ids[ids != 0]
+            ids = _distinct_ids(ids, table.num_embeddings)
             inverse = getattr(self, f"inverse_frequency_{t}")[ids]
             # Looked up like the inputs, so that sparse tables get a sparse gradient here too.
             rows = nn.functional.embedding(ids, table.weight, sparse=table.sparse)
@@ -939,6 +940,26 @@ class DeepInterestNetwork(nn.Module):
                 pooled = weights @ keys
             parts += self._history_parts(query, pooled)
         return self._logits(parts, sparse, dense)
+
+
+def _distinct_ids(parts: Sequence[torch.Tensor], table_size: int) -> torch.Tensor:
+    """The distinct non-zero ids of ``parts`` (tensors of any shape), ascending.
+
+    ``torch.cat(parts).unique()`` without 0. Where the table is small next to the ids
+    (MBA's penalty: a batch's ids of a table of up to about four times as many rows), a
+    presence mask over the table's rows gives the same ids 5-15x faster than ``unique``,
+    which sorts them (the penalty's two sorts were 5% of a training step at the paper's
+    sizes).
+    """
+    n_ids = sum(part.numel() for part in parts)
+    if table_size <= 4 * n_ids:
+        present = torch.zeros(table_size, dtype=torch.bool, device=parts[0].device)
+        for part in parts:
+            present.index_fill_(0, part.reshape(-1).long(), True)
+        present[0] = False
+        return present.nonzero().squeeze(1)
+    ids = torch.cat([part.reshape(-1) for part in parts]).unique()
+    return ids[ids != 0]
 
 
 def _lookup(table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:

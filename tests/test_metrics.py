@@ -84,6 +84,37 @@ def test_mini_batch_aware_penalty_moves_only_batch_rows_scaled_by_frequency():
     assert torch.count_nonzero(user.weight.grad[1]) == 0
 
 
+@pytest.mark.parametrize("item_table", [50, 100_000])  # a presence mask / a sort of the ids
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32])
+def test_mini_batch_aware_penalty_equals_its_definition(item_table, dtype):
+    generator = torch.Generator().manual_seed(0)
+    frequencies = [np.arange(item_table) + 1.0, np.arange(9) + 1.0, np.arange(5) + 1.0]
+    net = DeepInterestNetwork([item_table, 9], [5], 0, embed_dim=3, id_frequencies=frequencies)
+    n_rows, max_len = 40, 6
+    candidate = torch.stack([torch.randint(1, item_table, (n_rows,), generator=generator),
+                             torch.randint(1, 9, (n_rows,), generator=generator)], 1)
+    # Every position holds a real id, past each row's length too: those are padding.
+    history = torch.stack([torch.randint(1, item_table, (n_rows, max_len), generator=generator),
+                           torch.randint(1, 9, (n_rows, max_len), generator=generator)], 1)
+    history_length = torch.randint(0, max_len + 1, (n_rows,), generator=generator)
+    sparse = torch.randint(0, 5, (n_rows, 1), generator=generator)
+    inputs = [t.to(dtype) for t in (candidate, history, history_length, sparse)]
+
+    expected = 0.0
+    for t, table in enumerate(net.embedding_tables()):
+        if t < 2:
+            used = set(candidate[:, t].tolist())
+            used |= {int(history[r, t, k]) for r in range(n_rows)
+                     for k in range(int(history_length[r]))}
+        else:
+            used = set(sparse[:, 0].tolist())
+        used.discard(0)
+        for j in used:
+            expected += 0.5 * float(table.weight[j].double().pow(2).sum()) / frequencies[t][j]
+    penalty = net.embedding_penalty(*inputs)
+    assert float(penalty) == pytest.approx(expected, rel=1e-5)
+
+
 def test_embedding_l2_changes_training_only_through_the_penalty():
     from sklearn_din import DINClassifier, SequenceFeatureTransformer
     from sklearn_din.datasets import make_interactions, sample_negatives

@@ -232,20 +232,19 @@ def _num_threads(n):
         torch.set_num_threads(old)
 
 
-# Predictions are timed as speed.py times sklearn-din's: the median of this many calls on
+# Every system's predictions, sklearn-din's in speed.py too, are timed alike: the median of this many calls on
 # the same rows, the first (cold) one included.
 PREDICT_REPEATS = 3
 
 
-def _timed_predict(predict):
+def timed_predict(predict):
     """(the first call's result, the median seconds of ``PREDICT_REPEATS`` calls)."""
-    seconds, first = [], None
+    results, seconds = [], []
     for _ in range(PREDICT_REPEATS):
         t0 = time.perf_counter()
-        out = predict()
+        results.append(predict())
         seconds.append(time.perf_counter() - t0)
-        first = out if first is None else first
-    return first, float(np.median(seconds))
+    return results[0], float(np.median(seconds))
 
 
 def _result(
@@ -386,7 +385,7 @@ def fit_predict_rechub_din(
                 t0 = time.perf_counter()
                 trainer.train_one_epoch(train_dl)
                 epoch_seconds.append(time.perf_counter() - t0)
-            proba, predict_seconds = _timed_predict(
+            proba, predict_seconds = timed_predict(
                 lambda: trainer.predict(trainer.model, test_dl))
 
     return _result(
@@ -507,7 +506,7 @@ def fit_predict_deepctr_din(
                     shuffle=True,
                 )
                 epoch_seconds.append(time.perf_counter() - t0)
-            proba, predict_seconds = _timed_predict(
+            proba, predict_seconds = timed_predict(
                 lambda: model.predict(dict(x_te), batch_size=batch_size))
 
     return _result(
@@ -659,7 +658,7 @@ def fit_predict_fuxictr_din(
                 t0 = time.perf_counter()
                 model.fit(train_gen, epochs=1, validation_data=valid_gen)
                 epoch_seconds.append(time.perf_counter() - t0)
-            proba, predict_seconds = _timed_predict(lambda: model.predict(test_gen))
+            proba, predict_seconds = timed_predict(lambda: model.predict(test_gen))
 
     return _result(
         epoch_seconds,

@@ -272,13 +272,12 @@ def sweep_classifier() -> None:
     for value in (1e39, -1e39, 3.4e38, 1e30, 1.7e18, 1.7e9, 1e7, 2e6, 5e3, 1e-40, np.inf,
                   -np.inf, np.nan):
         finite_small = np.isfinite(value) and abs(value) <= 1e6
+        in_float32 = np.isfinite(value) and abs(value) <= np.finfo(np.float32).max
         attempt("numeric values (predict)", repr(value),
                 lambda v=value: bool(np.isfinite(fitted.predict_proba(X.assign(price=v))).all()),
-                (lambda: True) if np.isfinite(value) and abs(value) <= np.finfo(np.float32).max else
-                (lambda: "refused"))
+                (lambda: True) if in_float32 else (lambda: "refused"))
         # standardize_numeric=True (the default) standardises any value float32 holds;
         # False keeps the refusal beyond 1e6.
-        in_float32 = np.isfinite(value) and abs(value) <= np.finfo(np.float32).max
         for standardize, expected in ((True, in_float32), (False, finite_small)):
             attempt("numeric values (fit)" if standardize else
                     "numeric values (fit, standardize_numeric=False)", repr(value),

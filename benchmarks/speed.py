@@ -67,7 +67,7 @@ from harness import (  # noqa: E402
     source_digest,
     write_report,
 )
-from peers import PREDICT_REPEATS  # noqa: E402
+from peers import PREDICT_REPEATS, timed_predict  # noqa: E402
 
 MAX_LEN, EMBED_DIM, BATCH_SIZE, LR = 50, 8, 1024, 1e-3
 SIZES = {
@@ -229,13 +229,9 @@ def worker(spec: dict) -> dict:
     n_test = len(y_test)
     if spec["system"] == "ours":
         clf = classifier(spec["size"], spec["epochs"], spec["seed"]).fit(X, y)
-        seconds = []
-        for _ in range(PREDICT_REPEATS):  # as the peers' predictions are timed
-            start = time.perf_counter()
-            proba = clf.predict_proba(X_pred)[:, 1]
-            seconds.append(time.perf_counter() - start)
+        proba, predict_seconds = timed_predict(lambda: clf.predict_proba(X_pred)[:, 1])
         epochs = [float(s) for s in clf.history[:, "dur"]]
-        result = {"train_seconds_per_epoch": epochs, "predict_seconds": float(np.median(seconds))}
+        result = {"train_seconds_per_epoch": epochs, "predict_seconds": predict_seconds}
     else:
         import peers
 

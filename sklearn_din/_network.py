@@ -401,12 +401,16 @@ class LocalActivationUnit(AttentionScorer):
         # index_select, not query[rows]: on CPU advanced indexing is ~5x slower forward and
         # its backward is an accumulating index_put instead of an index_add.
         q = query.index_select(0, rows)
-        # addmm adds the rows' part inside the matrix product: no extra pass over (N, units).
-        pre_activation = torch.addmm(
-            per_row.index_select(0, rows),
-            torch.cat([keys, q * keys[:, :dim]], dim=1),
-            per_pair_weight.T,
-        )
+        per_pair = torch.cat([keys, q * keys[:, :dim]], dim=1)
+        # The rows' part is added inside the matrix product, in place: the gathered rows are
+        # a fresh tensor, which out-of-place addmm would first copy into its result (1.1-1.3x
+        # this layer's forward and backward, the same bits). Autocast casts only
+        # out-of-place ops, so under it the dtypes may differ: addmm then.
+        gathered = per_row.index_select(0, rows)
+        if torch.is_autocast_enabled(gathered.device.type):
+            pre_activation = torch.addmm(gathered, per_pair, per_pair_weight.T)
+        else:
+            pre_activation = gathered.addmm_(per_pair, per_pair_weight.T)
         return mlp_scores(self, self.first_activation, self.rest, self.score, pre_activation)
 
     # (candidate, position) pairs scored per block by score_shared; None: one block, which

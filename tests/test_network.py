@@ -5,6 +5,7 @@ The attention tests read the network of a fitted DINClassifier (``module_.attend
 the others build the modules directly.
 """
 
+import copy
 import itertools
 
 import numpy as np
@@ -256,6 +257,32 @@ def test_local_activation_unit_equals_linear_on_concat(activation, training):
         expected = unit.score(unit.rest(unit.first_activation(hidden))).squeeze(1)
     assert got.shape == (11,)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_local_activation_units_gradients_are_those_of_linear_on_concat():
+    # The training path adds the rows' part of the first layer in place (addmm_): the
+    # gradients of every weight and input must be those of the layer as defined.
+    torch.manual_seed(0)
+    dim = 6
+    unit = LocalActivationUnit(dim, (5, 3), "prelu")
+    reference = copy.deepcopy(unit)
+    query, keys = torch.randn(4, dim, requires_grad=True), torch.randn(11, dim, requires_grad=True)
+    rows = torch.randint(0, 4, (11,))
+    weights = torch.randn(11)
+    (unit(query, keys, rows) * weights).sum().backward()
+    got = [query.grad, keys.grad, *(p.grad for p in unit.parameters())]
+    query.grad = keys.grad = None
+    q = query[rows]
+    hidden = reference.first(torch.cat([q, keys, q - keys, q * keys], dim=1))
+    scores = reference.score(reference.rest(reference.first_activation(hidden))).squeeze(1)
+    (scores * weights).sum().backward()
+    expected = [query.grad, keys.grad, *(p.grad for p in reference.parameters())]
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-5)
+    # Under autocast (which casts only out-of-place ops) the layer still runs.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = unit(query, keys, rows)
+    torch.testing.assert_close(low.float(), scores.detach(), atol=0.1, rtol=0.05)
 
 
 

@@ -10,6 +10,7 @@ from sklearn.utils import check_random_state
 from skorch.callbacks import Callback
 
 from sklearn_din import DeepInterestNetwork, DINClassifier
+from sklearn_din._batching import TensorBatchIterator
 from sklearn_din._network import _mlp, _scaled_gradient
 
 
@@ -385,3 +386,43 @@ class LastEventsDIN(DINClassifier):
                                          check_random_state(self.random_state))
         self.__dict__["split_sizes_"] = (len(train), len(valid))
         return train, valid
+
+
+
+class _GroupedBatches(TensorBatchIterator):
+    """Training batches whose rows sharing a history stay together: the groups of
+    consecutive rows with the same history (a click and its sampled negatives, which
+    ``sample_negatives`` puts next to each other) are shuffled, not the rows."""
+
+    @classmethod
+    def of(cls, batches: TensorBatchIterator) -> _GroupedBatches:
+        grouped = cls.__new__(cls)
+        grouped.__dict__.update(batches.__dict__)
+        n_rows = grouped.n_rows
+        stored = grouped.stored_rows(torch.arange(n_rows))
+        lengths = grouped.inputs["history_length"].index_select(0, stored)
+        history = grouped.inputs["history"].index_select(0, stored).reshape(n_rows, -1)
+        same = (lengths[1:] == lengths[:-1]) & (history[1:] == history[:-1]).all(dim=1)
+        grouped.group_starts = torch.cat([torch.tensor([True]), ~same]).nonzero().ravel()
+        grouped.group_sizes = torch.diff(torch.cat([grouped.group_starts,
+                                                    torch.tensor([n_rows])]))
+        return grouped
+
+    def _order(self) -> torch.Tensor:
+        groups = torch.randperm(len(self.group_starts), generator=self.generator)
+        sizes = self.group_sizes[groups]
+        first = torch.repeat_interleave(self.group_starts[groups], sizes)
+        within = torch.arange(self.n_rows) - torch.repeat_interleave(
+            torch.cumsum(sizes, 0) - sizes, sizes)
+        return first + within
+
+
+class GroupedDIN(DINClassifier):
+    """DINClassifier trained on batches that keep a click with its negatives
+    (:class:`_GroupedBatches`)."""
+
+    def get_iterator(self, dataset, training=False):
+        batches = super().get_iterator(dataset, training=training)
+        if training and type(batches) is TensorBatchIterator:
+            return _GroupedBatches.of(batches)
+        return batches

@@ -41,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from accuracy_ablations import (  # noqa: E402
+    GROUPED,
     MAX_USER_SHARE,
     SAME_AS_DEFAULTS,
     SPLIT_RULE,
@@ -95,7 +96,7 @@ def chosen_variant(dataset: str) -> tuple[str, dict, dict] | None:
     scores = {v: s["din"]["valid_auc"] for v, s in scores.items()
               if "din" in s and len(s["din"]["valid_auc_runs"]) >= CHOICE_MIN_SEEDS
               and MAX_USER_SHARE not in VARIANTS[v][1] and SPLIT_RULE not in VARIANTS[v][1]
-              and WEIGHT_AVERAGE not in VARIANTS[v][1]}
+              and WEIGHT_AVERAGE not in VARIANTS[v][1] and GROUPED not in VARIANTS[v][1]}
     if not scores:
         return None
     name = max(scores, key=scores.get)

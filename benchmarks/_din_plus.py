@@ -426,3 +426,70 @@ class GroupedDIN(DINClassifier):
         if training and type(batches) is TensorBatchIterator:
             return _GroupedBatches.of(batches)
         return batches
+
+
+class DINPosition(DeepInterestNetwork):
+    """A learnt embedding of each behaviour's position bucket (``1 + floor(log2(k + 1))``
+    for the k-th most recent, 1-6 at 50 behaviours) added to its recency embedding, so
+    that the scorer (and pooling) can tell the 3rd most recent behaviour from the 30th
+    where both share a time-gap bucket. Needs the recency context feature."""
+
+    N_BUCKETS = 8
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not len(self.context_embeddings):
+            raise ValueError("DINPosition needs the recency context feature (hist_gap_<k>).")
+        width = self.context_embeddings[0].embedding_dim
+        self.position_table = torch.nn.Embedding(self.N_BUCKETS, width)
+        torch.nn.init.normal_(self.position_table.weight, std=0.05)
+        self._buckets = None
+
+    def attend(self, candidate, history, history_length):
+        n_rows, _, max_len = history.shape
+        length = history_length.clamp(0, max_len)
+        longest = int(length.max()) if n_rows else 0
+        valid = torch.arange(longest, device=history.device) < length[:, None]
+        cols = valid.nonzero(as_tuple=True)[1]
+        self._buckets = (1 + torch.floor(torch.log2(cols.float() + 1))).long().clamp(
+            max=self.N_BUCKETS - 1)
+        try:
+            return super().attend(candidate, history, history_length)
+        finally:
+            self._buckets = None
+
+    def _embed_features(self, ids):
+        embedded = super()._embed_features(ids)
+        n_shared = len(self.history_embeddings)
+        if self._buckets is None or ids.shape[-1] == n_shared:  # the candidates' ids
+            return embedded
+        start = n_shared * self.history_embeddings[0].embedding_dim
+        width = self.position_table.embedding_dim
+        position = self.position_table(self._buckets)
+        return torch.cat([embedded[:, :start], embedded[:, start:start + width] + position,
+                          embedded[:, start + width:]], dim=1)
+
+
+class DINPositionScorer(DINPosition):
+    """:class:`DINPosition` whose position embedding reaches the attention's scorer only:
+    the pooled history (what the MLP reads) is that of the plain keys, so pooling, which
+    has no scorer, gets nothing from it."""
+
+    def _embed_features(self, ids):
+        return DeepInterestNetwork._embed_features(self, ids)
+
+    def _scorer(self):
+        scorer, normalization = super()._scorer()
+        if getattr(self, "_buckets", None) is None or self.attention is None:
+            return scorer, normalization
+        net = self
+
+        def with_positions(query, keys, rows):
+            start = len(net.history_embeddings) * net.history_embeddings[0].embedding_dim
+            width = net.position_table.embedding_dim
+            position = net.position_table(net._buckets)
+            keys = torch.cat([keys[:, :start], keys[:, start:start + width] + position,
+                              keys[:, start + width:]], dim=1)
+            return scorer(query, keys, rows)
+
+        return with_positions, normalization

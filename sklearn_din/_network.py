@@ -34,6 +34,10 @@ SCORER_NAMES = ("local_activation", "dot")
 # 8-15, 16-31, 32+ behaviours. Each bucket's attention scores get their own learnt scale
 # (attention_length_scale=True).
 LENGTH_BUCKET_STARTS = (2, 4, 8, 16, 32)
+# The k-th most recent behaviour (k = 1, 2, ...) falls in bucket 1 + floor(log2 k): 1, 2-3,
+# 4-7, 8-15, 16-31, 32-63, 64+ (row 0 of the table unused, as id 0 is padding). Each bucket
+# has a learnt embedding that the attention's scorer reads (attention_position=True).
+POSITION_BUCKET_STARTS = (2, 4, 8, 16, 32, 64)
 
 
 class Dice(nn.Module):
@@ -535,6 +539,16 @@ class DeepInterestNetwork(nn.Module):
         flattens its weights towards mean pooling, going up focuses them on the
         best-scored behaviours: short histories are best averaged, long ones picked
         from. Only with ``pooling="attention"``.
+    attention_position : bool, default=False
+        Give the attention's scorer each behaviour's place in the history: the k-th most
+        recent (k = 1, 2, ...) gets the learnt embedding of its bucket (1, 2-3, 4-7,
+        ..., 32-63, 64+), added to the embedding of its first context feature (the
+        time gap, ``hist_gap``), or read as a context feature of its own where there is
+        none (the scorer's ``context_dim`` then grows by ``embed_dim``). Only the scores
+        see it: the pooled history is that of the behaviours alone. The scorer can then
+        tell the 3rd most recent behaviour from the 30th where both fall in one time-gap
+        bucket (a burst of ratings). Only with
+        ``pooling="attention"``.
     attention_sink : bool or "auto", default=False
         Give the softmax a learnt null behaviour whose value is zero (an attention
         sink): a row's weights are ``exp(s_i) / (exp(b) + sum_j exp(s_j))``, ``b`` a
@@ -587,6 +601,7 @@ class DeepInterestNetwork(nn.Module):
         attention_embedding_gradient: float = 1.0,
         behaviour_dropout: float = 0.0,
         attention_sink: bool | str = False,
+        attention_position: bool = False,
         dense_mean: Sequence[float] | None = None,
         dense_scale: Sequence[float] | None = None,
     ) -> None:
@@ -628,10 +643,14 @@ class DeepInterestNetwork(nn.Module):
         item_dim = embed_dim * len(history_vocab_sizes)
         context_dim = embed_dim * len(context_vocab_sizes)
         scorer = scorer_class(attention_scorer)  # checked whatever the pooling
+        scores_positions = bool(attention_position) and pooling == "attention" and item_dim
+        # With context features the position joins the first one's embedding (a sum, as a
+        # transformer adds positions to tokens); without, it is a context slot of its own.
+        position_slot = scores_positions and not context_vocab_sizes
         # None with sum or mean pooling: _scorer() gives the pooling's scorer then.
         self.attention = (
             scorer(item_dim, units=attention_units, activation=activation,
-                   context_dim=context_dim)
+                   context_dim=context_dim + (embed_dim if position_slot else 0))
             if pooling == "attention" and item_dim
             else None
         )
@@ -657,6 +676,8 @@ class DeepInterestNetwork(nn.Module):
                                  f"scores get normalization {normalization!r}.")
         # On the network's device without a copy per batch; not state: no saved weight.
         self.register_buffer("length_bucket_starts", torch.tensor(LENGTH_BUCKET_STARTS),
+                             persistent=False)
+        self.register_buffer("position_bucket_starts", torch.tensor(POSITION_BUCKET_STARTS),
                              persistent=False)
         self.standardizes_dense = dense_mean is not None or dense_scale is not None
         if self.standardizes_dense:
@@ -693,6 +714,13 @@ class DeepInterestNetwork(nn.Module):
                         f"expected ({table.num_embeddings},)."
                     )
             self.register_buffer(f"inverse_frequency_{t}", 1.0 / counts.clamp(min=1.0))
+        # Not an id table (no penalty, no sparse gradient): a parameter of the scorer's
+        # input. Made last, so that the other weights draw the same initial values with it
+        # as without it.
+        self.position_embedding = None
+        if scores_positions:
+            self.position_embedding = nn.Embedding(len(POSITION_BUCKET_STARTS) + 2, embed_dim)
+            nn.init.normal_(self.position_embedding.weight, std=0.05)
 
     def embedding_tables(self) -> list[nn.Embedding]:
         """Every embedding table: the shared features' (item first), the context
@@ -738,7 +766,8 @@ class DeepInterestNetwork(nn.Module):
         scorer, normalization = self._scorer()
         share = self.attention_embedding_gradient
         # float32 even under autocast: the pooling below accumulates in the keys' dtype.
-        scores = scorer(_scaled_gradient(query, share), _scaled_gradient(keys, share),
+        scores = scorer(_scaled_gradient(query, share),
+                        self._scored_keys(_scaled_gradient(keys, share), cols),
                         rows).to(keys.dtype)
         if self.length_log_scale is not None:
             scores = scores * self.length_scales(length).index_select(0, rows)
@@ -754,6 +783,23 @@ class DeepInterestNetwork(nn.Module):
             weights = cells.index_copy(0, flat, scores).view(n_rows, longest)
         pooled = keys.new_zeros(n_rows, keys.shape[1]).index_add(0, rows, keys * scores[:, None])
         return query, pooled, weights
+
+    def _scored_keys(self, keys: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """What the scorer reads of each behaviour: ``keys`` (N, D + C); with
+        ``attention_position`` the embedding of its position's bucket added to its first
+        context feature's (``positions``: 0 for the most recent behaviour), or after the
+        keys where there is no context feature."""
+        if self.position_embedding is None:
+            return keys
+        # Comparisons, as length_scales: exact for every position, and plain ONNX ops.
+        bucket = 1 + (positions[:, None] + 1 >= self.position_bucket_starts).sum(dim=1)
+        position = self.position_embedding(bucket).to(keys.dtype)
+        start = len(self.history_embeddings) * self.position_embedding.embedding_dim
+        if not len(self.context_embeddings):
+            return torch.cat([keys, position], dim=1)
+        stop = start + position.shape[1]
+        return torch.cat([keys[:, :start], keys[:, start:stop] + position, keys[:, stop:]],
+                         dim=1)
 
     def _softmax(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax over each row's positions (B, L); with an attention sink, over the
@@ -882,7 +928,10 @@ class DeepInterestNetwork(nn.Module):
             scorer, normalization = self._scorer()
             rows = torch.arange(n_rows, device=history.device)[:, None].expand(n_rows, max_len)
             rows = rows.reshape(-1)
-            scores = scorer(query, keys.reshape(n_rows * max_len, -1), rows)
+            positions = torch.arange(max_len, device=history.device)[None, :].expand(
+                n_rows, max_len).reshape(-1)
+            scores = scorer(query, self._scored_keys(keys.reshape(n_rows * max_len, -1),
+                                                     positions), rows)
             scores = scores.to(keys.dtype).view(n_rows, max_len)
             if self.length_log_scale is not None:
                 scores = scores * self.length_scales(length)[:, None]
@@ -931,7 +980,9 @@ class DeepInterestNetwork(nn.Module):
                 pooled = keys.new_zeros((query.shape[0], keys.shape[1]))
             else:
                 scorer, normalization = self._scorer()
-                weights = scorer.score_shared(query, keys).to(keys.dtype)
+                positions = torch.arange(n_keys, device=keys.device)
+                weights = scorer.score_shared(query, self._scored_keys(keys, positions)
+                                              ).to(keys.dtype)
                 if self.length_log_scale is not None:
                     # The length as a tensor made from the keys' shape: a traced graph
                     # (export) then reads it at run time instead of fixing it.

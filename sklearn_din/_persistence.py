@@ -55,7 +55,8 @@ _ADDED_SINCE_FORMAT_2 = {
     "transformer": {},
     "classifier": {"attention_length_scale": False, "attention_embedding_gradient": 1.0,
                    "behaviour_dropout": 0.0, "weight_averaging": None,
-                   "attention_sink": False, "refit": False, "standardize_numeric": False},
+                   "attention_sink": False, "refit": False, "standardize_numeric": False,
+                   "attention_position": False},
 }
 # Parameters that sklearn-din 0.1.0 did not have (so its files do not hold them), at the
 # values that reproduce its models: today's defaults differ. Those added since format 2

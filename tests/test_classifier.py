@@ -714,6 +714,7 @@ def test_empty_frame(ctr_data):
         ("attention_embedding_gradient", 1.5),
         ("attention_embedding_gradient", -0.1),
         ("attention_length_scale", "yes"),
+        ("attention_position", "yes"),
         ("attention_sink", "yes"),
         ("behaviour_dropout", 1.0),
         ("behaviour_dropout", -0.1),

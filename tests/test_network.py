@@ -286,6 +286,55 @@ def test_local_activation_units_gradients_are_those_of_linear_on_concat():
 
 
 
+@pytest.mark.parametrize("context", [False, True], ids=["own slot", "with recency"])
+def test_attention_position_feeds_the_scorer_its_bucket_and_only_the_scorer(context):
+    torch.manual_seed(0)
+    net = DeepInterestNetwork([30, 6], context_vocab_sizes=[9] if context else [],
+                              embed_dim=4, attention_units=(6,), hidden_units=(5,),
+                              attention_position=True, attention_normalization="softmax")
+    # The k-th most recent behaviour (k = position + 1) by buckets 1, 2-3, 4-7, ..., 64+.
+    positions = torch.tensor([0, 1, 2, 3, 6, 7, 14, 15, 30, 31, 62, 63, 200])
+    width = 12 if context else 8
+    keys = torch.randn(len(positions), width)
+    scored = net._scored_keys(keys, positions)
+    position = net.position_embedding(torch.tensor([1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7]))
+    assert torch.equal(scored[:, :8], keys[:, :8])
+    if context:  # added to the first context feature's embedding
+        assert scored.shape == keys.shape and net.attention.context_dim == 4
+        torch.testing.assert_close(scored[:, 8:], keys[:, 8:] + position)
+    else:  # a context slot of its own
+        assert net.attention.context_dim == 4
+        assert torch.equal(scored[:, 8:], position)
+    # The scores read it; the pooled value stays a weighted mean of the behaviours' own
+    # embeddings.
+    candidate = torch.tensor([[3, 2], [4, 5]])
+    history = torch.randint(2, 6, (2, 3 if context else 2, 5))
+    length = torch.tensor([5, 3])
+    with torch.no_grad():
+        _, pooled, weights = net.attend(candidate, history, length)
+        net.position_embedding.weight.mul_(-3.0)
+        _, _, other = net.attend(candidate, history, length)
+    assert not torch.allclose(weights, other)
+    keys = net._embed_features(history.transpose(1, 2))
+    torch.testing.assert_close(pooled, (weights[:, :, None] * keys).sum(dim=1))
+    # Pooling has no scorer, so no position embedding.
+    for pooling in ("sum", "mean"):
+        assert DeepInterestNetwork([30, 6], pooling=pooling,
+                                   attention_position=True).position_embedding is None
+
+
+def test_attention_position_leaves_the_other_weights_initial_values_alone():
+    torch.manual_seed(3)
+    plain = DeepInterestNetwork([30, 6], context_vocab_sizes=[9], embed_dim=4)
+    torch.manual_seed(3)
+    with_position = DeepInterestNetwork([30, 6], context_vocab_sizes=[9], embed_dim=4,
+                                        attention_position=True)
+    state = with_position.state_dict()
+    assert {k for k in state if k not in plain.state_dict()} == {"position_embedding.weight"}
+    for name, value in plain.state_dict().items():
+        assert torch.equal(state[name], value), name
+
+
 def test_network_refuses_an_unknown_pooling():
     with pytest.raises(ValueError, match="pooling"):
         DeepInterestNetwork((10, 5), pooling="max")
@@ -381,6 +430,9 @@ def test_a_bad_scorer_is_refused_before_training(ctr_data, value, error):
     {"attention_sink": True, "attention_normalization": "softmax"},
     {"attention_sink": True, "attention_normalization": "softmax",
      "attention_length_scale": True},
+    {"attention_position": True}, {"attention_position": True, "attention_scorer": "dot"},
+    {"attention_position": True, "attention_sink": True,
+     "attention_normalization": "softmax", "attention_length_scale": True},
 ], ids=repr)
 def test_every_scorer_gives_one_function_on_the_three_forward_paths(params):
     # forward (training, predict_proba), forward_masked (export) and forward_shared_history

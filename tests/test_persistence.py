@@ -131,7 +131,8 @@ def test_a_file_from_before_the_attention_parameters_loads_without_them(fitted, 
         DINClassifier(embed_dim=4, attention_units=(8,), hidden_units=(8,), max_epochs=1,
                       attention_length_scale=False, attention_embedding_gradient=1.0,
                       behaviour_dropout=0.0, weight_averaging=None, attention_sink=False,
-                      refit=False, standardize_numeric=False, verbose=0, random_state=0),
+                      refit=False, standardize_numeric=False, attention_position=False,
+                      verbose=0, random_state=0),
     ).fit(X, y)
     path, older = tmp_path / "today.npz", tmp_path / "older.npz"
     save_model(model, path)
@@ -139,7 +140,7 @@ def test_a_file_from_before_the_attention_parameters_loads_without_them(fitted, 
     def drop(meta):
         for name in ("attention_length_scale", "attention_embedding_gradient",
                      "behaviour_dropout", "weight_averaging", "attention_sink", "refit",
-                     "standardize_numeric"):
+                     "standardize_numeric", "attention_position"):
             meta["steps"][1]["params"].pop(name)
         for name in ("refit_epochs_", "dense_mean_", "dense_scale_"):
             meta["steps"][1]["fitted"].pop(name)
@@ -156,10 +157,13 @@ def test_a_file_from_before_the_attention_parameters_loads_without_them(fitted, 
     assert loaded[-1].module_.sink_logit is None
     assert loaded[-1].standardize_numeric is False
     assert not loaded[-1].module_.standardizes_dense
+    assert loaded[-1].attention_position is False
+    assert loaded[-1].module_.position_embedding is None
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     defaults = DINClassifier()  # what a missing value is not
     assert defaults.attention_length_scale is True
     assert defaults.attention_embedding_gradient == 0.3
+    assert defaults.attention_position is True
 
 
 @pytest.mark.parametrize("param, value, bad_values", [

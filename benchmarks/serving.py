@@ -100,7 +100,7 @@ RESULTS = HERE / "results"
 MAX_LEN = 50
 PAPER = dict(embed_dim=8, attention_units=(80, 40), hidden_units=(200, 80), activation="dice",
              attention_normalization=None, pooling="attention", user_embedding=True,
-             pooled_product=False, attention_length_scale=False,
+             pooled_product=False, attention_length_scale=False, attention_position=False,
              attention_embedding_gradient=1.0)
 PAPER_TRANSFORMER = dict(recency=False)  # the paper's history: items and categories only
 TARGET_P99_MS = 3.0  # score_candidates at 200 candidates

@@ -767,7 +767,7 @@ class DeepInterestNetwork(nn.Module):
         share = self.attention_embedding_gradient
         # float32 even under autocast: the pooling below accumulates in the keys' dtype.
         scores = scorer(_scaled_gradient(query, share),
-                        self._scored_keys(_scaled_gradient(keys, share), cols),
+                        self._scored_keys(_scaled_gradient(keys, share), cols, longest),
                         rows).to(keys.dtype)
         if self.length_log_scale is not None:
             scores = scores * self.length_scales(length).index_select(0, rows)
@@ -784,22 +784,27 @@ class DeepInterestNetwork(nn.Module):
         pooled = keys.new_zeros(n_rows, keys.shape[1]).index_add(0, rows, keys * scores[:, None])
         return query, pooled, weights
 
-    def _scored_keys(self, keys: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _scored_keys(self, keys: torch.Tensor, positions: torch.Tensor,
+                     n_positions: int) -> torch.Tensor:
         """What the scorer reads of each behaviour: ``keys`` (N, D + C); with
         ``attention_position`` the embedding of its position's bucket added to its first
         context feature's (``positions``: 0 for the most recent behaviour), or after the
-        keys where there is no context feature."""
+        keys where there is no context feature. ``n_positions``: one more than the largest
+        position (a shape, so that a traced graph reads it at run time)."""
         if self.position_embedding is None:
             return keys
-        # Comparisons, as length_scales: exact for every position, and plain ONNX ops.
-        bucket = 1 + (positions[:, None] + 1 >= self.position_bucket_starts).sum(dim=1)
-        position = self.position_embedding(bucket).to(keys.dtype)
+        # One embedding per position up to the longest (comparisons, as length_scales: exact
+        # for every position, and plain ONNX ops), then one gather per key: a pass over
+        # (N, 6) comparisons and an embedding lookup per key cost more.
+        span = torch.arange(1, n_positions + 1, device=positions.device)
+        bucket = 1 + (span[:, None] >= self.position_bucket_starts).sum(dim=1)
+        position = self.position_embedding(bucket).to(keys.dtype).index_select(0, positions)
         start = len(self.history_embeddings) * self.position_embedding.embedding_dim
         if not len(self.context_embeddings):
             return torch.cat([keys, position], dim=1)
-        stop = start + position.shape[1]
-        return torch.cat([keys[:, :start], keys[:, start:stop] + position, keys[:, stop:]],
-                         dim=1)
+        scored = keys.clone()
+        scored[:, start : start + position.shape[1]] += position
+        return scored
 
     def _softmax(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax over each row's positions (B, L); with an attention sink, over the
@@ -931,7 +936,7 @@ class DeepInterestNetwork(nn.Module):
             positions = torch.arange(max_len, device=history.device)[None, :].expand(
                 n_rows, max_len).reshape(-1)
             scores = scorer(query, self._scored_keys(keys.reshape(n_rows * max_len, -1),
-                                                     positions), rows)
+                                                     positions, max_len), rows)
             scores = scores.to(keys.dtype).view(n_rows, max_len)
             if self.length_log_scale is not None:
                 scores = scores * self.length_scales(length)[:, None]
@@ -981,8 +986,8 @@ class DeepInterestNetwork(nn.Module):
             else:
                 scorer, normalization = self._scorer()
                 positions = torch.arange(n_keys, device=keys.device)
-                weights = scorer.score_shared(query, self._scored_keys(keys, positions)
-                                              ).to(keys.dtype)
+                weights = scorer.score_shared(
+                    query, self._scored_keys(keys, positions, n_keys)).to(keys.dtype)
                 if self.length_log_scale is not None:
                     # The length as a tensor made from the keys' shape: a traced graph
                     # (export) then reads it at run time instead of fixing it.

@@ -296,7 +296,7 @@ def test_attention_position_feeds_the_scorer_its_bucket_and_only_the_scorer(cont
     positions = torch.tensor([0, 1, 2, 3, 6, 7, 14, 15, 30, 31, 62, 63, 200])
     width = 12 if context else 8
     keys = torch.randn(len(positions), width)
-    scored = net._scored_keys(keys, positions)
+    scored = net._scored_keys(keys, positions, 201)
     position = net.position_embedding(torch.tensor([1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7]))
     assert torch.equal(scored[:, :8], keys[:, :8])
     if context:  # added to the first context feature's embedding

@@ -468,28 +468,3 @@ class DINPosition(DeepInterestNetwork):
         position = self.position_table(self._buckets)
         return torch.cat([embedded[:, :start], embedded[:, start:start + width] + position,
                           embedded[:, start + width:]], dim=1)
-
-
-class DINPositionScorer(DINPosition):
-    """:class:`DINPosition` whose position embedding reaches the attention's scorer only:
-    the pooled history (what the MLP reads) is that of the plain keys, so pooling, which
-    has no scorer, gets nothing from it."""
-
-    def _embed_features(self, ids):
-        return DeepInterestNetwork._embed_features(self, ids)
-
-    def _scorer(self):
-        scorer, normalization = super()._scorer()
-        if getattr(self, "_buckets", None) is None or self.attention is None:
-            return scorer, normalization
-        net = self
-
-        def with_positions(query, keys, rows):
-            start = len(net.history_embeddings) * net.history_embeddings[0].embedding_dim
-            width = net.position_table.embedding_dim
-            position = net.position_table(net._buckets)
-            keys = torch.cat([keys[:, :start], keys[:, start:start + width] + position,
-                              keys[:, start + width:]], dim=1)
-            return scorer(query, keys, rows)
-
-        return with_positions, normalization

@@ -93,10 +93,11 @@ def chosen_variant(dataset: str) -> tuple[str, dict, dict] | None:
     # can choose.
     # So is the moving-average prototype: a callback of this script's, which it did not
     # finish measuring (_din_plus.WeightAverage; its findings say why).
+    # So are batches grouped by history (_din_plus.GroupedDIN).
+    prototype_keys = (MAX_USER_SHARE, SPLIT_RULE, WEIGHT_AVERAGE, GROUPED)
     scores = {v: s["din"]["valid_auc"] for v, s in scores.items()
               if "din" in s and len(s["din"]["valid_auc_runs"]) >= CHOICE_MIN_SEEDS
-              and MAX_USER_SHARE not in VARIANTS[v][1] and SPLIT_RULE not in VARIANTS[v][1]
-              and WEIGHT_AVERAGE not in VARIANTS[v][1] and GROUPED not in VARIANTS[v][1]}
+              and not any(key in VARIANTS[v][1] for key in prototype_keys)}
     if not scores:
         return None
     name = max(scores, key=scores.get)

@@ -43,7 +43,6 @@ from _din_plus import (  # noqa: E402
     DINMeanToo,
     DINPlus,
     DINPosition,
-    DINPositionScorer,
     DINSharp,
     GroupedDIN,
     LastEventsDIN,
@@ -335,10 +334,10 @@ VARIANTS.update({
     # A learnt embedding of each behaviour's position bucket added to its recency's.
     "position": ({}, {**_SINK, "weight_averaging": "auto", "module": DINPosition}),
     # The same embedding in the scorer's keys only (pooled values without it): DIN only.
-    "position_scorer": ({}, {**_SINK, "weight_averaging": "auto",
-                             "module": DINPositionScorer}),
-    # Built in since as DINClassifier(attention_position=True) (a concatenated context slot
-    # rather than a sum with the recency embedding), a default since session 20.
+    # Measured with a prototype (_din_plus.DINPositionScorer, whose config its records
+    # keep), built in since as DINClassifier(attention_position=True), which reproduced it
+    # exactly, and a default since session 20: both names are the built-in now.
+    "position_scorer": ({}, {**_SINK, "weight_averaging": "auto", "attention_position": True}),
     "attention_position": ({}, {**_SINK, "weight_averaging": "auto",
                                 "attention_position": True}),
 })
@@ -859,15 +858,17 @@ models are `cand_sm`'s.
     margin +0.81 -> +0.87; Beauty DIN -0.04, mean pooling +0.28 (its pooled position
     embeddings tell it the history's length), sum -0.06, margin +0.50 -> +0.18. Not kept.
   - in the scored keys only, the pooled history that of the behaviours alone
-    (`position_scorer`, `_din_plus.DINPositionScorer`, DIN only: pooling has no scorer, so
-    its models are those compared against): MovieLens DIN 0.9119 over 5 seeds against
+    (`position_scorer`, a prototype then, DIN only: pooling has no scorer, so its models
+    are those compared against): MovieLens DIN 0.9119 over 5 seeds against
     0.9101 (+0.17; per seed +0.15, +0.21, +0.28, +0.18, +0.05: above in all five), Beauty
     0.8046 against 0.8049 (-0.03; -0.06, -0.22, +0.19), Video Games 0.8880 against 0.8879
     (+0.01; -0.06, +0.04, +0.06), at the same epochs; DIN's margin over the better pooled
     model +0.81 -> +1.02 (MovieLens, seeds 0-2), +0.50 -> +0.47, +0.71 -> +0.72. A default
     since session 20 (`attention_position=True`, in every forward path, both ONNX graphs and
     saved models; the built-in reproduced the prototype's seed-0 Beauty fit exactly:
-    validation AUC 0.8053400257358698 after 11 epochs, `attention_position`). A first
+    validation AUC 0.8053400257358698 after 11 epochs, `attention_position`; the prototype
+    is gone, and `position_scorer` now names the built-in, its records keeping the
+    prototype's config). A first
     built-in form, uncommitted, gave the position a context slot of its own (its own
     first-layer weights, made before the output MLP, so every other initial weight moved):
     over seeds 0-2 DIN -0.09 / +0.00 / -0.05 points (Beauty / MovieLens / Video Games;

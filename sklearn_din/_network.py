@@ -547,8 +547,7 @@ class DeepInterestNetwork(nn.Module):
         none (the scorer's ``context_dim`` then grows by ``embed_dim``). Only the scores
         see it: the pooled history is that of the behaviours alone. The scorer can then
         tell the 3rd most recent behaviour from the 30th where both fall in one time-gap
-        bucket (a burst of ratings). Only with
-        ``pooling="attention"``.
+        bucket (a burst of ratings). Only with ``pooling="attention"``.
     attention_sink : bool or "auto", default=False
         Give the softmax a learnt null behaviour whose value is zero (an attention
         sink): a row's weights are ``exp(s_i) / (exp(b) + sum_j exp(s_j))``, ``b`` a
